@@ -1,0 +1,15 @@
+# RINGLOADER_SANITIZE = address -> ASan + UBSan; thread -> TSan. Applied per target (never
+# through CMAKE_CXX_FLAGS) with ringloader_sanitize(target); links propagate to dependents.
+function(ringloader_sanitize target)
+  if(RINGLOADER_SANITIZE STREQUAL "address")
+    set(flags -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  elseif(RINGLOADER_SANITIZE STREQUAL "thread")
+    set(flags -fsanitize=thread -fno-omit-frame-pointer)
+  elseif(RINGLOADER_SANITIZE STREQUAL "")
+    return()
+  else()
+    message(FATAL_ERROR "RINGLOADER_SANITIZE must be '', 'address' or 'thread', not '${RINGLOADER_SANITIZE}'")
+  endif()
+  target_compile_options(${target} PRIVATE ${flags})
+  target_link_options(${target} PUBLIC ${flags})
+endfunction()

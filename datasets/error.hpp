@@ -1,0 +1,73 @@
+#pragma once
+// The error hierarchy of ringloader. Every message names what the user can act on: the file,
+// the sample index, the worker pid, the option and its value, or the failing system call.
+//
+// It lives in datasets/ because it is the one header every layer above ipc/ shares; ipc/
+// itself throws std::system_error and the loader rethrows those as IpcError with context.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace ringloader {
+
+/// Base of every exception ringloader throws.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Shared memory, semaphores, fork: a system call failed or a resource is too small.
+class IpcError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Bad options: the message names the option and the value.
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A file's bytes could not be decoded into an image.
+class DecodeError : public Error {
+ public:
+  DecodeError(std::string path, const std::string& reason)
+      : Error(path + ": " + reason), path_(std::move(path)), reason_(reason) {}
+  const std::string& path() const noexcept { return path_; }
+  const std::string& reason() const noexcept { return reason_; }
+
+ private:
+  std::string path_;
+  std::string reason_;
+};
+
+/// Dataset code failed on one sample. Raised in the training loop at that batch's place,
+/// carrying what the worker saw: the exception type, its message, the index and the file.
+class SampleError : public Error {
+ public:
+  SampleError(const std::string& what, int64_t index, std::string path, std::string type)
+      : Error(what), index_(index), path_(std::move(path)), type_(std::move(type)) {}
+  int64_t index() const noexcept { return index_; }
+  const std::string& path() const noexcept { return path_; }
+  /// Name of the exception type thrown in the dataset (demangled where possible).
+  const std::string& type() const noexcept { return type_; }
+
+ private:
+  int64_t index_;
+  std::string path_;
+  std::string type_;
+};
+
+/// A worker process died or misbehaved; the message names its pid and the batch.
+class WorkerError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A batch was not filled within the loader's `timeout`.
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace ringloader
