@@ -1,0 +1,133 @@
+#include "ipc/shared_region.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <system_error>
+#include <utility>
+
+#include "ipc/unique_fd.hpp"
+
+namespace ringloader::ipc {
+namespace {
+
+std::system_error sys_error(int err, const std::string& what) {
+  return std::system_error(err, std::generic_category(), what);
+}
+
+std::string random_name() {
+  std::random_device rd;  // /dev/urandom: the name must not be guessable
+  char buf[64];
+  const uint64_t a = (uint64_t{rd()} << 32) ^ rd();
+  const uint64_t b = (uint64_t{rd()} << 32) ^ rd();
+  std::snprintf(buf, sizeof buf, "ringloader-%d-%016llx%016llx", static_cast<int>(::getpid()),
+                static_cast<unsigned long long>(a), static_cast<unsigned long long>(b));
+  return buf;
+}
+
+std::string human(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+
+std::string region_dir(const RegionOptions& o) { return o.dir.empty() ? std::string("/dev/shm") : o.dir; }
+
+}  // namespace
+
+RegionTooLarge::RegionTooLarge(uint64_t needed, uint64_t free, std::string where) : needed_(needed), free_(free) {
+  message_ = "shared memory ring needs " + std::to_string(needed) + " bytes (" + human(needed) + ") but " + where +
+             " has only " + std::to_string(free) + " bytes (" + human(free) +
+             ") free; lower batch_size, num_workers or prefetch_factor, or enlarge " + where +
+             " (docker: --shm-size=2g; a tmpfs: mount -o remount,size=2G " + where + ")";
+}
+
+uint64_t shm_free_bytes(const RegionOptions& options) {
+  if (options.free_bytes_override) return *options.free_bytes_override;
+  if (const char* env = std::getenv("RINGLOADER_TEST_SHM_FREE_BYTES"); env && *env) {
+    return std::strtoull(env, nullptr, 10);
+  }
+  struct statvfs st {};
+  const std::string dir = region_dir(options);
+  if (::statvfs(dir.c_str(), &st) != 0) throw sys_error(errno, "statvfs(" + dir + ")");
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+SharedRegion SharedRegion::create(size_t bytes, const RegionOptions& options) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  bytes = (bytes + page - 1) / page * page;
+  if (options.anonymous) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw sys_error(errno, "mmap(anonymous, " + std::to_string(bytes) + ")");
+    SharedRegion r;
+    r.name_ = "(anonymous)";
+    r.data_ = static_cast<std::byte*>(p);
+    r.size_ = bytes;
+    return r;
+  }
+  const uint64_t free = shm_free_bytes(options);
+  if (free < bytes) throw RegionTooLarge(bytes, free, region_dir(options));
+
+  SharedRegion r;
+  r.name_ = random_name();
+  UniqueFd fd;
+  std::string path;
+  if (options.dir.empty()) {
+    path = "/dev/shm/" + r.name_;
+    fd.reset(::shm_open(("/" + r.name_).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd) throw sys_error(errno, "shm_open(/" + r.name_ + ")");
+  } else {
+    path = options.dir + "/" + r.name_;
+    fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd) throw sys_error(errno, "open(" + path + ")");
+  }
+  // Unlink on every exit path from here on; the mapping keeps the memory alive.
+  auto unlink_now = [&] {
+    if (options.dir.empty()) ::shm_unlink(("/" + r.name_).c_str());
+    else ::unlink(path.c_str());
+  };
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
+    const int err = errno;
+    unlink_now();
+    throw sys_error(err, "ftruncate(" + path + ", " + std::to_string(bytes) + ")");
+  }
+  // Back every page now: a full tmpfs must fail here, not as SIGBUS in a worker later.
+  if (const int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); err != 0) {
+    unlink_now();
+    if (err == ENOSPC) throw RegionTooLarge(bytes, shm_free_bytes(RegionOptions{options.dir, {}}), region_dir(options));
+    throw sys_error(err, "posix_fallocate(" + path + ", " + std::to_string(bytes) + ")");
+  }
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
+  const int map_err = errno;
+  unlink_now();
+  if (p == MAP_FAILED) throw sys_error(map_err, "mmap(" + path + ", " + std::to_string(bytes) + ")");
+  r.data_ = static_cast<std::byte*>(p);
+  r.size_ = bytes;
+  return r;
+}
+
+SharedRegion::SharedRegion(SharedRegion&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), name_(std::move(o.name_)) {}
+
+SharedRegion& SharedRegion::operator=(SharedRegion&& o) noexcept {
+  if (this != &o) {
+    if (data_) ::munmap(data_, size_);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    name_ = std::move(o.name_);
+  }
+  return *this;
+}
+
+SharedRegion::~SharedRegion() {
+  if (data_) ::munmap(data_, size_);
+}
+
+}  // namespace ringloader::ipc

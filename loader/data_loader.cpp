@@ -1,0 +1,56 @@
+#include "loader/data_loader.hpp"
+
+#include "loader/detail/loader_core.hpp"
+#include "loader/detail/log.hpp"
+
+namespace ringloader::loader {
+
+DataLoader::DataLoader(std::shared_ptr<datasets::Dataset> dataset, LoaderOptions options)
+    : core_(std::make_shared<detail::LoaderCore>(std::move(dataset), nullptr, std::move(options))) {}
+
+DataLoader::DataLoader(std::shared_ptr<datasets::IterableDataset> dataset, LoaderOptions options)
+    : core_(std::make_shared<detail::LoaderCore>(nullptr, std::move(dataset), std::move(options))) {}
+
+DataLoader::DataLoader(DataLoader&&) noexcept = default;
+
+DataLoader& DataLoader::operator=(DataLoader&& o) noexcept {
+  if (this != &o) {
+    if (core_) core_->shutdown();
+    core_ = std::move(o.core_);
+  }
+  return *this;
+}
+
+DataLoader::~DataLoader() {
+  if (core_) core_->shutdown();  // Batches still alive keep the mapping, not the workers
+}
+
+DataLoader::Iterator::Iterator(DataLoader* l) : loader_(l) {}
+
+DataLoader::Iterator& DataLoader::Iterator::operator++() {
+  current_.reset();  // releases the slot unless the Batch was moved out
+  current_ = loader_->core_->next();
+  return *this;
+}
+
+DataLoader::Iterator DataLoader::begin() {
+  core_->start_epoch();
+  Iterator it(this);
+  it.current_ = core_->next();
+  return it;
+}
+
+std::optional<Batch> DataLoader::next() { return core_->next(); }
+size_t DataLoader::size() const { return core_->size(); }
+void DataLoader::set_epoch(uint64_t epoch) { core_->set_epoch(epoch); }
+uint64_t DataLoader::epoch() const { return core_->epoch(); }
+uint64_t DataLoader::seed() const { return core_->seed(); }
+size_t DataLoader::num_slots() const { return core_->num_slots(); }
+size_t DataLoader::ring_bytes() const { return core_->ring_bytes(); }
+std::vector<int> DataLoader::worker_pids() const { return core_->worker_pids(); }
+const std::vector<SkippedSample>& DataLoader::skipped() const { return core_->skipped(); }
+LoaderStats DataLoader::stats() const { return core_->stats(); }
+
+void set_log_level(const std::string& level) { detail::set_level(level); }
+
+}  // namespace ringloader::loader

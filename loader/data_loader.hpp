@@ -1,0 +1,97 @@
+#pragma once
+// DataLoader: batches from a dataset, decoded by forked worker processes straight into a
+// shared-memory ring of slots and handed to the training loop as zero-copy Batches.
+//
+//   auto ds = std::make_shared<MyDataset>();
+//   loader::LoaderOptions o;
+//   o.batch_size = 64; o.shuffle = true; o.num_workers = 4; o.seed = 1;
+//   loader::DataLoader loader(ds, o);
+//   for (int epoch = 0; epoch < 3; ++epoch)
+//     for (auto& batch : loader) train(batch.field("image"), batch.field("label"));
+//
+// Each range-for (begin()) is one epoch; breaking out early and iterating again is fine
+// (the unfinished epoch is abandoned). Built and used by one thread of the main process;
+// Batches may be released on other threads. Destroying the loader stops its workers.
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.hpp"
+#include "loader/batch.hpp"
+#include "loader/options.hpp"
+
+namespace ringloader::loader {
+
+struct LoaderStats {
+  uint64_t batches = 0;          ///< delivered, over the loader's life
+  uint64_t samples = 0;          ///< delivered
+  uint64_t worker_restarts = 0;  ///< workers that died or hung and were replaced
+  uint64_t epochs = 0;           ///< epochs started
+};
+
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<datasets::Dataset> dataset, LoaderOptions options = {});
+  DataLoader(std::shared_ptr<datasets::IterableDataset> dataset, LoaderOptions options = {});
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+  DataLoader(DataLoader&&) noexcept;
+  DataLoader& operator=(DataLoader&&) noexcept;
+  ~DataLoader();
+
+  /// One epoch's batches. ++ releases the previous Batch unless it was moved out.
+  class Iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = Batch;
+    using difference_type = std::ptrdiff_t;
+    Batch& operator*() { return *current_; }
+    Batch* operator->() { return &*current_; }
+    Iterator& operator++();
+    bool operator==(std::default_sentinel_t) const { return !current_.has_value(); }
+
+   private:
+    friend class DataLoader;
+    explicit Iterator(DataLoader* l);
+    DataLoader* loader_;
+    std::optional<Batch> current_;
+  };
+
+  /// Starts an epoch (abandoning an unfinished one) and returns its first batch.
+  Iterator begin();
+  std::default_sentinel_t end() { return {}; }
+
+  /// Explicit iteration: the next batch of the current epoch (starting one if none is
+  /// running); nothing when the epoch is over (the next call starts a new one).
+  std::optional<Batch> next();
+
+  /// Batches per epoch (PyTorch's len()). Throws ConfigError for stream datasets.
+  size_t size() const;
+  /// The epoch number the next begin() uses; by default epochs count up from 0.
+  void set_epoch(uint64_t epoch);
+  /// The epoch being iterated (or the last one).
+  uint64_t epoch() const;
+  /// The seed every random choice derives from.
+  uint64_t seed() const;
+  /// Slots in the ring (the most batches the training loop can hold at once).
+  size_t num_slots() const;
+  /// Bytes of shared memory the ring uses.
+  size_t ring_bytes() const;
+  /// Pids of the live workers (empty between epochs without persistent_workers).
+  std::vector<int> worker_pids() const;
+  /// Samples skipped under on_error=skip, over the loader's life.
+  const std::vector<SkippedSample>& skipped() const;
+  LoaderStats stats() const;
+
+ private:
+  std::shared_ptr<detail::LoaderCore> core_;
+};
+
+/// Sets the library's log level ("trace", "debug", "info", "warn", "error", "off").
+/// Default: warn, or RINGLOADER_LOG_LEVEL from the environment.
+void set_log_level(const std::string& level);
+
+}  // namespace ringloader::loader

@@ -1,0 +1,525 @@
+#include "loader/detail/loader_core.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <system_error>
+
+#include "datasets/error.hpp"
+#include "loader/detail/log.hpp"
+
+namespace ringloader::loader::detail {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kInitFailedExit = 3;  ///< a worker's on_worker_start / worker_init_fn threw
+constexpr auto kPoll = 100ms;       ///< longest the main process waits before checking workers
+constexpr auto kWorkerIdle = 200ms; ///< longest a worker sleeps before re-checking its parent
+constexpr auto kStopGrace = 2000ms; ///< workers asked to stop get this long before SIGKILL
+
+std::string join_indices(std::span<const int64_t> idx, size_t max_shown = 16) {
+  std::string s;
+  for (size_t i = 0; i < idx.size() && i < max_shown; ++i) s += (i ? "," : "") + std::to_string(idx[i]);
+  if (idx.size() > max_shown) s += ",... (" + std::to_string(idx.size()) + " in all)";
+  return s;
+}
+
+}  // namespace
+
+LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_ptr<datasets::IterableDataset> stream_ds,
+                       LoaderOptions options)
+    : opts_(std::move(options)), map_ds_(std::move(map_ds)), stream_ds_(std::move(stream_ds)) {
+  if (!map_ds_ && !stream_ds_) throw ConfigError("DataLoader: dataset is null");
+  if (opts_.batch_size == 0) throw ConfigError("batch_size must be positive, got 0");
+  if (opts_.prefetch_factor == 0) throw ConfigError("prefetch_factor must be positive, got 0");
+  if (opts_.num_workers > 1024) throw ConfigError("num_workers=" + std::to_string(opts_.num_workers) + " is more than 1024");
+  if (opts_.max_retries == 0) throw ConfigError("max_retries must be positive, got 0");
+  if (opts_.batch_sampler && (opts_.batch_size != 1 || opts_.shuffle || opts_.sampler || opts_.drop_last)) {
+    throw ConfigError("batch_sampler is mutually exclusive with batch_size, shuffle, sampler and drop_last");
+  }
+  if (opts_.sampler && opts_.shuffle) throw ConfigError("sampler is mutually exclusive with shuffle=true");
+  if (stream() && (opts_.sampler || opts_.batch_sampler || opts_.shuffle)) {
+    throw ConfigError("a stream (iterable) dataset takes no sampler, batch_sampler or shuffle: it orders itself");
+  }
+  seed_ = opts_.seed ? *opts_.seed : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  schema_ = map_ds_ ? map_ds_->schema() : stream_ds_->schema();
+  schema_.validate();
+  if (map_ds_) {
+    if (opts_.batch_sampler) {
+      batch_sampler_ = opts_.batch_sampler;
+    } else {
+      std::shared_ptr<Sampler> s = opts_.sampler;
+      if (!s) {
+        if (opts_.shuffle) s = std::make_shared<RandomSampler>(map_ds_->size());
+        else s = std::make_shared<SequentialSampler>(map_ds_->size());
+      }
+      batch_sampler_ = std::make_shared<BatchSampler>(s, opts_.batch_size, opts_.drop_last);
+    }
+    batch_capacity_ = batch_sampler_->max_batch_size();
+    if (batch_capacity_ == 0) throw ConfigError("batch_sampler's max_batch_size() is 0");
+  } else {
+    batch_capacity_ = opts_.batch_size;
+  }
+  layout_ = SlotLayout(schema_, batch_capacity_);
+  const size_t slots = opts_.num_workers > 0 ? opts_.num_workers * opts_.prefetch_factor : opts_.prefetch_factor;
+  ipc::SlotRing::Config cfg;
+  cfg.num_slots = static_cast<uint32_t>(slots);
+  cfg.max_batch = static_cast<uint32_t>(batch_capacity_);
+  cfg.payload_bytes = layout_.payload_bytes();
+  cfg.region.dir = opts_.shm_dir;
+  cfg.region.anonymous = opts_.num_workers == 0;
+  try {
+    ring_ = std::make_unique<ipc::SlotRing>(cfg);
+  } catch (const ipc::RegionTooLarge& e) {
+    throw IpcError(std::string(e.what()) + " [" + std::to_string(slots) + " slots (num_workers=" +
+                   std::to_string(opts_.num_workers) + " x prefetch_factor=" + std::to_string(opts_.prefetch_factor) +
+                   ") of " + std::to_string(layout_.payload_bytes()) + " bytes (batch " + std::to_string(batch_capacity_) +
+                   " x " + std::to_string(schema_.max_sample_bytes()) + " bytes per sample)]");
+  } catch (const std::system_error& e) {
+    throw IpcError(std::string("creating the shared-memory ring: ") + e.what());
+  }
+  parent_pid_ = static_cast<int>(::getpid());
+  slot_seq_.assign(slots, -1);
+  timed_out_.assign(slots, 0);
+  log().debug("ring: {} slots x {} bytes ({} total), seed {}", slots, layout_.payload_bytes(), ring_->region_size(), seed_);
+}
+
+LoaderCore::~LoaderCore() { shutdown(); }
+
+size_t LoaderCore::size() const {
+  if (!batch_sampler_) throw ConfigError("the number of batches of a stream (iterable) dataset is not known in advance");
+  return batch_sampler_->size();
+}
+
+std::vector<int> LoaderCore::worker_pids() const {
+  std::vector<int> v;
+  for (const auto& w : workers_) v.push_back(w.proc.pid());
+  return v;
+}
+
+// ---------------------------------------------------------------- workers
+
+void LoaderCore::start_workers() {
+  for (size_t i = 0; i < opts_.num_workers; ++i) spawn_worker(static_cast<int>(i));
+}
+
+void LoaderCore::spawn_worker(int id) {
+  if (!warned_threads_ && ipc::thread_count() > 1) {
+    warned_threads_ = true;
+    log().warn("forking workers from a process that runs {} threads: a lock held by another thread (malloc, a "
+               "logger, OpenMP, CUDA) stays locked in the workers. Create the loader with persistent_workers=true "
+               "before starting threads, or use the fork-server start method (ringloader::init() at the top of main)",
+               ipc::thread_count());
+  }
+  ipc::WorkerProcess proc;
+  try {
+    proc = ipc::WorkerProcess::spawn([this, id] { return worker_main(id); });
+  } catch (const std::system_error& e) {
+    throw IpcError(std::string("starting worker ") + std::to_string(id) + ": " + e.what());
+  }
+  log().debug("worker {} started, pid {}", id, proc.pid());
+  auto it = std::find_if(workers_.begin(), workers_.end(), [id](const Worker& w) { return w.id == id; });
+  if (it != workers_.end()) it->proc = std::move(proc);
+  else workers_.push_back(Worker{std::move(proc), id});
+}
+
+void LoaderCore::stop_workers() noexcept {
+  if (workers_.empty()) return;
+  auto& hdr = ring_->ring();
+  hdr.shutdown.store(1, std::memory_order_release);
+  try {
+    for (size_t i = 0; i < workers_.size(); ++i) hdr.tasks.post();
+  } catch (...) {
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kStopGrace;
+  for (auto& w : workers_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (!w.proc.wait_for(std::max(left, 0ms))) {
+      log().warn("worker {} (pid {}) did not stop within {} ms; killing it", w.id, w.proc.pid(), kStopGrace.count());
+      w.proc.terminate();
+    }
+  }
+  workers_.clear();
+  // No worker exists now: claims they left are void.
+  for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
+    const ipc::SlotWord w = ring_->word(s);
+    if (w.state == ipc::SlotState::kClaimed) ring_->transition(s, w, {ipc::SlotState::kFree, -1, w.ticket});
+  }
+  hdr.shutdown.store(0, std::memory_order_release);
+}
+
+void LoaderCore::shutdown() noexcept {
+  try {
+    if (active_) abandon_epoch();
+  } catch (const std::exception& e) {
+    log().warn("abandoning the epoch at shutdown: {}", e.what());
+  }
+  stop_workers();
+}
+
+int LoaderCore::worker_main(int id) {
+  use_worker_logger(id);
+  const int pid = static_cast<int>(::getpid());
+  datasets::WorkerInfo info{id, static_cast<int>(opts_.num_workers), seed_, pid};
+  try {
+    if (map_ds_) map_ds_->on_worker_start(info);
+    if (opts_.worker_init_fn) opts_.worker_init_fn(info);
+  } catch (const std::exception& e) {
+    log().error("worker {} (pid {}) failed to start: {}", id, pid, e.what());
+    return kInitFailedExit;
+  }
+  auto& hdr = ring_->ring();
+  bool exhausted = false;
+  int64_t stream_pos = 0;
+  uint64_t stream_gen = 0;
+  for (;;) {
+    if (hdr.shutdown.load(std::memory_order_acquire)) return 0;
+    if (::getppid() != parent_pid_) return 0;  // the main process is gone
+    (void)hdr.tasks.wait_for(kWorkerIdle);
+    while (!hdr.shutdown.load(std::memory_order_acquire)) {
+      const auto s = ring_->try_claim(id, pid);
+      if (!s) break;
+      const ipc::SlotHeader& sh = ring_->slot(*s);
+      const uint64_t gen = sh.generation;
+      FillContext ctx;
+      ctx.epoch = sh.epoch;
+      ctx.seed = sh.seed;
+      ctx.worker_id = id;
+      ctx.pid = pid;
+      ctx.on_error = opts_.on_error;
+      ctx.abandoned = [&hdr, gen] {
+        return hdr.generation.load(std::memory_order_relaxed) != gen || hdr.shutdown.load(std::memory_order_relaxed);
+      };
+      if (map_ds_) {
+        fill_batch(*map_ds_, layout_, ring_->payload(*s), std::span<const int64_t>(ring_->indices(*s).data(), sh.count), ctx);
+      } else {
+        if (gen != stream_gen) {
+          stream_ds_->start(info, sh.epoch);
+          exhausted = false;
+          stream_pos = 0;
+          stream_gen = gen;
+        }
+        fill_stream_batch(*stream_ds_, layout_, ring_->payload(*s), sh.count, ctx, exhausted, stream_pos);
+      }
+      ring_->mark_filled(*s, id);
+    }
+  }
+}
+
+void LoaderCore::check_workers() {
+  for (auto& w : workers_) {
+    const auto st = w.proc.poll();
+    if (!st) continue;
+    const int pid = w.proc.pid();
+    if (!st->signaled && st->value == kInitFailedExit) {
+      throw WorkerError("worker " + std::to_string(w.id) + " (pid " + std::to_string(pid) +
+                        ") failed in on_worker_start / worker_init_fn (its error is logged above); not restarting it");
+    }
+    const std::vector<uint32_t> slots = ring_->give_back(w.id);
+    std::string what;
+    for (uint32_t s : slots) what += (what.empty() ? "" : "; ") + describe_task(s);
+    log().warn("worker {} (pid {}) {}{}; {}", w.id, pid, st->describe(),
+               what.empty() ? std::string(" while idle") : " while filling " + what,
+               stream() ? "a stream dataset cannot replay its shard" : "its batch goes back to the queue");
+    if (stream()) {
+      throw WorkerError("worker " + std::to_string(w.id) + " (pid " + std::to_string(pid) + ") " + st->describe() +
+                        " while reading a stream dataset; its shard's position is lost");
+    }
+    for (uint32_t s : slots) {
+      if (ring_->slot(s).attempts < opts_.max_retries) continue;
+      if (timed_out_[s]) {
+        throw TimeoutError(describe_task(s) + " was not filled within timeout=" + std::to_string(opts_.timeout.count()) +
+                           " ms by " + std::to_string(ring_->slot(s).attempts) + " workers in turn (the last, pid " +
+                           std::to_string(pid) + ", was killed); the samples that hang are among these indices");
+      }
+      throw WorkerError(describe_task(s) + " took down " + std::to_string(ring_->slot(s).attempts) +
+                        " workers (max_retries=" + std::to_string(opts_.max_retries) + "); the last, pid " +
+                        std::to_string(pid) + ", " + st->describe());
+    }
+    ++stats_.worker_restarts;
+    spawn_worker(w.id);
+  }
+}
+
+void LoaderCore::check_timeouts() {
+  if (opts_.timeout.count() <= 0 || workers_.empty()) return;
+  const int64_t now = ipc::monotonic_ns();
+  const int64_t limit = std::chrono::duration_cast<std::chrono::nanoseconds>(opts_.timeout).count();
+  for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
+    const ipc::SlotWord w = ring_->word(s);
+    if (w.state != ipc::SlotState::kClaimed || slot_seq_[s] < 0) continue;
+    if (now - ring_->slot(s).claimed_at_ns.load(std::memory_order_acquire) < limit) continue;
+    for (auto& wk : workers_) {
+      if (wk.id == w.worker && wk.proc.running()) {
+        log().warn("worker {} (pid {}) has not filled {} within timeout={} ms; killing it", wk.id, wk.proc.pid(),
+                   describe_task(s), opts_.timeout.count());
+        timed_out_[s] = 1;
+        wk.proc.kill(SIGKILL);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- epochs
+
+void LoaderCore::start_epoch() {
+  if (active_) abandon_epoch();
+  epoch_ = next_epoch_;
+  next_epoch_ = epoch_ + 1;
+  ++generation_;
+  ring_->ring().generation.store(generation_, std::memory_order_release);
+  queued_ = delivered_ = 0;
+  std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
+  std::fill(timed_out_.begin(), timed_out_.end(), 0);
+  if (map_ds_) {
+    plan_ = batch_sampler_->batches({seed_, epoch_});
+    const auto n = static_cast<int64_t>(map_ds_->size());
+    for (int64_t i : plan_.indices) {
+      if (i < 0 || i >= n) {
+        throw ConfigError("the sampler produced index " + std::to_string(i) + " but the dataset has " + std::to_string(n) +
+                          " samples");
+      }
+    }
+    for (size_t b = 0; b < plan_.size(); ++b) {
+      if (plan_.batch(b).size() > batch_capacity_) {
+        throw ConfigError("batch_sampler made a batch of " + std::to_string(plan_.batch(b).size()) +
+                          " but its max_batch_size() is " + std::to_string(batch_capacity_));
+      }
+    }
+  }
+  exhausted_.assign(std::max<size_t>(1, opts_.num_workers), 0);
+  round_robin_ = 0;
+  if (opts_.num_workers == 0) {
+    datasets::WorkerInfo info{0, 1, seed_, static_cast<int>(::getpid())};
+    if (!inproc_started_) {
+      inproc_started_ = true;
+      if (map_ds_) map_ds_->on_worker_start(info);
+      if (opts_.worker_init_fn) opts_.worker_init_fn(info);
+    }
+    if (stream_ds_) stream_ds_->start(info, epoch_);
+    inline_exhausted_ = false;
+    inline_pos_ = 0;
+  } else if (workers_.empty()) {
+    start_workers();
+  }
+  active_ = true;
+  ++stats_.epochs;
+  refill();
+}
+
+void LoaderCore::abandon_epoch() {
+  ++generation_;  // workers drop the old tasks at their next sample boundary
+  ring_->ring().generation.store(generation_, std::memory_order_release);
+  std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
+  const auto started = std::chrono::steady_clock::now();
+  const auto patience = opts_.timeout.count() > 0 ? std::chrono::milliseconds(opts_.timeout) : std::chrono::milliseconds(30000);
+  for (;;) {
+    bool pending = false;
+    for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
+      const ipc::SlotWord w = ring_->word(s);
+      if (w.state == ipc::SlotState::kQueued || w.state == ipc::SlotState::kFilled) {
+        if (!ring_->transition(s, w, {ipc::SlotState::kFree, -1, w.ticket})) pending = true;
+      } else if (w.state == ipc::SlotState::kClaimed) {
+        pending = true;
+        if (std::chrono::steady_clock::now() - started > patience) {
+          for (auto& wk : workers_) {
+            if (wk.id == w.worker) wk.proc.kill(SIGKILL);
+          }
+        }
+      }
+    }
+    if (!pending || workers_.empty()) break;
+    (void)ring_->ring().filled.wait_for(20ms);
+    try {
+      check_workers();
+    } catch (const Error& e) {
+      log().warn("while abandoning an epoch: {}", e.what());
+    }
+  }
+  active_ = false;
+  if (!opts_.persistent_workers) stop_workers();
+}
+
+void LoaderCore::end_epoch() {
+  active_ = false;
+  if (!opts_.persistent_workers) stop_workers();
+}
+
+void LoaderCore::refill() {
+  for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
+    if (map_ds_ && queued_ >= plan_.size()) return;
+    if (ring_->word(s).state != ipc::SlotState::kFree) continue;
+    int32_t target = -1;
+    uint32_t count = 0;
+    if (map_ds_) {
+      const auto b = plan_.batch(queued_);
+      std::copy(b.begin(), b.end(), ring_->indices(s).begin());
+      count = static_cast<uint32_t>(b.size());
+    } else {
+      const size_t n = exhausted_.size();
+      size_t k = 0;
+      while (k < n && exhausted_[(round_robin_ + k) % n]) ++k;
+      if (k == n) return;  // every shard has ended
+      target = static_cast<int32_t>((round_robin_ + k) % n);
+      round_robin_ = (round_robin_ + k + 1) % n;
+      count = static_cast<uint32_t>(opts_.batch_size);
+    }
+    ipc::SlotHeader& sh = ring_->slot(s);
+    sh.seq = queued_;
+    sh.generation = generation_;
+    sh.epoch = epoch_;
+    sh.seed = seed_;
+    sh.count = count;
+    sh.target_worker = target;
+    sh.attempts = 0;
+    sh.flags = 0;
+    timed_out_[s] = 0;
+    slot_seq_[s] = static_cast<int64_t>(queued_);
+    ++queued_;
+    ring_->queue(s);
+  }
+}
+
+std::string LoaderCore::describe_task(uint32_t s) const {
+  const ipc::SlotHeader& sh = ring_->slot(s);
+  if (stream()) return "batch " + std::to_string(sh.seq) + " (stream shard of worker " + std::to_string(sh.target_worker) + ")";
+  const auto idx = std::span<const int64_t>(ring_->indices(s).data(), sh.count);
+  std::string d = "batch " + std::to_string(sh.seq) + " (indices " + join_indices(idx);
+  if (map_ds_ && !idx.empty()) {
+    std::string src;
+    try {
+      src = map_ds_->source(static_cast<size_t>(idx[0]));
+    } catch (...) {
+    }
+    if (!src.empty()) d += "; first file " + src;
+  }
+  return d + ")";
+}
+
+void LoaderCore::fill_inline(uint32_t s) {
+  const ipc::SlotWord w = ring_->word(s);
+  if (w.state != ipc::SlotState::kQueued || !ring_->transition(s, w, {ipc::SlotState::kClaimed, 0, w.ticket})) return;
+  const ipc::SlotHeader& sh = ring_->slot(s);
+  FillContext ctx;
+  ctx.epoch = sh.epoch;
+  ctx.seed = sh.seed;
+  ctx.worker_id = -1;
+  ctx.pid = static_cast<int>(::getpid());
+  ctx.on_error = opts_.on_error;
+  if (map_ds_) {
+    fill_batch(*map_ds_, layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), sh.count), ctx);
+  } else {
+    fill_stream_batch(*stream_ds_, layout_, ring_->payload(s), sh.count, ctx, inline_exhausted_, inline_pos_);
+  }
+  ring_->mark_filled(s, 0);
+  (void)ring_->ring().filled.try_wait();  // nobody waits in-process: keep the count at zero
+}
+
+std::optional<uint32_t> LoaderCore::pick_ready() {
+  std::optional<uint32_t> best;
+  for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
+    if (slot_seq_[s] < 0) continue;
+    if (opts_.in_order) {
+      if (slot_seq_[s] == static_cast<int64_t>(delivered_)) return s;
+    } else if (ring_->word(s).state == ipc::SlotState::kFilled) {
+      if (!best || slot_seq_[s] < slot_seq_[*best]) best = s;
+    }
+  }
+  return best;
+}
+
+void LoaderCore::throw_held_error() const {
+  throw ConfigError("all " + std::to_string(ring_->num_slots()) +
+                    " ring slots are held by Batches the training loop has not released (num_workers=" +
+                    std::to_string(opts_.num_workers) + ", prefetch_factor=" + std::to_string(opts_.prefetch_factor) +
+                    "); release one (let it go out of scope or call Batch::release()) before asking for the next, "
+                    "or raise prefetch_factor");
+}
+
+std::optional<Batch> LoaderCore::next() {
+  if (!active_) start_epoch();
+  for (;;) {
+    const bool all_planned = map_ds_ ? delivered_ >= plan_.size()
+                                     : delivered_ >= queued_ && std::all_of(exhausted_.begin(), exhausted_.end(),
+                                                                            [](uint8_t e) { return e != 0; });
+    if (all_planned) {
+      end_epoch();
+      return std::nullopt;
+    }
+    refill();
+    std::optional<uint32_t> s = pick_ready();
+    if (s && ring_->word(*s).state == ipc::SlotState::kFilled) {
+      if (auto b = hand_out(*s)) return b;
+      continue;
+    }
+    bool in_flight = false;
+    std::optional<uint32_t> lowest_queued;
+    for (uint32_t i = 0; i < ring_->num_slots(); ++i) {
+      if (slot_seq_[i] < 0) continue;
+      in_flight = true;
+      if (ring_->word(i).state == ipc::SlotState::kQueued && (!lowest_queued || slot_seq_[i] < slot_seq_[*lowest_queued])) {
+        lowest_queued = i;
+      }
+    }
+    if (opts_.in_order ? !s : !in_flight) throw_held_error();
+    if (opts_.num_workers == 0) {
+      fill_inline(opts_.in_order ? *s : *lowest_queued);
+      continue;
+    }
+    (void)ring_->ring().filled.wait_for(kPoll);
+    check_workers();
+    check_timeouts();
+  }
+}
+
+std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
+  std::byte* payload = ring_->payload(s);
+  const BatchMeta* meta = layout_.meta(payload);
+  const ipc::SlotHeader& sh = ring_->slot(s);
+  if (!ring_->hand_out(s)) throw std::logic_error("hand_out: slot is not FILLED");
+  slot_seq_[s] = -1;
+  ++delivered_;
+  std::vector<SkippedSample> skipped;
+  for (uint32_t k = 0; k < meta->num_skipped; ++k) {
+    const SkipRecord& r = layout_.skips(payload)[k];
+    skipped.push_back({r.index, r.path, r.reason});
+    skipped_.push_back(skipped.back());
+    log().info("skipped sample {} ({}): {}", r.index, r.path, r.reason);
+  }
+  if (stream() && meta->end_of_stream && sh.target_worker >= 0) exhausted_[static_cast<size_t>(sh.target_worker)] = 1;
+  if (meta->status == BatchStatus::kError) {
+    const std::string type = meta->error_type[0] ? meta->error_type : "unknown";
+    std::string msg = "sample " + std::to_string(meta->error_index);
+    if (meta->error_path[0]) msg += " (" + std::string(meta->error_path) + ")";
+    msg += " of batch " + std::to_string(sh.seq) + " raised " + type + " in " +
+           (opts_.num_workers ? "worker pid " + std::to_string(meta->error_pid) : std::string("the main process")) +
+           ": " + meta->error_message;
+    SampleError err(msg, meta->error_index, meta->error_path, type);
+    ring_->release(s);
+    throw err;
+  }
+  const bool short_stream_batch = stream() && opts_.drop_last && meta->count < opts_.batch_size;
+  if (meta->count == 0 || short_stream_batch) {
+    ring_->release(s);
+    return std::nullopt;
+  }
+  Batch b;
+  b.core_ = shared_from_this();
+  b.slot_ = s;
+  b.count_ = meta->count;
+  b.indices_ = layout_.delivered(payload);
+  b.payload_ = payload;
+  b.seq_ = sh.seq;
+  b.epoch_ = sh.epoch;
+  b.skipped_ = std::move(skipped);
+  ++stats_.batches;
+  stats_.samples += meta->count;
+  return b;
+}
+
+}  // namespace ringloader::loader::detail

@@ -1,0 +1,110 @@
+#pragma once
+// LoaderCore: the DataLoader's engine, shared by the DataLoader handle and every live Batch
+// (so the ring stays mapped while a Batch exists). Runs in the main process; its worker_main()
+// runs in forked workers on the inherited copy of this object.
+//
+// Thread-safety: start_epoch/next/shutdown from one thread; release_slot from any thread
+// (a CAS on the slot's state word).
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.hpp"
+#include "ipc/slot_ring.hpp"
+#include "ipc/worker_process.hpp"
+#include "loader/batch.hpp"
+#include "loader/data_loader.hpp"
+#include "loader/detail/slot_layout.hpp"
+
+namespace ringloader::loader::detail {
+
+class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
+ public:
+  LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_ptr<datasets::IterableDataset> stream_ds,
+             LoaderOptions options);
+  ~LoaderCore();
+
+  void start_epoch();
+  std::optional<Batch> next();
+  /// Abandons the epoch and stops the workers. Idempotent.
+  void shutdown() noexcept;
+  void release_slot(uint32_t slot) noexcept { ring_->release(slot); }
+
+  const SlotLayout& layout() const { return layout_; }
+  size_t size() const;
+  void set_epoch(uint64_t e) { next_epoch_ = e; }
+  uint64_t epoch() const { return epoch_; }
+  uint64_t seed() const { return seed_; }
+  size_t num_slots() const { return ring_->num_slots(); }
+  size_t ring_bytes() const { return ring_->region_size(); }
+  std::vector<int> worker_pids() const;
+  const std::vector<SkippedSample>& skipped() const { return skipped_; }
+  LoaderStats stats() const { return stats_; }
+
+ private:
+  struct Worker {
+    ipc::WorkerProcess proc;  ///< reaped on destruction
+    int id = 0;
+  };
+
+  bool stream() const { return stream_ds_ != nullptr; }
+  size_t workers_wanted() const { return opts_.num_workers; }
+  void start_workers();
+  void spawn_worker(int id);
+  void stop_workers() noexcept;
+  void abandon_epoch();
+  void end_epoch();
+  /// Queues planned batches into FREE slots.
+  void refill();
+  /// Reaps dead workers: gives their batches back, replaces them, enforces max_retries.
+  void check_workers();
+  /// Kills workers whose claim is older than `timeout`.
+  void check_timeouts();
+  /// In-process (num_workers = 0): fills slot `s` now.
+  void fill_inline(uint32_t s);
+  std::optional<uint32_t> pick_ready();
+  [[noreturn]] void throw_held_error() const;
+  std::string describe_task(uint32_t s) const;
+  /// FILLED -> HANDED_OUT: the Batch, nothing for an empty batch; throws a dataset error.
+  std::optional<Batch> hand_out(uint32_t s);
+
+  int worker_main(int id);
+
+  // Member order is teardown order (reverse): workers die before the ring is unmapped.
+  LoaderOptions opts_;
+  std::shared_ptr<datasets::Dataset> map_ds_;
+  std::shared_ptr<datasets::IterableDataset> stream_ds_;
+  std::shared_ptr<BatchSampler> batch_sampler_;
+  datasets::Schema schema_;
+  SlotLayout layout_;
+  uint64_t seed_ = 0;
+  size_t batch_capacity_ = 0;
+  std::unique_ptr<ipc::SlotRing> ring_;
+  std::vector<Worker> workers_;
+  int parent_pid_ = 0;
+
+  // Iteration state (main process).
+  bool active_ = false;
+  bool inproc_started_ = false;
+  uint64_t generation_ = 0;
+  uint64_t next_epoch_ = 0;
+  uint64_t epoch_ = 0;
+  BatchPlan plan_;
+  uint64_t queued_ = 0;     ///< batches queued so far this epoch (= next seq to queue)
+  uint64_t delivered_ = 0;  ///< batches consumed (delivered, raised, or empty) this epoch
+  std::vector<int64_t> slot_seq_;  ///< seq of this epoch's task in slot i, -1 if none
+  std::vector<uint8_t> timed_out_;  ///< slot i's last retry was a timeout kill
+  // Stream datasets.
+  std::vector<uint8_t> exhausted_;  ///< per worker
+  size_t round_robin_ = 0;
+  bool inline_exhausted_ = false;  ///< in-process stream state
+  int64_t inline_pos_ = 0;
+
+  std::vector<SkippedSample> skipped_;
+  LoaderStats stats_;
+  bool warned_threads_ = false;
+};
+
+}  // namespace ringloader::loader::detail

@@ -1,0 +1,242 @@
+#include "loader/detail/slot_layout.hpp"
+
+#include <cxxabi.h>
+
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <typeinfo>
+
+#include "datasets/error.hpp"
+
+namespace ringloader::loader::detail {
+namespace {
+
+size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+void copy_str(char* dst, size_t cap, const std::string& s) {
+  const size_t n = std::min(cap - 1, s.size());
+  std::memcpy(dst, s.data(), n);
+  dst[n] = '\0';
+}
+
+void reset_meta(BatchMeta* m) {
+  m->count = 0;
+  m->status = BatchStatus::kOk;
+  m->num_skipped = 0;
+  m->end_of_stream = 0;
+  m->error_index = -1;
+  m->error_pid = 0;
+  m->error_type[0] = m->error_path[0] = m->error_message[0] = '\0';
+}
+
+struct SampleTargets {
+  std::vector<datasets::FieldTarget> targets;
+  std::vector<int64_t> var_cursor;  ///< next free element per variable field
+};
+
+void prepare_targets(const SlotLayout& layout, std::byte* payload, size_t pos, SampleTargets& t) {
+  const auto& fields = layout.schema().fields;
+  t.targets.resize(fields.size());
+  for (size_t f = 0; f < fields.size(); ++f) {
+    const auto& fd = fields[f];
+    auto& tg = t.targets[f];
+    if (!fd.variable) {
+      tg.data = layout.field_data(payload, f) + pos * fd.max_bytes();
+      tg.capacity = fd.max_bytes();
+      tg.shape_out = nullptr;
+    } else {
+      int64_t* offs = layout.var_offsets(payload, f);
+      tg.data = layout.field_data(payload, f) + static_cast<size_t>(offs[pos]) * datasets::dtype_size(fd.dtype);
+      tg.capacity = fd.max_bytes();
+      tg.shape_out = layout.var_shapes(payload, f) + pos * fd.shape.size();
+      for (size_t d = 0; d < fd.shape.size(); ++d) tg.shape_out[d] = fd.shape[d];  // default: the largest
+    }
+  }
+}
+
+void commit_sample(const SlotLayout& layout, std::byte* payload, size_t pos) {
+  const auto& fields = layout.schema().fields;
+  for (size_t f = 0; f < fields.size(); ++f) {
+    if (!fields[f].variable) continue;
+    int64_t* offs = layout.var_offsets(payload, f);
+    const int64_t* shape = layout.var_shapes(payload, f) + pos * fields[f].shape.size();
+    int64_t n = 1;
+    for (size_t d = 0; d < fields[f].shape.size(); ++d) n *= shape[d];
+    offs[pos + 1] = offs[pos] + n;
+  }
+}
+
+void init_offsets(const SlotLayout& layout, std::byte* payload) {
+  for (size_t f = 0; f < layout.schema().fields.size(); ++f) {
+    if (int64_t* offs = layout.var_offsets(payload, f)) offs[0] = 0;
+  }
+}
+
+std::string describe_current(const char* fallback_type, std::string& type_out) {
+  type_out = current_exception_type();
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    if (type_out.empty()) type_out = fallback_type;
+    return "unknown exception";
+  }
+}
+
+std::string path_of(const std::string& writer_source) {
+  if (!writer_source.empty()) return writer_source;
+  try {
+    throw;
+  } catch (const DecodeError& e) {
+    return e.path();
+  } catch (const SampleError& e) {
+    return e.path();
+  } catch (...) {
+    return {};
+  }
+}
+
+}  // namespace
+
+SlotLayout::SlotLayout(const datasets::Schema& schema, size_t max_batch) : schema_(schema), max_batch_(max_batch) {
+  size_t off = align64(sizeof(BatchMeta));
+  skips_off_ = off;
+  off = align64(off + sizeof(SkipRecord) * max_batch);
+  delivered_off_ = off;
+  off = align64(off + sizeof(int64_t) * max_batch);
+  var_off_.assign(schema.fields.size(), 0);
+  for (size_t f = 0; f < schema.fields.size(); ++f) {
+    if (!schema.fields[f].variable) continue;
+    var_off_[f] = off;
+    off = align64(off + sizeof(int64_t) * ((max_batch + 1) + max_batch * schema.fields[f].shape.size()));
+  }
+  data_off_.assign(schema.fields.size(), 0);
+  for (size_t f = 0; f < schema.fields.size(); ++f) {
+    data_off_[f] = off;
+    off = align64(off + max_batch * schema.fields[f].max_bytes());
+  }
+  total_ = off;
+}
+
+std::string current_exception_type() {
+  if (const std::type_info* t = abi::__cxa_current_exception_type()) {
+    int status = 0;
+    std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(t->name(), nullptr, nullptr, &status), std::free);
+    return status == 0 && name ? std::string(name.get()) : std::string(t->name());
+  }
+  return {};
+}
+
+void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices,
+                const FillContext& ctx) {
+  BatchMeta* meta = layout.meta(payload);
+  reset_meta(meta);
+  init_offsets(layout, payload);
+  int64_t* delivered = layout.delivered(payload);
+  SampleTargets t;
+  size_t pos = 0;
+  try {
+    ds.prefetch(indices);
+  } catch (...) {
+    // a failed hint is not an error: get() reports the sample's own failure
+  }
+  for (const int64_t index : indices) {
+    if (ctx.abandoned && ctx.abandoned()) {
+      meta->status = BatchStatus::kAbandoned;
+      meta->count = static_cast<uint32_t>(pos);
+      return;
+    }
+    prepare_targets(layout, payload, pos, t);
+    datasets::SampleWriter writer(layout.schema(), t.targets,
+                                  datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id});
+    try {
+      ds.get(static_cast<size_t>(index), writer);
+    } catch (...) {
+      std::string type;
+      const std::string what = describe_current("unknown", type);
+      std::string path = path_of(writer.source());
+      if (path.empty()) {
+        try {
+          path = ds.source(static_cast<size_t>(index));
+        } catch (...) {
+        }
+      }
+      if (ctx.on_error == OnError::kSkip) {
+        SkipRecord& r = layout.skips(payload)[meta->num_skipped++];
+        r.index = index;
+        copy_str(r.path, sizeof r.path, path);
+        copy_str(r.reason, sizeof r.reason, what);
+        continue;
+      }
+      meta->status = BatchStatus::kError;
+      meta->error_index = index;
+      meta->error_pid = ctx.pid;
+      copy_str(meta->error_type, sizeof meta->error_type, type);
+      copy_str(meta->error_path, sizeof meta->error_path, path);
+      copy_str(meta->error_message, sizeof meta->error_message, what);
+      meta->count = static_cast<uint32_t>(pos);
+      return;
+    }
+    commit_sample(layout, payload, pos);
+    delivered[pos] = index;
+    ++pos;
+  }
+  meta->count = static_cast<uint32_t>(pos);
+}
+
+void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, std::byte* payload, size_t batch_size,
+                       const FillContext& ctx, bool& exhausted, int64_t& stream_position) {
+  BatchMeta* meta = layout.meta(payload);
+  reset_meta(meta);
+  init_offsets(layout, payload);
+  int64_t* delivered = layout.delivered(payload);
+  SampleTargets t;
+  size_t pos = 0;
+  while (pos < batch_size && !exhausted) {
+    if (ctx.abandoned && ctx.abandoned()) {
+      meta->status = BatchStatus::kAbandoned;
+      break;
+    }
+    prepare_targets(layout, payload, pos, t);
+    const int64_t index = stream_position;
+    datasets::SampleWriter writer(layout.schema(), t.targets,
+                                  datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id});
+    bool got = false;
+    try {
+      got = ds.next(writer);
+    } catch (...) {
+      std::string type;
+      const std::string what = describe_current("unknown", type);
+      ++stream_position;
+      if (ctx.on_error == OnError::kSkip) {
+        SkipRecord& r = layout.skips(payload)[meta->num_skipped < layout.max_batch() ? meta->num_skipped++ : meta->num_skipped - 1];
+        r.index = index;
+        copy_str(r.path, sizeof r.path, path_of(writer.source()));
+        copy_str(r.reason, sizeof r.reason, what);
+        continue;
+      }
+      meta->status = BatchStatus::kError;
+      meta->error_index = index;
+      meta->error_pid = ctx.pid;
+      copy_str(meta->error_type, sizeof meta->error_type, type);
+      copy_str(meta->error_path, sizeof meta->error_path, path_of(writer.source()));
+      copy_str(meta->error_message, sizeof meta->error_message, what);
+      break;
+    }
+    if (!got) {
+      exhausted = true;
+      break;
+    }
+    commit_sample(layout, payload, pos);
+    delivered[pos] = ctx.worker_id < 0 ? index : index;  // per-worker stream position
+    ++stream_position;
+    ++pos;
+  }
+  meta->count = static_cast<uint32_t>(pos);
+  meta->end_of_stream = exhausted ? 1 : 0;
+}
+
+}  // namespace ringloader::loader::detail

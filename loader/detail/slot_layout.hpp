@@ -1,0 +1,103 @@
+#pragma once
+// How the loader lays a batch out inside one slot's payload, and the one function that fills
+// it (run by a forked worker, or in-process when num_workers = 0). This is the only place a
+// dataset meets a slot.
+//
+// Payload layout (offsets from SlotLayout; blocks 64-byte aligned):
+//   BatchMeta | SkipRecord[max_batch] | int64 delivered[max_batch]
+//   | per variable field: int64 offsets[max_batch + 1], int64 shapes[max_batch][rank]
+//   | per field: data[max_batch * field.max_bytes()]
+// Fixed fields are therefore N-first contiguous tensors; variable fields are packed, sample i
+// at element offsets[i] with shape shapes[i].
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "datasets/dataset.hpp"
+#include "loader/options.hpp"
+
+namespace ringloader::loader::detail {
+
+using OnError = loader::OnError;
+
+/// Why one sample was dropped under on_error=skip. Fixed size: it lives in shared memory.
+struct SkipRecord {
+  int64_t index;
+  char path[512];
+  char reason[504];
+};
+static_assert(std::is_trivially_copyable_v<SkipRecord> && sizeof(SkipRecord) == 1024);
+
+enum class BatchStatus : uint32_t { kOk = 0, kError = 1, kAbandoned = 2 };
+
+/// Header of a filled batch, written by the filler. 3 KiB + a few words.
+struct BatchMeta {
+  uint32_t count;        ///< samples delivered (after skips)
+  BatchStatus status;
+  uint32_t num_skipped;  ///< SkipRecords used
+  uint32_t end_of_stream;  ///< stream datasets: this worker's shard ended in this batch
+  int64_t error_index;   ///< valid when status == kError
+  int32_t error_pid;
+  uint32_t pad;
+  char error_type[128];
+  char error_path[512];
+  char error_message[2048];
+};
+static_assert(std::is_trivially_copyable_v<BatchMeta> && std::is_standard_layout_v<BatchMeta>);
+
+class SlotLayout {
+ public:
+  SlotLayout() = default;
+  SlotLayout(const datasets::Schema& schema, size_t max_batch);
+
+  size_t payload_bytes() const { return total_; }
+  size_t max_batch() const { return max_batch_; }
+  const datasets::Schema& schema() const { return schema_; }
+
+  BatchMeta* meta(std::byte* p) const { return reinterpret_cast<BatchMeta*>(p); }
+  SkipRecord* skips(std::byte* p) const { return reinterpret_cast<SkipRecord*>(p + skips_off_); }
+  int64_t* delivered(std::byte* p) const { return reinterpret_cast<int64_t*>(p + delivered_off_); }
+  /// Variable field f: element offsets (max_batch + 1) and shapes (max_batch x rank); null if fixed.
+  int64_t* var_offsets(std::byte* p, size_t f) const { return var_off_[f] ? reinterpret_cast<int64_t*>(p + var_off_[f]) : nullptr; }
+  int64_t* var_shapes(std::byte* p, size_t f) const {
+    return var_off_[f] ? reinterpret_cast<int64_t*>(p + var_off_[f]) + max_batch_ + 1 : nullptr;
+  }
+  std::byte* field_data(std::byte* p, size_t f) const { return p + data_off_[f]; }
+
+ private:
+  datasets::Schema schema_;
+  size_t max_batch_ = 0;
+  size_t skips_off_ = 0, delivered_off_ = 0, total_ = 0;
+  std::vector<size_t> var_off_;   ///< 0 for fixed fields
+  std::vector<size_t> data_off_;
+};
+
+/// Everything fill_batch needs besides the dataset and the bytes.
+struct FillContext {
+  uint64_t epoch = 0;
+  uint64_t seed = 0;
+  int worker_id = -1;
+  int pid = 0;
+  OnError on_error = OnError::kRaise;
+  /// Polled between samples: true when the batch is no longer wanted (iteration abandoned).
+  std::function<bool()> abandoned;
+};
+
+/// Fills one batch of a map-style dataset. Never throws for dataset errors: they become the
+/// meta's error record (raise) or skip records (skip).
+void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices,
+                const FillContext& ctx);
+
+/// Fills up to `batch_size` samples from a stream dataset; sets end_of_stream when it ends.
+/// `exhausted` carries the stream's end across calls (the worker's own flag).
+void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, std::byte* payload, size_t batch_size,
+                       const FillContext& ctx, bool& exhausted, int64_t& stream_position);
+
+/// Demangled name of the exception type currently being handled ("" if unknown).
+std::string current_exception_type();
+
+}  // namespace ringloader::loader::detail
