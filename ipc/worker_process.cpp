@@ -38,6 +38,9 @@ WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
     ::signal(SIGINT, SIG_IGN);
     ::signal(SIGTERM, SIG_DFL);
     ::signal(SIGPIPE, SIG_IGN);
+    // A crash in dataset code must end the worker by that signal so the main process can
+    // say which; the parent's handlers (a test framework's, a crash reporter's) must not run.
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, SIG_DFL);
     int rc = 70;
     try {
       rc = body();

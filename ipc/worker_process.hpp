@@ -5,7 +5,8 @@
 //   if (auto st = w.poll()) spdlog::warn("worker {} {}", w.pid(), st->describe());
 //
 // The child gets PR_SET_PDEATHSIG(SIGKILL) and checks getppid() right after fork, so it never
-// outlives the main process; it ignores SIGINT (Ctrl-C is the main process's to handle) and
+// outlives the main process; it ignores SIGINT (Ctrl-C is the main process's to handle), has
+// default handlers for crash signals (so a crash is reported as that signal), and
 // leaves only through _exit(): no parent static destructor or atexit handler runs twice.
 // Destroying a live WorkerProcess SIGKILLs and reaps it: no zombie, no orphan.
 // Move-only; used by the main process's threads one at a time.

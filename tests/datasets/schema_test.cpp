@@ -21,7 +21,7 @@ TEST_CASE("schema validates names and reports unknown fields", "[schema]") {
   CHECK_THROWS_AS(dup.validate(), ConfigError);
 }
 
-TEST_CASE("Rng is reproducible from (seed, epoch, index) and shuffles portably", "[rng]") {
+TEST_CASE("Rng is reproducible from (seed - epoch - index) and shuffles portably", "[rng]") {
   auto a = Rng::for_sample(1, 2, 3);
   auto b = Rng::for_sample(1, 2, 3);
   auto c = Rng::for_sample(1, 3, 3);

@@ -52,7 +52,7 @@ TEST_CASE("the free-space figure can be injected through the environment", "[reg
   CHECK_NOTHROW(ipc::SharedRegion::create(1 << 20));
 }
 
-TEST_CASE("a real small tmpfs: too large is refused, a fitting region leaves no file", "[region][tmpfs]") {
+TEST_CASE("a real small tmpfs: too large is refused - a fitting region leaves no file", "[region][tmpfs]") {
   const std::string dir = "/tmp/ringloader-tmpfs-" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
   if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=8m") != 0) {

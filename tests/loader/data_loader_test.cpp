@@ -68,7 +68,7 @@ bool exactly_once(std::vector<int64_t> v, size_t n) {
 
 }  // namespace
 
-TEST_CASE("every index exactly once per epoch, for 0/1/2/4 workers and partial last batches", "[loader]") {
+TEST_CASE("every index exactly once per epoch - for 0/1/2/4 workers and partial last batches", "[loader]") {
   const size_t workers = GENERATE(0u, 1u, 2u, 4u);
   const size_t batch = GENERATE(7u, 10u, 103u, 200u);
   const bool drop_last = GENERATE(false, true);
@@ -104,7 +104,7 @@ TEST_CASE("every index exactly once per epoch, for 0/1/2/4 workers and partial l
   require_clean();
 }
 
-TEST_CASE("same seed gives the same order for any worker count; a new epoch a new order", "[loader][determinism]") {
+TEST_CASE("same seed gives the same order for any worker count - a new epoch a new order", "[loader][determinism]") {
   auto ds = std::make_shared<test::HookDataset>(300);
   auto order_of = [&](size_t workers, uint64_t seed, int epochs) {
     LoaderOptions o;
@@ -139,7 +139,7 @@ TEST_CASE("same seed gives the same order for any worker count; a new epoch a ne
   require_clean();
 }
 
-TEST_CASE("in_order=true keeps sampler order; in_order=false delivers as batches fill", "[loader][order]") {
+TEST_CASE("in_order=true keeps sampler order - in_order=false delivers as batches fill", "[loader][order]") {
   auto ds = std::make_shared<test::HookDataset>(64);
   // Batch 0's samples are slow: with in_order=false the others overtake it.
   ds->before = [](size_t i, datasets::SampleWriter&) {
@@ -165,7 +165,7 @@ TEST_CASE("in_order=true keeps sampler order; in_order=false delivers as batches
   require_clean();
 }
 
-TEST_CASE("persistent workers keep their pids across 3 epochs; others are forked per epoch", "[loader][workers]") {
+TEST_CASE("persistent workers keep their pids across 3 epochs - others are forked per epoch", "[loader][workers]") {
   auto ds = std::make_shared<test::HookDataset>(50);
   LoaderOptions o;
   o.batch_size = 10;
@@ -195,7 +195,7 @@ TEST_CASE("persistent workers keep their pids across 3 epochs; others are forked
   require_clean();
 }
 
-TEST_CASE("breaking out mid-epoch, then a full epoch", "[loader]") {
+TEST_CASE("breaking out mid-epoch - then a full epoch", "[loader]") {
   auto ds = std::make_shared<test::HookDataset>(200);
   const size_t workers = GENERATE(0u, 2u);
   const bool persistent = GENERATE(false, true);
@@ -224,7 +224,7 @@ TEST_CASE("breaking out mid-epoch, then a full epoch", "[loader]") {
   require_clean();
 }
 
-TEST_CASE("destroying a loader mid-epoch is clean, and a held Batch outlives it", "[loader]") {
+TEST_CASE("destroying a loader mid-epoch is clean - and a held Batch outlives it", "[loader]") {
   auto ds = std::make_shared<test::HookDataset>(100);
   LoaderOptions o;
   o.batch_size = 10;
@@ -246,7 +246,7 @@ TEST_CASE("destroying a loader mid-epoch is clean, and a held Batch outlives it"
   CHECK_FALSE(kept);
 }
 
-TEST_CASE("holding batches: up to the slot count, then a clear error instead of a hang", "[loader][slots]") {
+TEST_CASE("holding batches: up to the slot count - then a clear error instead of a hang", "[loader][slots]") {
   auto ds = std::make_shared<test::HookDataset>(100);
   const size_t workers = GENERATE(0u, 2u);
   const bool in_order = GENERATE(true, false);
@@ -562,7 +562,7 @@ TEST_CASE("a killed worker is replaced and the epoch still delivers every index 
   require_clean();
 }
 
-TEST_CASE("a hung worker is killed after timeout; a batch that always hangs is a TimeoutError", "[loader][fault]") {
+TEST_CASE("a hung worker is killed after timeout - a batch that always hangs is a TimeoutError", "[loader][fault]") {
   auto ds = std::make_shared<test::HookDataset>(30);
   SECTION("hangs once: retried, every index delivered") {
     // Exactly one process wins the O_EXCL create of the marker and hangs; the retry does not.

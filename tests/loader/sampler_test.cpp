@@ -22,7 +22,7 @@ TEST_CASE("SequentialSampler and BatchSampler with and without drop_last", "[sam
   CHECK_THROWS_AS(BatchSampler(seq, 0, false), ConfigError);
 }
 
-TEST_CASE("RandomSampler: a permutation, same seed same order, new epoch new order", "[sampler]") {
+TEST_CASE("RandomSampler: a permutation - same seed same order - new epoch new order", "[sampler]") {
   RandomSampler r(1000);
   const auto a = r.indices({1, 0}), b = r.indices({1, 0}), c = r.indices({1, 1}), d = r.indices({2, 0});
   CHECK(a == b);

@@ -1,0 +1,42 @@
+# ringloader's front door. Every target first installs whatever Debian packages are missing
+# (.ci/install-deps: idempotent, silent when nothing is missing), then builds in build/.
+#
+#   make demo    install, build, run the example training loop (and, once it exists, the CLI)
+#   make test    install, build, run the whole suite through CTest
+#   make asan    the suite under ASan+UBSan (build-asan/)
+#   make tsan    the suite under TSan (build-tsan/)
+#   make bench   the ring benchmark
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: deps build demo test asan tsan bench clean
+
+deps:
+	@.ci/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS) 2>&1 | grep -v -E '^(\[ *[0-9]+%\] (Building|Linking|Built)|Consolidate|Scanning)' || true
+	@test -x $(BUILD)/bin/ringloader-quickstart
+
+demo: build
+	@echo "== the example training loop (examples/quickstart.cpp) over a user-defined dataset"
+	@$(BUILD)/bin/ringloader-quickstart
+	@echo "== the ring benchmark (examples/ring_bench.cpp)"
+	@$(BUILD)/bin/ringloader-ring-bench --runs 3
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
+
+asan: deps
+	@$(MAKE) --no-print-directory test BUILD=build-asan CMAKE_FLAGS="-DRINGLOADER_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug"
+
+tsan: deps
+	@$(MAKE) --no-print-directory test BUILD=build-tsan CMAKE_FLAGS="-DRINGLOADER_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug"
+
+bench: build
+	@$(BUILD)/bin/ringloader-ring-bench
+
+clean:
+	rm -rf build build-asan build-tsan
