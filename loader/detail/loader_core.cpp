@@ -232,14 +232,25 @@ void LoaderCore::check_workers() {
     }
     for (uint32_t s : slots) {
       if (ring_->slot(s).attempts < opts_.max_retries) continue;
+      // Given up: the batch turns into its error (or its skip records) and is delivered in its
+      // place, so the epoch goes on and nothing is silently lost.
+      std::string msg;
       if (timed_out_[s]) {
-        throw TimeoutError(describe_task(s) + " was not filled within timeout=" + std::to_string(opts_.timeout.count()) +
-                           " ms by " + std::to_string(ring_->slot(s).attempts) + " workers in turn (the last, pid " +
-                           std::to_string(pid) + ", was killed); the samples that hang are among these indices");
+        msg = describe_task(s) + " was not filled within timeout=" + std::to_string(opts_.timeout.count()) + " ms by " +
+              std::to_string(ring_->slot(s).attempts) + " workers in turn (the last, pid " + std::to_string(pid) +
+              ", was killed); the samples that hang are among these indices";
+      } else {
+        msg = describe_task(s) + " took down " + std::to_string(ring_->slot(s).attempts) + " workers (max_retries=" +
+              std::to_string(opts_.max_retries) + "); the last, pid " + std::to_string(pid) + ", " + st->describe();
       }
-      throw WorkerError(describe_task(s) + " took down " + std::to_string(ring_->slot(s).attempts) +
-                        " workers (max_retries=" + std::to_string(opts_.max_retries) + "); the last, pid " +
-                        std::to_string(pid) + ", " + st->describe());
+      const ipc::SlotWord word = ring_->word(s);
+      if (word.state != ipc::SlotState::kQueued) continue;
+      if (!ring_->transition(s, word, {ipc::SlotState::kClaimed, -1, word.ticket})) continue;  // claimed meanwhile
+      const ipc::SlotHeader& sh = ring_->slot(s);
+      give_up_batch(layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), sh.count),
+                    timed_out_[s] ? ErrorKind::kTimeout : ErrorKind::kWorker, msg, opts_.on_error);
+      log().error("{}", msg);
+      ring_->transition(s, {ipc::SlotState::kClaimed, -1, word.ticket}, {ipc::SlotState::kFilled, -1, word.ticket});
     }
     ++stats_.worker_restarts;
     spawn_worker(w.id);
@@ -499,9 +510,14 @@ std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
     msg += " of batch " + std::to_string(sh.seq) + " raised " + type + " in " +
            (opts_.num_workers ? "worker pid " + std::to_string(meta->error_pid) : std::string("the main process")) +
            ": " + meta->error_message;
-    SampleError err(msg, meta->error_index, meta->error_path, type);
+    const ErrorKind kind = meta->error_kind;
+    const std::string given_up = meta->error_message;
+    const int64_t index = meta->error_index;
+    const std::string path = meta->error_path;
     ring_->release(s);
-    throw err;
+    if (kind == ErrorKind::kTimeout) throw TimeoutError(given_up);
+    if (kind == ErrorKind::kWorker) throw WorkerError(given_up);
+    throw SampleError(msg, index, path, type);
   }
   const bool short_stream_batch = stream() && opts_.drop_last && meta->count < opts_.batch_size;
   if (meta->count == 0 || short_stream_batch) {

@@ -28,6 +28,7 @@ void reset_meta(BatchMeta* m) {
   m->end_of_stream = 0;
   m->error_index = -1;
   m->error_pid = 0;
+  m->error_kind = ErrorKind::kSample;
   m->error_type[0] = m->error_path[0] = m->error_message[0] = '\0';
 }
 
@@ -119,6 +120,26 @@ SlotLayout::SlotLayout(const datasets::Schema& schema, size_t max_batch) : schem
     off = align64(off + max_batch * schema.fields[f].max_bytes());
   }
   total_ = off;
+}
+
+void give_up_batch(const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices, ErrorKind kind,
+                   const std::string& message, OnError policy) {
+  BatchMeta* meta = layout.meta(payload);
+  reset_meta(meta);
+  if (policy == OnError::kSkip) {
+    for (int64_t index : indices) {
+      SkipRecord& r = layout.skips(payload)[meta->num_skipped++];
+      r.index = index;
+      r.path[0] = '\0';
+      copy_str(r.reason, sizeof r.reason, message);
+    }
+    return;
+  }
+  meta->status = BatchStatus::kError;
+  meta->error_kind = kind;
+  meta->error_index = indices.empty() ? -1 : indices[0];
+  copy_str(meta->error_type, sizeof meta->error_type, kind == ErrorKind::kTimeout ? "ringloader::TimeoutError" : "ringloader::WorkerError");
+  copy_str(meta->error_message, sizeof meta->error_message, message);
 }
 
 std::string current_exception_type() {

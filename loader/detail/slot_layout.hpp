@@ -33,6 +33,8 @@ struct SkipRecord {
 static_assert(std::is_trivially_copyable_v<SkipRecord> && sizeof(SkipRecord) == 1024);
 
 enum class BatchStatus : uint32_t { kOk = 0, kError = 1, kAbandoned = 2 };
+/// What kind of error a kError batch carries.
+enum class ErrorKind : uint32_t { kSample = 0, kWorker = 1, kTimeout = 2 };
 
 /// Header of a filled batch, written by the filler. 3 KiB + a few words.
 struct BatchMeta {
@@ -42,7 +44,7 @@ struct BatchMeta {
   uint32_t end_of_stream;  ///< stream datasets: this worker's shard ended in this batch
   int64_t error_index;   ///< valid when status == kError
   int32_t error_pid;
-  uint32_t pad;
+  ErrorKind error_kind;
   char error_type[128];
   char error_path[512];
   char error_message[2048];
@@ -96,6 +98,11 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
 /// `exhausted` carries the stream's end across calls (the worker's own flag).
 void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, std::byte* payload, size_t batch_size,
                        const FillContext& ctx, bool& exhausted, int64_t& stream_position);
+
+/// Marks a batch as given up by the main process: under kRaise an error record of `kind`
+/// with `message`; under kSkip every index becomes a skip record with `message` as the reason.
+void give_up_batch(const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices, ErrorKind kind,
+                   const std::string& message, OnError policy);
 
 /// Demangled name of the exception type currently being handled ("" if unknown).
 std::string current_exception_type();
