@@ -1,0 +1,124 @@
+#include "datasets/detail/read_ahead.hpp"
+
+#include <algorithm>
+
+#include "datasets/error.hpp"
+
+namespace ringloader::datasets::detail {
+
+ReadAhead::ReadAhead(int threads, size_t max_entries, size_t max_bytes, ReadFn read)
+    : max_entries_(std::max<size_t>(1, max_entries)), max_bytes_(max_bytes), read_(std::move(read)) {
+  if (threads <= 0) throw ConfigError("reader_threads must be positive to read ahead, got " + std::to_string(threads));
+  threads_.reserve(static_cast<size_t>(threads));
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+}
+
+ReadAhead::~ReadAhead() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  done_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+bool ReadAhead::evict_one() {
+  while (!order_.empty()) {
+    const auto [index, seq] = order_.front();
+    auto it = entries_.find(index);
+    if (it == entries_.end() || it->second.seq != seq) {  // taken or re-hinted since
+      order_.pop_front();
+      continue;
+    }
+    if (it->second.state == State::kReading) return false;  // oldest is busy; keep the rest
+    order_.pop_front();
+    if (it->second.state == State::kQueued) {
+      queue_.erase(std::find(queue_.begin(), queue_.end(), index));
+    } else {
+      bytes_held_ -= it->second.bytes.size();
+      work_cv_.notify_one();
+    }
+    entries_.erase(it);
+    return true;
+  }
+  return false;
+}
+
+void ReadAhead::hint(std::span<const int64_t> indices) {
+  bool queued = false;
+  {
+    std::lock_guard lock(mu_);
+    for (int64_t index : indices) {
+      if (entries_.count(index) != 0) continue;
+      if (entries_.size() >= max_entries_ && !evict_one()) break;
+      const uint64_t seq = next_seq_++;
+      entries_.emplace(index, Entry{State::kQueued, seq, {}, nullptr});
+      queue_.push_back(index);
+      order_.emplace_back(index, seq);
+      queued = true;
+    }
+  }
+  if (queued) work_cv_.notify_all();
+}
+
+std::optional<std::vector<uint8_t>> ReadAhead::take(int64_t index) {
+  std::unique_lock lock(mu_);
+  auto it = entries_.find(index);
+  if (it == entries_.end()) return std::nullopt;
+  if (it->second.state == State::kQueued) {
+    queue_.erase(std::find(queue_.begin(), queue_.end(), index));
+    entries_.erase(it);
+    return std::nullopt;
+  }
+  done_cv_.wait(lock, [&] {
+    it = entries_.find(index);
+    return stop_ || it == entries_.end() || it->second.state == State::kDone;
+  });
+  if (it == entries_.end() || it->second.state != State::kDone) return std::nullopt;
+  Entry e = std::move(it->second);
+  entries_.erase(it);
+  bytes_held_ -= e.bytes.size();
+  lock.unlock();
+  work_cv_.notify_one();
+  if (e.error) std::rethrow_exception(e.error);
+  return std::move(e.bytes);
+}
+
+size_t ReadAhead::pending() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
+void ReadAhead::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stop_ || (!queue_.empty() && bytes_held_ < max_bytes_); });
+    if (stop_) return;
+    const int64_t index = queue_.front();
+    queue_.pop_front();
+    Entry& e = entries_.at(index);
+    e.state = State::kReading;
+    const uint64_t seq = e.seq;
+    lock.unlock();
+    std::vector<uint8_t> bytes;
+    std::exception_ptr error;
+    try {
+      bytes = read_(index);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    // A kReading entry is never evicted nor taken away, so it is still ours.
+    auto it = entries_.find(index);
+    if (it != entries_.end() && it->second.seq == seq) {
+      bytes_held_ += bytes.size();
+      it->second.bytes = std::move(bytes);
+      it->second.error = error;
+      it->second.state = State::kDone;
+    }
+    done_cv_.notify_all();
+  }
+}
+
+}  // namespace ringloader::datasets::detail

@@ -1,0 +1,79 @@
+#pragma once
+// ReadAhead: a few threads that read the files of upcoming samples while the process decodes
+// the current one. Reading is IO-bound and decoding CPU-bound, so on slow or network storage
+// the reads overlap the decodes instead of idling the core.
+//
+//   detail::ReadAhead ra(4, 64, 256 << 20, [&](int64_t i) { return read_file(path(i), limit); });
+//   ra.hint(batch_indices);                 // Dataset::prefetch
+//   if (auto bytes = ra.take(i)) use(*bytes); else use(read_file(path(i), limit));
+//
+// Created in the process that uses it, after fork (Dataset::on_worker_start): its threads do
+// not survive a fork. The destructor stops and joins them. Thread-safe.
+//
+// Memory is bounded: at most `max_entries` files hinted and not yet taken, and readers stop
+// starting new reads while the finished, untaken ones hold more than `max_bytes`. When full,
+// the oldest untaken entries (hints that were never asked for) are dropped.
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace ringloader::datasets::detail {
+
+class ReadAhead {
+ public:
+  /// Reads the bytes of sample `index`; may throw (the exception is handed to take()).
+  using ReadFn = std::function<std::vector<uint8_t>(int64_t index)>;
+
+  ReadAhead(int threads, size_t max_entries, size_t max_bytes, ReadFn read);
+  ReadAhead(const ReadAhead&) = delete;
+  ReadAhead& operator=(const ReadAhead&) = delete;
+  ~ReadAhead();
+
+  /// Start reading these indices, in this order. Indices already pending are skipped.
+  void hint(std::span<const int64_t> indices);
+  /// The bytes of `index` if they were hinted: waits for a read in progress, rethrows its
+  /// exception. nullopt if not hinted (or not started yet: the caller reads it itself rather
+  /// than queue behind other reads).
+  std::optional<std::vector<uint8_t>> take(int64_t index);
+
+  /// Entries held now (queued, reading or read); for tests.
+  size_t pending() const;
+
+ private:
+  enum class State : uint8_t { kQueued, kReading, kDone };
+  struct Entry {
+    State state = State::kQueued;
+    uint64_t seq = 0;  ///< tells a re-hinted index from the entry an old order_ record names
+    std::vector<uint8_t> bytes;  ///< valid in kDone
+    std::exception_ptr error;    ///< valid in kDone, if the read threw
+  };
+
+  void run();
+  bool evict_one();  // mu_ held; false if nothing could be dropped
+
+  const size_t max_entries_;
+  const size_t max_bytes_;
+  const ReadFn read_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;  ///< queue_ gained an entry, bytes were freed, or stop_
+  std::condition_variable done_cv_;  ///< an entry reached kDone
+  std::unordered_map<int64_t, Entry> entries_;      // guarded by mu_
+  std::deque<int64_t> queue_;                       ///< kQueued entries, in hint order
+  std::deque<std::pair<int64_t, uint64_t>> order_;  ///< (index, seq) in hint order, lazily pruned
+  size_t bytes_held_ = 0;                           ///< sum of bytes of kDone entries
+  uint64_t next_seq_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;  // last member: started after, joined before the rest dies
+};
+
+}  // namespace ringloader::datasets::detail

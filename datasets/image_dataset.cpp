@@ -1,0 +1,98 @@
+#include "datasets/image_dataset.hpp"
+
+#include <unistd.h>
+
+#include "datasets/detail/file_reader.hpp"
+#include "datasets/detail/read_ahead.hpp"
+#include "datasets/error.hpp"
+
+namespace ringloader::datasets {
+
+ImageDataset::ImageDataset(ImageDatasetOptions options, std::string base)
+    : options_(std::move(options)), decoder_(options_.decode), base_(std::move(base)) {
+  const auto hw = options_.transform.output_size();
+  if (!hw) {
+    throw ConfigError("transform " + options_.transform.describe() +
+                      " has no fixed output size: end it with CenterCrop, RandomResizedCrop or Resize((h, w))");
+  }
+  out_hw_ = *hw;
+  if (options_.reader_threads < 0) {
+    throw ConfigError("reader_threads must be >= 0, got " + std::to_string(options_.reader_threads));
+  }
+  if (options_.read_delay_ms < 0) throw ConfigError("read_delay_ms must be >= 0, got " + std::to_string(options_.read_delay_ms));
+  if (options_.max_file_bytes == 0) throw ConfigError("max_file_bytes must be positive");
+}
+
+ImageDataset::~ImageDataset() {
+  // Reader threads started in another process (we are a forked copy) do not exist here and
+  // their mutex may have been held at fork: never touch that object, let it go.
+  if (reader_ && reader_pid_ != ::getpid()) static_cast<void>(reader_.release());
+}
+
+Schema ImageDataset::schema() const {
+  const int64_t h = out_hw_[0];
+  const int64_t w = out_hw_[1];
+  Field image = options_.transform.format() == OutputFormat::kUInt8HWC ? Field{"image", DType::kUInt8, {h, w, 3}, false}
+                                                                       : Field{"image", DType::kFloat32, {3, h, w}, false};
+  return Schema{{std::move(image), Field{"label", DType::kInt64, {}, false}}};
+}
+
+std::string ImageDataset::path(size_t index) const {
+  const std::string_view p = index_.path(index);
+  if (!p.empty() && p.front() == '/') return std::string(p);
+  std::string full;
+  full.reserve(base_.size() + p.size());
+  full += base_;
+  full += p;
+  return full;
+}
+
+std::vector<uint8_t> ImageDataset::read(size_t index) const {
+  return detail::read_file(path(index), options_.max_file_bytes, options_.read_delay_ms);
+}
+
+void ImageDataset::on_worker_start(const WorkerInfo& /*info*/) {
+  if (options_.reader_threads == 0) return;
+  const int pid = ::getpid();
+  if (reader_ && reader_pid_ == pid) return;  // already running in this process
+  if (reader_) static_cast<void>(reader_.release());  // inherited through fork: see ~ImageDataset
+  reader_ = std::make_unique<detail::ReadAhead>(options_.reader_threads, options_.prefetch_files, options_.prefetch_bytes,
+                                                [this](int64_t i) { return read(static_cast<size_t>(i)); });
+  reader_pid_ = pid;
+}
+
+void ImageDataset::prefetch(std::span<const int64_t> indices) {
+  if (reader_ && reader_pid_ == ::getpid()) reader_->hint(indices);
+}
+
+void ImageDataset::get(size_t index, SampleWriter& out) {
+  if (index >= size()) {
+    throw SampleError("index " + std::to_string(index) + " out of range (dataset size " + std::to_string(size()) + ")",
+                      static_cast<int64_t>(index), "", "IndexError");
+  }
+  const std::string file = path(index);
+  out.set_source(file);
+  std::optional<std::vector<uint8_t>> fetched;
+  if (reader_ && reader_pid_ == ::getpid()) fetched = reader_->take(static_cast<int64_t>(index));
+  const std::vector<uint8_t> bytes = fetched ? std::move(*fetched) : read(index);
+
+  const ImageInfo info = decoder_.probe(bytes, file);
+  Rng rng = out.rng(0);
+  const Geometry g = options_.transform.plan(info.width, info.height, rng);
+  if (g.out_height() != out_hw_[0] || g.out_width() != out_hw_[1]) {
+    throw SampleError("transform gave " + std::to_string(g.out_height()) + "x" + std::to_string(g.out_width()) +
+                          ", the schema says " + std::to_string(out_hw_[0]) + "x" + std::to_string(out_hw_[1]),
+                      static_cast<int64_t>(index), file, "ShapeMismatch");
+  }
+  if (options_.transform.format() == OutputFormat::kUInt8HWC) {
+    decoder_.decode_into(bytes, file, g, out.field<uint8_t>(0));  // straight into the batch
+  } else {
+    thread_local std::vector<uint8_t> hwc;
+    hwc.resize(static_cast<size_t>(out_hw_[0]) * static_cast<size_t>(out_hw_[1]) * 3);
+    decoder_.decode_into(bytes, file, g, hwc);
+    options_.transform.to_float_chw(hwc, out_hw_[0], out_hw_[1], out.field<float>(0));
+  }
+  out.field<int64_t>(1)[0] = label(index);
+}
+
+}  // namespace ringloader::datasets

@@ -1,0 +1,89 @@
+#pragma once
+// ImageDataset: the part ImageFolder and FileListDataset share. A compact index of
+// (path, label); get() reads the file (or takes what a reader thread fetched ahead), decodes,
+// runs the Pipeline and writes the image straight into the writer's "image" field and the
+// label into "label".
+//
+//   ImageFolderOptions opt;
+//   opt.transform = Pipeline::random_crop_flip(224);
+//   ImageFolder ds("/data/imagenet/train", opt);   // an ImageDataset
+//
+// Schema: "image" uint8 [H, W, 3] (or float32 [3, H, W] after Pipeline::to_float) with H x W the
+// pipeline's fixed output size, and "label" int64 []. Failures of one sample (bad file, read
+// error) are DecodeErrors naming the file; the loader's on_error policy decides.
+//
+// Built in the main process, before fork, with no threads. on_worker_start() starts the
+// reader threads in the process that calls it (a worker, or the main process when
+// num_workers = 0); prefetch() feeds them. get() is thread-safe.
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.hpp"
+#include "datasets/detail/path_index.hpp"
+#include "datasets/image_decoder.hpp"
+#include "datasets/transforms.hpp"
+
+namespace ringloader::datasets {
+
+namespace detail {
+class ReadAhead;
+}
+
+/// Options shared by the image datasets.
+struct ImageDatasetOptions {
+  Pipeline transform = Pipeline::center(256, 224);  ///< must end in a fixed size
+  DecodeOptions decode{};                           ///< max_pixels, DCT scaling, backend
+  size_t max_file_bytes = size_t{256} << 20;        ///< larger files are refused unread
+  int reader_threads = 4;        ///< threads reading ahead per process; 0 reads in get()
+  size_t prefetch_files = 64;    ///< most files read ahead and not yet taken
+  size_t prefetch_bytes = size_t{256} << 20;  ///< readers pause while read-ahead holds more
+  int read_delay_ms = 0;         ///< injected latency before every read (benchmarks)
+};
+
+class ImageDataset : public Dataset {
+ public:
+  ~ImageDataset() override;
+  ImageDataset(const ImageDataset&) = delete;
+  ImageDataset& operator=(const ImageDataset&) = delete;
+
+  size_t size() const override { return index_.size(); }
+  Schema schema() const override;
+  void get(size_t index, SampleWriter& out) override;
+  std::string source(size_t index) const override { return path(index); }
+  void on_worker_start(const WorkerInfo& info) override;
+  void prefetch(std::span<const int64_t> indices) override;
+
+  /// Full path of sample `index`.
+  std::string path(size_t index) const;
+  int64_t label(size_t index) const { return index_.label(index); }
+  /// {height, width} of every image.
+  std::array<int, 2> image_size() const { return out_hw_; }
+  const ImageDatasetOptions& options() const { return options_; }
+  /// Bytes of the index (paths, offsets, labels): what each worker shares copy-on-write.
+  size_t index_bytes() const { return index_.memory_bytes(); }
+
+ protected:
+  /// `base` prefixes every relative path of the index ("" or ending in '/').
+  ImageDataset(ImageDatasetOptions options, std::string base);
+  /// Filled by the subclass constructor, read-only afterwards.
+  detail::PathIndex& mutable_index() { return index_; }
+
+ private:
+  std::vector<uint8_t> read(size_t index) const;
+
+  ImageDatasetOptions options_;
+  ImageDecoder decoder_;
+  std::array<int, 2> out_hw_{};
+  std::string base_;
+  detail::PathIndex index_;
+  /// Reader threads of the process that started them (reader_pid_); null until then.
+  std::unique_ptr<detail::ReadAhead> reader_;
+  int reader_pid_ = 0;
+};
+
+}  // namespace ringloader::datasets

@@ -1,0 +1,477 @@
+#include "datasets/image_decoder.hpp"
+
+#include <stb/stb_image.h>
+#include <turbojpeg.h>
+#include <webp/decode.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <string_view>
+
+#include "datasets/detail/resample.hpp"
+#include "datasets/error.hpp"
+
+namespace ringloader::datasets {
+
+namespace {
+
+using detail::RgbView;
+using detail::thread_scratch;
+
+// ---- sniffing -----------------------------------------------------------------------------
+
+bool has_bytes(std::span<const uint8_t> b, std::initializer_list<uint8_t> magic, size_t at = 0) {
+  if (b.size() < at + magic.size()) return false;
+  return std::equal(magic.begin(), magic.end(), b.begin() + static_cast<std::ptrdiff_t>(at));
+}
+
+bool has_text(std::span<const uint8_t> b, std::string_view magic, size_t at = 0) {
+  return b.size() >= at + magic.size() && std::memcmp(b.data() + at, magic.data(), magic.size()) == 0;
+}
+
+// Bytes no decoder of ours takes: a one-line reason, naming the format when we know it.
+std::string unrecognised_reason(std::span<const uint8_t> b) {
+  if (has_bytes(b, {'I', 'I', 42, 0}) || has_bytes(b, {'M', 'M', 0, 42})) return "TIFF images are not supported";
+  if (has_text(b, "ftypheic", 4) || has_text(b, "ftypheix", 4) || has_text(b, "ftypmif1", 4)) {
+    return "HEIF/HEIC images are not supported";
+  }
+  if (has_text(b, "ftypavif", 4)) return "AVIF images are not supported";
+  if (has_bytes(b, {0, 0, 0, 12, 'j', 'P', ' ', ' '}) || has_bytes(b, {0xff, 0x4f, 0xff, 0x51})) {
+    return "JPEG 2000 images are not supported";
+  }
+  if (has_bytes(b, {0xff, 0x0a}) || has_bytes(b, {0, 0, 0, 12, 'J', 'X', 'L', ' '})) return "JPEG XL images are not supported";
+  if (has_bytes(b, {0, 0, 1, 0}) || has_bytes(b, {0, 0, 2, 0})) return "ICO/CUR images are not supported";
+  if (has_text(b, "P1") || has_text(b, "P2") || has_text(b, "P3") || has_text(b, "P4") || has_text(b, "P7")) {
+    return "this PNM variant is not supported (only binary P5/P6)";
+  }
+  if (has_text(b, "%PDF")) return "not an image: PDF document";
+  if (has_bytes(b, {'P', 'K', 3, 4})) return "not an image: ZIP archive";
+  if (has_bytes(b, {0x1f, 0x8b})) return "not an image: gzip data";
+  if (has_text(b, "RIFF") && !has_text(b, "WEBP", 8)) return "not an image: RIFF container without WebP data";
+  // Text (HTML error pages saved as .jpg are common in scraped datasets): quote its start.
+  const size_t n = std::min<size_t>(b.size(), 24);
+  size_t printable = 0;
+  for (size_t i = 0; i < n; ++i) printable += (b[i] >= 0x20 && b[i] < 0x7f) || b[i] == '\n' || b[i] == '\r' || b[i] == '\t';
+  if (n > 0 && printable == n) {
+    std::string quoted;
+    for (size_t i = 0; i < std::min<size_t>(n, 16); ++i) quoted += (b[i] >= 0x20 && b[i] < 0x7f) ? static_cast<char>(b[i]) : ' ';
+    return "not an image: the file starts with text \"" + quoted + "\"";
+  }
+  std::string hex;
+  for (size_t i = 0; i < std::min<size_t>(b.size(), 8); ++i) {
+    char h[4];
+    std::snprintf(h, sizeof h, "%02x", b[i]);
+    hex += (i ? " " : "") + std::string(h);
+  }
+  return "unrecognised image format (first bytes: " + hex + ")";
+}
+
+// Width and height straight from the fixed-layout headers, so the pixel limit speaks before
+// stb (which refuses some huge sizes with a vaguer "unknown image type"). False: let stb say.
+bool header_dims(std::span<const uint8_t> b, ImageFormat f, int64_t& w, int64_t& h) {
+  auto be32 = [&](size_t at) { return int64_t{b[at]} << 24 | int64_t{b[at + 1]} << 16 | int64_t{b[at + 2]} << 8 | b[at + 3]; };
+  auto le32 = [&](size_t at) {
+    return static_cast<int64_t>(static_cast<int32_t>(uint32_t{b[at]} | uint32_t{b[at + 1]} << 8 | uint32_t{b[at + 2]} << 16 |
+                                                     uint32_t{b[at + 3]} << 24));
+  };
+  switch (f) {
+    case ImageFormat::kPng:  // signature, IHDR length + type, width, height (big-endian)
+      if (b.size() < 24 || !has_text(b, "IHDR", 12)) return false;
+      w = be32(16);
+      h = be32(20);
+      return true;
+    case ImageFormat::kGif:  // logical screen, little-endian 16-bit
+      if (b.size() < 10) return false;
+      w = b[6] | b[7] << 8;
+      h = b[8] | b[9] << 8;
+      return true;
+    case ImageFormat::kBmp:  // BITMAPINFOHEADER and later; height < 0 means top-down
+      if (b.size() < 26 || le32(14) < 40) return false;
+      w = le32(18);
+      h = le32(22);
+      if (h < 0) h = -h;
+      return true;
+    case ImageFormat::kPsd:  // height then width, big-endian
+      if (b.size() < 22) return false;
+      h = be32(14);
+      w = be32(18);
+      return true;
+    default: return false;
+  }
+}
+
+// ---- TurboJPEG ----------------------------------------------------------------------------
+
+// A TurboJPEG decompressor per thread: creating one costs more than decoding a thumbnail.
+// After a failed call it is dropped (tj_reset): TurboJPEG 2.1's tjDecompressHeader3 leaves
+// libjpeg's marker reader mid-stream when it fails, and the next header read on that handle
+// then fails on a good file.
+struct TjHandle {
+  tjhandle h = nullptr;
+  TjHandle() = default;
+  TjHandle(const TjHandle&) = delete;
+  TjHandle& operator=(const TjHandle&) = delete;
+  ~TjHandle() { reset(); }
+  void reset() {
+    if (h != nullptr) tjDestroy(h);
+    h = nullptr;
+  }
+};
+
+TjHandle& tj_thread_handle() {
+  thread_local TjHandle handle;
+  return handle;
+}
+
+tjhandle tj_decompressor() {
+  TjHandle& handle = tj_thread_handle();
+  if (handle.h == nullptr) {
+    handle.h = tjInitDecompress();
+    if (handle.h == nullptr) throw Error(std::string("tjInitDecompress failed: ") + tjGetErrorStr2(nullptr));
+  }
+  return handle.h;
+}
+
+void tj_reset() { tj_thread_handle().reset(); }
+
+// Progressive JPEGs with thousands of scans are a CPU bomb: cap them (libjpeg-turbo's
+// recommended guard). ISLOW DCT (the default) matches PIL's decoder.
+constexpr int kTjFlags = TJFLAG_LIMITSCANS;
+
+// After a TurboJPEG call: -1 is an error or a warning. libjpeg recovers from most warnings
+// (extraneous bytes, a bad Huffman code) as PIL does; running out of data is a truncated
+// file, which PIL refuses too.
+// A JPEG ends with the EOI marker; if the bytes stop short of one, the likely story of any
+// error is a truncated file (an interrupted download), so say that.
+bool ends_with_eoi(std::span<const uint8_t> b) {
+  for (size_t i = b.size(); i >= 2 && b.size() - i < 64; --i) {  // tolerate trailing padding
+    if (b[i - 2] == 0xff && b[i - 1] == 0xd9) return true;
+  }
+  return false;
+}
+
+void tj_check(int rc, tjhandle h, std::span<const uint8_t> b, const std::string& path) {
+  if (rc == 0) return;
+  const std::string msg = tjGetErrorStr2(h);
+  if (tjGetErrorCode(h) == TJERR_WARNING) {
+    if (msg.find("Premature end") != std::string::npos) {
+      tj_reset();
+      throw DecodeError(path, "truncated JPEG (" + msg + ")");
+    }
+    return;
+  }
+  tj_reset();
+  throw DecodeError(path, std::string(ends_with_eoi(b) ? "corrupt" : "truncated or corrupt") + " JPEG (" + msg + ")");
+}
+
+struct JpegHeader {
+  int width = 0, height = 0, subsamp = 0, colorspace = 0;
+};
+
+JpegHeader jpeg_header(std::span<const uint8_t> b, const std::string& path) {
+  tjhandle h = tj_decompressor();
+  JpegHeader hd;
+  if (tjDecompressHeader3(h, b.data(), static_cast<unsigned long>(b.size()), &hd.width, &hd.height, &hd.subsamp,
+                          &hd.colorspace) != 0) {
+    const std::string msg = tjGetErrorStr2(h);
+    tj_reset();
+    throw DecodeError(path, std::string(ends_with_eoi(b) ? "corrupt" : "truncated or corrupt") + " JPEG header (" + msg + ")");
+  }
+  if (hd.width <= 0 || hd.height <= 0) {  // tables-only stream, or cut before the frame header
+    tj_reset();
+    throw DecodeError(path, std::string(ends_with_eoi(b) ? "corrupt" : "truncated or corrupt") +
+                                " JPEG header (no frame header)");
+  }
+  return hd;
+}
+
+// Adobe CMYK JPEGs store inverted ink values, so RGB = inverted-ink * inverted-black
+// (what stb_image and PIL do).
+void cmyk_to_rgb(const uint8_t* cmyk, size_t pixels, uint8_t* rgb) {
+  for (size_t i = 0; i < pixels; ++i, cmyk += 4, rgb += 3) {
+    const unsigned k = cmyk[3];
+    for (int c = 0; c < 3; ++c) rgb[c] = static_cast<uint8_t>((cmyk[c] * k + 127) / 255);
+  }
+}
+
+// Whole JPEG (at 1/`denom` scale) to RGB in `buf`.
+RgbView jpeg_to_rgb(std::span<const uint8_t> b, const std::string& path, const JpegHeader& hd, int denom,
+                    std::vector<uint8_t>& buf) {
+  tjhandle h = tj_decompressor();
+  const tjscalingfactor sf{1, denom};
+  const int w = TJSCALED(hd.width, sf);
+  const int ht = TJSCALED(hd.height, sf);
+  const size_t pixels = static_cast<size_t>(w) * static_cast<size_t>(ht);
+  const bool cmyk = hd.colorspace == TJCS_CMYK || hd.colorspace == TJCS_YCCK;
+  if (cmyk) {
+    std::vector<uint8_t> tmp(pixels * 4);
+    tj_check(tjDecompress2(h, b.data(), static_cast<unsigned long>(b.size()), tmp.data(), w, 0, ht, TJPF_CMYK, kTjFlags), h, b, path);
+    buf.resize(pixels * 3);
+    cmyk_to_rgb(tmp.data(), pixels, buf.data());
+  } else {
+    buf.resize(pixels * 3);
+    tj_check(tjDecompress2(h, b.data(), static_cast<unsigned long>(b.size()), buf.data(), w, 0, ht, TJPF_RGB, kTjFlags), h, b, path);
+  }
+  return RgbView{buf.data(), w, ht, static_cast<size_t>(w) * 3};
+}
+
+// The largest DCT-domain downscale (1/8, 1/4, 1/2) that still leaves at least the resize
+// size: those three are fast in libjpeg-turbo (3/4, 5/8, 7/8 measured slower than 1/1).
+int pick_dct_denominator(const Geometry& g) {
+  for (int d : {8, 4, 2}) {
+    if (g.source.width / d >= g.resize_width && g.source.height / d >= g.resize_height) return d;
+  }
+  return 1;
+}
+
+Box scale_box(const Box& b, int denom, int width, int height) {
+  const int x0 = b.x / denom;
+  const int y0 = b.y / denom;
+  const int x1 = std::min(width, (b.x + b.width + denom - 1) / denom);
+  const int y1 = std::min(height, (b.y + b.height + denom - 1) / denom);
+  return Box{x0, y0, std::max(1, x1 - x0), std::max(1, y1 - y0)};
+}
+
+// The fast path: YUV planes straight from the DCT, scaled by libyuv, only the window to RGB.
+void jpeg_fast(std::span<const uint8_t> b, const std::string& path, const Geometry& g, bool dct_scaling, uint8_t* out) {
+  const JpegHeader hd = jpeg_header(b, path);
+  const int denom = dct_scaling ? pick_dct_denominator(g) : 1;
+  const tjscalingfactor sf{1, denom};
+  const int sw = TJSCALED(hd.width, sf);
+  const int sh = TJSCALED(hd.height, sf);
+  Geometry sg = g;
+  sg.source = scale_box(g.source, denom, sw, sh);
+  detail::Scratch& s = thread_scratch();
+  if (hd.colorspace != TJCS_YCbCr && hd.colorspace != TJCS_GRAY) {
+    // RGB, CMYK and YCCK JPEGs are rare: decode to RGB and resample that.
+    const RgbView rgb = jpeg_to_rgb(b, path, hd, denom, s.rgb);
+    detail::resample_rgb(rgb, sg, false, out);
+    return;
+  }
+  const int planes = hd.subsamp == TJSAMP_GRAY ? 1 : 3;
+  unsigned char* dst[3] = {nullptr, nullptr, nullptr};
+  int strides[3] = {0, 0, 0};
+  detail::PlaneView pv[3];
+  for (int c = 0; c < planes; ++c) {
+    const int pw = tjPlaneWidth(c, sw, hd.subsamp);
+    const int ph = tjPlaneHeight(c, sh, hd.subsamp);
+    if (pw <= 0 || ph <= 0) throw DecodeError(path, "corrupt JPEG (bad plane size)");
+    auto& buf = s.planes[c];
+    buf.resize(static_cast<size_t>(pw) * static_cast<size_t>(ph));
+    dst[c] = buf.data();
+    strides[c] = pw;
+    const int sub_x = c == 0 ? 1 : tjMCUWidth[hd.subsamp] / 8;
+    const int sub_y = c == 0 ? 1 : tjMCUHeight[hd.subsamp] / 8;
+    // Valid samples: the plane may be padded to whole MCUs.
+    pv[c] = detail::PlaneView{buf.data(), c == 0 ? sw : std::min(pw, (sw + sub_x - 1) / sub_x),
+                              c == 0 ? sh : std::min(ph, (sh + sub_y - 1) / sub_y), pw, sub_x, sub_y};
+  }
+  tjhandle h = tj_decompressor();
+  tj_check(tjDecompressToYUVPlanes(h, b.data(), static_cast<unsigned long>(b.size()), dst, sw, strides, sh, kTjFlags), h, b, path);
+  detail::resample_yuv_full_range(pv[0], pv[1], pv[2], sg.source, sg, out);
+}
+
+// ---- stb_image ----------------------------------------------------------------------------
+
+struct StbFree {
+  void operator()(unsigned char* p) const { stbi_image_free(p); }
+};
+using StbPixels = std::unique_ptr<unsigned char, StbFree>;
+
+int checked_len(std::span<const uint8_t> b, const std::string& path) {
+  if (b.size() > static_cast<size_t>(INT_MAX)) throw DecodeError(path, "file too large for the decoder (over 2 GiB)");
+  return static_cast<int>(b.size());
+}
+
+StbPixels stb_decode(std::span<const uint8_t> b, const std::string& path, ImageFormat fmt, int& w, int& h) {
+  int comp = 0;
+  const int len = checked_len(b, path);
+  if (fmt == ImageFormat::kPnm && stbi_is_16_bit_from_memory(b.data(), len)) {
+    // stb_image 2.27 copies 16-bit PNM samples as raw bytes and then reads them in host
+    // order, but the format is big-endian: the high byte of sample i is byte 2i of the
+    // buffer. Keep it, in place (PIL's 16 -> 8 bit conversion keeps the high byte too).
+    StbPixels px(reinterpret_cast<unsigned char*>(stbi_load_16_from_memory(b.data(), len, &w, &h, &comp, 3)));
+    if (!px) throw DecodeError(path, std::string("corrupt PNM (") + stbi_failure_reason() + ")");
+    const size_t n = static_cast<size_t>(w) * static_cast<size_t>(h) * 3;
+    unsigned char* p = px.get();
+    for (size_t i = 0; i < n; ++i) p[i] = p[2 * i];
+    return px;
+  }
+  StbPixels px(stbi_load_from_memory(b.data(), len, &w, &h, &comp, 3));
+  if (!px) {
+    const char* why = stbi_failure_reason();
+    throw DecodeError(path, std::string("corrupt ") + format_name(fmt) + " (" + (why ? why : "stb_image failed") + ")");
+  }
+  return px;
+}
+
+// ---- WebP ---------------------------------------------------------------------------------
+
+RgbView webp_decode(std::span<const uint8_t> b, const std::string& path, int w, int h, std::vector<uint8_t>& buf) {
+  buf.resize(static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+  if (WebPDecodeRGBInto(b.data(), b.size(), buf.data(), buf.size(), w * 3) == nullptr) {
+    throw DecodeError(path, "corrupt or truncated WebP");
+  }
+  return RgbView{buf.data(), w, h, static_cast<size_t>(w) * 3};
+}
+
+void check_geometry(const Geometry& g, const ImageInfo& info, const std::string& path, size_t out_size) {
+  const Box& s = g.source;
+  if (s.width <= 0 || s.height <= 0 || s.x < 0 || s.y < 0 || s.x + s.width > info.width || s.y + s.height > info.height ||
+      g.resize_width <= 0 || g.resize_height <= 0 || g.window.width <= 0 || g.window.height <= 0) {
+    throw ConfigError(path + ": geometry does not fit the " + std::to_string(info.width) + "x" +
+                      std::to_string(info.height) + " image (planned for another size?)");
+  }
+  const size_t need = static_cast<size_t>(g.out_width()) * static_cast<size_t>(g.out_height()) * 3;
+  if (out_size < need) {
+    throw ConfigError(path + ": output buffer holds " + std::to_string(out_size) + " bytes, the image needs " +
+                      std::to_string(need));
+  }
+}
+
+}  // namespace
+
+const char* format_name(ImageFormat f) {
+  switch (f) {
+    case ImageFormat::kUnknown: return "unknown";
+    case ImageFormat::kJpeg: return "JPEG";
+    case ImageFormat::kPng: return "PNG";
+    case ImageFormat::kBmp: return "BMP";
+    case ImageFormat::kGif: return "GIF";
+    case ImageFormat::kTga: return "TGA";
+    case ImageFormat::kPnm: return "PNM";
+    case ImageFormat::kPsd: return "PSD";
+    case ImageFormat::kHdr: return "HDR";
+    case ImageFormat::kWebp: return "WebP";
+  }
+  return "unknown";
+}
+
+ImageFormat sniff_format(std::span<const uint8_t> b) {
+  if (has_bytes(b, {0xff, 0xd8, 0xff})) return ImageFormat::kJpeg;
+  if (has_bytes(b, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return ImageFormat::kPng;
+  if (has_text(b, "GIF87a") || has_text(b, "GIF89a")) return ImageFormat::kGif;
+  if (has_text(b, "BM")) return ImageFormat::kBmp;
+  if (has_text(b, "RIFF") && has_text(b, "WEBP", 8)) return ImageFormat::kWebp;
+  if (has_text(b, "8BPS")) return ImageFormat::kPsd;
+  if (has_text(b, "#?RADIANCE") || has_text(b, "#?RGBE")) return ImageFormat::kHdr;
+  if (b.size() >= 3 && b[0] == 'P' && (b[1] == '5' || b[1] == '6') &&
+      (b[2] == ' ' || b[2] == '\n' || b[2] == '\r' || b[2] == '\t')) {
+    return ImageFormat::kPnm;
+  }
+  return ImageFormat::kUnknown;
+}
+
+ImageDecoder::ImageDecoder(DecodeOptions options) : options_(options) {
+  if (options_.max_pixels <= 0) throw ConfigError("max_pixels must be positive, got " + std::to_string(options_.max_pixels));
+}
+
+void ImageDecoder::check_pixels(const std::string& path, ImageFormat f, int64_t width, int64_t height) const {
+  const int64_t pixels = width * height;
+  if (width > 0 && height > 0 && pixels > options_.max_pixels) {
+    throw DecodeError(path, std::string(format_name(f)) + " header declares " + std::to_string(width) + "x" +
+                                std::to_string(height) + " = " + std::to_string(pixels) + " pixels, over the limit of " +
+                                std::to_string(options_.max_pixels) + " (option max_pixels; a decompression bomb?)");
+  }
+}
+
+ImageInfo ImageDecoder::probe(std::span<const uint8_t> b, const std::string& path) const {
+  if (b.empty()) throw DecodeError(path, "empty file (0 bytes)");
+  ImageInfo info{sniff_format(b), 0, 0};
+  switch (info.format) {
+    case ImageFormat::kJpeg: {
+      const JpegHeader hd = jpeg_header(b, path);
+      info.width = hd.width;
+      info.height = hd.height;
+      break;
+    }
+    case ImageFormat::kWebp: {
+      WebPBitstreamFeatures f{};
+      const VP8StatusCode st = WebPGetFeatures(b.data(), b.size(), &f);
+      if (st != VP8_STATUS_OK) {
+        throw DecodeError(path, st == VP8_STATUS_NOT_ENOUGH_DATA ? "truncated WebP header" : "corrupt WebP header");
+      }
+      if (f.has_animation) throw DecodeError(path, "animated WebP is not supported");
+      info.width = f.width;
+      info.height = f.height;
+      break;
+    }
+    default: {
+      if (info.format == ImageFormat::kUnknown) {
+        // No magic number: only TGA (which has none) may still be here. Anything we can
+        // name is refused first, so stb's lenient TGA test never sees it.
+        std::string why = unrecognised_reason(b);
+        if (why.rfind("unrecognised", 0) != 0) throw DecodeError(path, why);
+        int comp = 0;
+        if (stbi_info_from_memory(b.data(), checked_len(b, path), &info.width, &info.height, &comp) == 0) {
+          throw DecodeError(path, why);
+        }
+        info.format = ImageFormat::kTga;
+        break;
+      }
+      int64_t hw = 0;
+      int64_t hh = 0;
+      if (header_dims(b, info.format, hw, hh)) check_pixels(path, info.format, hw, hh);
+      int comp = 0;
+      if (stbi_info_from_memory(b.data(), checked_len(b, path), &info.width, &info.height, &comp) == 0) {
+        const char* reason = stbi_failure_reason();
+        throw DecodeError(path, std::string("corrupt ") + format_name(info.format) + " header (" +
+                                    (reason ? reason : "unreadable") + ")");
+      }
+      break;
+    }
+  }
+  if (info.width <= 0 || info.height <= 0) {
+    throw DecodeError(path, std::string(format_name(info.format)) + " header declares an empty image (" +
+                                std::to_string(info.width) + "x" + std::to_string(info.height) + ")");
+  }
+  check_pixels(path, info.format, info.width, info.height);
+  return info;
+}
+
+RgbImage ImageDecoder::decode(std::span<const uint8_t> b, const std::string& path) const {
+  const ImageInfo info = probe(b, path);
+  RgbImage img;
+  const Geometry g = Geometry::identity(info.width, info.height);
+  img.width = info.width;
+  img.height = info.height;
+  img.pixels.resize(static_cast<size_t>(info.width) * static_cast<size_t>(info.height) * 3);
+  decode_into(b, path, g, img.pixels);
+  return img;
+}
+
+void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& path, const Geometry& g,
+                               std::span<uint8_t> out) const {
+  const ImageInfo info = probe(b, path);
+  check_geometry(g, info, path, out.size());
+  detail::Scratch& s = thread_scratch();
+  const bool use_stb_resize = options_.backend != ResizeBackend::kFast;
+  if (info.format == ImageFormat::kJpeg && options_.backend != ResizeBackend::kStb) {
+    if (options_.backend == ResizeBackend::kFast) {
+      jpeg_fast(b, path, g, options_.dct_scaling, out.data());
+    } else {
+      const RgbView rgb = jpeg_to_rgb(b, path, jpeg_header(b, path), 1, s.rgb);
+      detail::resample_rgb(rgb, g, use_stb_resize, out.data());
+    }
+  } else if (info.format == ImageFormat::kWebp) {
+    const RgbView rgb = webp_decode(b, path, info.width, info.height, s.rgb);
+    detail::resample_rgb(rgb, g, use_stb_resize, out.data());
+  } else {
+    int w = 0;
+    int h = 0;
+    const StbPixels px = stb_decode(b, path, info.format, w, h);
+    if (w != info.width || h != info.height) {
+      throw DecodeError(path, std::string("corrupt ") + format_name(info.format) + " (header says " +
+                                  std::to_string(info.width) + "x" + std::to_string(info.height) + ", data " +
+                                  std::to_string(w) + "x" + std::to_string(h) + ")");
+    }
+    detail::resample_rgb(RgbView{px.get(), w, h, static_cast<size_t>(w) * 3}, g, use_stb_resize, out.data());
+  }
+  s.trim();
+}
+
+}  // namespace ringloader::datasets

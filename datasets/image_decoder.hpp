@@ -1,0 +1,85 @@
+#pragma once
+// ImageDecoder: bytes of an image file -> RGB uint8 pixels, optionally resampled to a
+// Geometry (see transforms.hpp) on the way, so only what survives the crops is resampled.
+//
+//   datasets::ImageDecoder dec;                                  // 64 MP limit, fast path
+//   ImageInfo info = dec.probe(bytes, path);                     // header only
+//   Geometry g = pipeline.plan(info.width, info.height, rng);
+//   dec.decode_into(bytes, path, g, out);                        // out: g.out_height() x g.out_width() x 3
+//
+// The format is sniffed from the magic bytes, never the file name. JPEG goes through
+// TurboJPEG (DCT-domain 1/2, 1/4, 1/8 downscaling when the target is small enough, decoding
+// to YUV planes that libyuv scales; only the kept window is converted to RGB); PNG, BMP,
+// TGA, GIF (first frame), PNM (P5/P6), PSD and HDR through stb_image; WebP through libwebp.
+// Gray, CMYK, alpha (dropped, as PIL's convert("RGB")), palette and 16-bit become RGB8.
+// The header's dimensions are checked against `max_pixels` before anything is allocated.
+// Every failure is a DecodeError(path, one-line reason).
+//
+// Thread-safe: const methods, per-thread scratch buffers and TurboJPEG handles. Safe to
+// build before fork and use in the forked workers.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "datasets/transforms.hpp"
+
+namespace ringloader::datasets {
+
+enum class ImageFormat : uint8_t { kUnknown, kJpeg, kPng, kBmp, kGif, kTga, kPnm, kPsd, kHdr, kWebp };
+
+/// "JPEG", "PNG", ...
+const char* format_name(ImageFormat f);
+
+/// The format announced by the first bytes. TGA has no magic number: kUnknown here (probe()
+/// still recognises it from its header).
+ImageFormat sniff_format(std::span<const uint8_t> bytes);
+
+/// Which decoder + resampler pair does the work (the non-default ones exist to measure).
+enum class ResizeBackend : uint8_t {
+  kFast,          ///< TurboJPEG (DCT scaling, YUV planes) / stb / libwebp + libyuv box filter
+  kTurboJpegStb,  ///< TurboJPEG full decode to RGB + stb_image_resize
+  kStb,           ///< stb_image decode + stb_image_resize
+};
+
+struct DecodeOptions {
+  int64_t max_pixels = int64_t{64} << 20;  ///< width * height above this is refused (bombs)
+  bool dct_scaling = true;                 ///< let TurboJPEG decode at 1/2, 1/4, 1/8 when large enough
+  ResizeBackend backend = ResizeBackend::kFast;
+};
+
+struct ImageInfo {
+  ImageFormat format = ImageFormat::kUnknown;
+  int width = 0;
+  int height = 0;
+};
+
+/// A decoded image: RGB, rows packed (stride width * 3).
+struct RgbImage {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> pixels;
+};
+
+class ImageDecoder {
+ public:
+  explicit ImageDecoder(DecodeOptions options = {});
+
+  const DecodeOptions& options() const { return options_; }
+  /// Format and size from the header alone. Throws DecodeError if unrecognised, corrupt,
+  /// or larger than max_pixels.
+  ImageInfo probe(std::span<const uint8_t> bytes, const std::string& path) const;
+  /// The whole image as RGB.
+  RgbImage decode(std::span<const uint8_t> bytes, const std::string& path) const;
+  /// Decode and apply `g` (planned for this image's probe() size), writing
+  /// g.out_height() x g.out_width() x 3 bytes to `out` (which must hold at least that many).
+  void decode_into(std::span<const uint8_t> bytes, const std::string& path, const Geometry& g,
+                   std::span<uint8_t> out) const;
+
+ private:
+  void check_pixels(const std::string& path, ImageFormat f, int64_t width, int64_t height) const;
+
+  DecodeOptions options_;
+};
+
+}  // namespace ringloader::datasets

@@ -1,0 +1,341 @@
+// Decoding: each format from images made here, pixels against known values.
+// Tolerances: lossless formats exact; JPEG q95-100 4:4:4 of flat colours within 3 levels
+// (DCT rounding); subsampled/lossy/resampled cases state their own bound.
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "datasets/detail/file_reader.hpp"
+#include "datasets/error.hpp"
+#include "datasets/image_decoder.hpp"
+#include "tests/datasets/image_test_util.hpp"
+
+using namespace ringloader;
+using namespace ringloader::datasets;
+using ringloader::test::encode_jpeg;
+using ringloader::test::encode_png;
+using ringloader::test::encode_webp;
+using ringloader::test::make_rgb;
+using ringloader::test::TempDir;
+
+namespace {
+
+std::array<uint8_t, 3> quadrant_colour(int x, int y, int w, int h) {
+  // red | green
+  // blue | white
+  const bool right = x >= w / 2;
+  const bool bottom = y >= h / 2;
+  if (!bottom) return right ? std::array<uint8_t, 3>{0, 255, 0} : std::array<uint8_t, 3>{255, 0, 0};
+  return right ? std::array<uint8_t, 3>{255, 255, 255} : std::array<uint8_t, 3>{0, 0, 255};
+}
+
+std::array<int, 3> pixel(const std::vector<uint8_t>& px, int w, int x, int y) {
+  const size_t i = static_cast<size_t>((y * w + x) * 3);
+  return {px[i], px[i + 1], px[i + 2]};
+}
+
+void check_near(std::array<int, 3> got, std::array<uint8_t, 3> want, int tol) {
+  INFO("got " << got[0] << "," << got[1] << "," << got[2] << " want " << int(want[0]) << "," << int(want[1]) << ","
+              << int(want[2]));
+  for (int c = 0; c < 3; ++c) CHECK(std::abs(got[static_cast<size_t>(c)] - want[static_cast<size_t>(c)]) <= tol);
+}
+
+// Centre of each quadrant has the quadrant's colour (edges blur under DCT and resampling).
+void check_quadrants(const std::vector<uint8_t>& px, int w, int h, int tol) {
+  for (auto [qx, qy] : {std::pair{0, 0}, {1, 0}, {0, 1}, {1, 1}}) {
+    const int x = w / 4 + qx * w / 2;
+    const int y = h / 4 + qy * h / 2;
+    check_near(pixel(px, w, x, y), quadrant_colour(x, y, w, h), tol);
+  }
+}
+
+double mean_abs_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += std::abs(int(a[i]) - int(b[i]));
+  return s / static_cast<double>(a.size());
+}
+
+}  // namespace
+
+TEST_CASE("formats are sniffed from magic bytes", "[decoder]") {
+  auto png = encode_png(make_rgb(4, 4, [](int, int) { return std::array<uint8_t, 3>{1, 2, 3}; }), 4, 4);
+  auto jpg = encode_jpeg(make_rgb(8, 8, [](int, int) { return std::array<uint8_t, 3>{1, 2, 3}; }), 8, 8);
+  auto webp = encode_webp(make_rgb(4, 4, [](int, int) { return std::array<uint8_t, 3>{1, 2, 3}; }), 4, 4, true);
+  CHECK(sniff_format(png) == ImageFormat::kPng);
+  CHECK(sniff_format(jpg) == ImageFormat::kJpeg);
+  CHECK(sniff_format(webp) == ImageFormat::kWebp);
+  const std::vector<uint8_t> gif = {'G', 'I', 'F', '8', '9', 'a'};
+  CHECK(sniff_format(gif) == ImageFormat::kGif);
+  const std::vector<uint8_t> ppm = {'P', '6', '\n'};
+  CHECK(sniff_format(ppm) == ImageFormat::kPnm);
+  const std::vector<uint8_t> html = {'<', 'h', 't', 'm', 'l', '>'};
+  CHECK(sniff_format(html) == ImageFormat::kUnknown);
+}
+
+TEST_CASE("JPEG decodes to RGB in the right channel order", "[decoder][jpeg]") {
+  const int w = 64, h = 48;
+  const auto px = make_rgb(w, h, [&](int x, int y) { return quadrant_colour(x, y, w, h); });
+  ImageDecoder dec;
+  for (int subsamp : {TJSAMP_444, TJSAMP_422, TJSAMP_420}) {
+    INFO("subsampling " << subsamp);
+    const auto jpg = encode_jpeg(px, w, h, 100, subsamp);
+    const ImageInfo info = dec.probe(jpg, "q.jpg");
+    CHECK(info.format == ImageFormat::kJpeg);
+    CHECK(info.width == w);
+    CHECK(info.height == h);
+    const RgbImage img = dec.decode(jpg, "q.jpg");
+    REQUIRE(img.width == w);
+    REQUIRE(img.height == h);
+    check_quadrants(img.pixels, w, h, 3);
+    // The two reference backends agree on the same pixels.
+    for (auto backend : {ResizeBackend::kTurboJpegStb, ResizeBackend::kStb}) {
+      const RgbImage ref = ImageDecoder(DecodeOptions{int64_t{64} << 20, true, backend}).decode(jpg, "q.jpg");
+      check_quadrants(ref.pixels, w, h, 3);
+    }
+  }
+}
+
+TEST_CASE("grayscale and CMYK JPEGs become RGB", "[decoder][jpeg]") {
+  ImageDecoder dec;
+  const int w = 16, h = 16;
+  std::vector<uint8_t> gray(static_cast<size_t>(w * h));
+  for (int i = 0; i < w * h; ++i) gray[static_cast<size_t>(i)] = static_cast<uint8_t>(i < w * h / 2 ? 40 : 200);
+  const RgbImage g = dec.decode(encode_jpeg(gray, w, h, 100, TJSAMP_GRAY, TJPF_GRAY), "g.jpg");
+  check_near(pixel(g.pixels, w, 8, 2), {40, 40, 40}, 2);
+  check_near(pixel(g.pixels, w, 8, 13), {200, 200, 200}, 2);
+  // Adobe-style CMYK stores inverted inks: (255, 0, 255, 255) is magenta.
+  std::vector<uint8_t> cmyk;
+  for (int i = 0; i < w * h; ++i) cmyk.insert(cmyk.end(), {255, 0, 255, 255});
+  const auto jpg = encode_jpeg(cmyk, w, h, 100, TJSAMP_444, TJPF_CMYK);
+  const RgbImage c = dec.decode(jpg, "c.jpg");
+  check_near(pixel(c.pixels, w, 8, 8), {255, 0, 255}, 3);
+  // CMYK through the fast resampling path too.
+  Geometry geo{Box{0, 0, w, h}, 8, 8, Box{0, 0, 8, 8}, false};
+  std::vector<uint8_t> out(8 * 8 * 3);
+  dec.decode_into(jpg, "c.jpg", geo, out);
+  check_near(pixel(out, 8, 4, 4), {255, 0, 255}, 3);
+}
+
+TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decoder]") {
+  TempDir tmp;
+  const int w = 7, h = 5;  // odd sizes catch stride bugs
+  const auto px = make_rgb(w, h, [](int x, int y) {
+    return std::array<uint8_t, 3>{static_cast<uint8_t>(x * 30), static_cast<uint8_t>(y * 50), static_cast<uint8_t>(x * y)};
+  });
+  ImageDecoder dec;
+  auto expect_exact = [&](const std::vector<uint8_t>& bytes, ImageFormat fmt) {
+    INFO(format_name(fmt));
+    const ImageInfo info = dec.probe(bytes, "x");
+    CHECK(info.format == fmt);
+    const RgbImage img = dec.decode(bytes, "x");
+    REQUIRE(img.width == w);
+    REQUIRE(img.height == h);
+    CHECK(img.pixels == px);
+  };
+  expect_exact(encode_png(px, w, h), ImageFormat::kPng);
+  stbi_write_bmp((tmp / "a.bmp").c_str(), w, h, 3, px.data());
+  expect_exact(test::read_bytes(tmp / "a.bmp"), ImageFormat::kBmp);
+  stbi_write_tga((tmp / "a.tga").c_str(), w, h, 3, px.data());
+  expect_exact(test::read_bytes(tmp / "a.tga"), ImageFormat::kTga);
+  std::vector<uint8_t> ppm;
+  const std::string head = "P6\n7 5\n255\n";
+  ppm.assign(head.begin(), head.end());
+  ppm.insert(ppm.end(), px.begin(), px.end());
+  expect_exact(ppm, ImageFormat::kPnm);
+  expect_exact(encode_webp(px, w, h, true), ImageFormat::kWebp);
+
+  SECTION("alpha is dropped, gray is replicated") {
+    std::vector<uint8_t> rgba;
+    for (size_t i = 0; i < px.size(); i += 3) rgba.insert(rgba.end(), {px[i], px[i + 1], px[i + 2], 7});
+    const RgbImage a = dec.decode(encode_png(rgba, w, h, 4), "rgba.png");
+    CHECK(a.pixels == px);
+    std::vector<uint8_t> gray(static_cast<size_t>(w * h), 77);
+    const RgbImage g = dec.decode(encode_png(gray, w, h, 1), "g.png");
+    CHECK(pixel(g.pixels, w, 3, 3) == std::array<int, 3>{77, 77, 77});
+  }
+  SECTION("16-bit PNM becomes 8-bit") {
+    std::string h16 = "P6\n2 1\n65535\n";
+    std::vector<uint8_t> b(h16.begin(), h16.end());
+    b.insert(b.end(), {0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0xff, 0xff});
+    const RgbImage img = dec.decode(b, "16.ppm");
+    REQUIRE(img.width == 2);
+    check_near(pixel(img.pixels, 2, 0, 0), {255, 128, 0}, 1);
+    check_near(pixel(img.pixels, 2, 1, 0), {0, 64, 255}, 1);
+  }
+  SECTION("palette BMP") {
+    // 2x1, 8 bits per pixel, palette {blue, red}: BITMAPFILEHEADER + BITMAPINFOHEADER by hand.
+    std::vector<uint8_t> b = {'B', 'M', 66, 0, 0, 0, 0, 0, 0, 0, 62, 0, 0, 0,  // file header, data at 62
+                              40, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 8, 0, 0, 0, 0, 0, 4, 0, 0, 0,
+                              0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
+                              255, 0, 0, 0, 0, 0, 255, 0,  // palette (B, G, R, 0): blue, red
+                              1, 0, 0, 0};                 // row: red, blue, padding
+    const RgbImage img = dec.decode(b, "pal.bmp");
+    REQUIRE(img.width == 2);
+    CHECK(pixel(img.pixels, 2, 0, 0) == std::array<int, 3>{255, 0, 0});
+    CHECK(pixel(img.pixels, 2, 1, 0) == std::array<int, 3>{0, 0, 255});
+  }
+  SECTION("HDR is tone-mapped to 8 bits") {
+    std::vector<float> f(static_cast<size_t>(w * h * 3), 1.0f);
+    stbi_write_hdr((tmp / "a.hdr").c_str(), w, h, 3, f.data());
+    const auto b = test::read_bytes(tmp / "a.hdr");
+    CHECK(dec.probe(b, "a.hdr").format == ImageFormat::kHdr);
+    const RgbImage img = dec.decode(b, "a.hdr");
+    check_near(pixel(img.pixels, w, 1, 1), {255, 255, 255}, 1);
+  }
+  SECTION("lossy WebP within 12 levels of flat colour") {
+    const auto flat = make_rgb(32, 32, [&](int x, int y) { return quadrant_colour(x, y, 32, 32); });
+    const RgbImage img = dec.decode(encode_webp(flat, 32, 32, false, 95), "l.webp");
+    check_quadrants(img.pixels, 32, 32, 12);
+  }
+}
+
+TEST_CASE("decode_into crops, flips and pads exactly without resampling", "[decoder][geometry]") {
+  const int w = 10, h = 6;
+  const auto px = make_rgb(w, h, [](int x, int y) {
+    return std::array<uint8_t, 3>{static_cast<uint8_t>(x), static_cast<uint8_t>(y), 9};
+  });
+  const auto png = encode_png(px, w, h);
+  ImageDecoder dec;
+  std::vector<uint8_t> out(4 * 3 * 3);
+  // Source box (2,1) 4x3, no resize, whole window.
+  dec.decode_into(png, "p.png", Geometry{Box{2, 1, 4, 3}, 4, 3, Box{0, 0, 4, 3}, false}, out);
+  CHECK(pixel(out, 4, 0, 0) == std::array<int, 3>{2, 1, 9});
+  CHECK(pixel(out, 4, 3, 2) == std::array<int, 3>{5, 3, 9});
+  dec.decode_into(png, "p.png", Geometry{Box{2, 1, 4, 3}, 4, 3, Box{0, 0, 4, 3}, true}, out);
+  CHECK(pixel(out, 4, 0, 0) == std::array<int, 3>{5, 1, 9});
+  CHECK(pixel(out, 4, 3, 2) == std::array<int, 3>{2, 3, 9});
+  // A window reaching one pixel past every edge of a 2x1 image: zero padding.
+  std::vector<uint8_t> pad(4 * 3 * 3);
+  dec.decode_into(png, "p.png", Geometry{Box{0, 0, 2, 1}, 2, 1, Box{-1, -1, 4, 3}, false}, pad);
+  CHECK(pixel(pad, 4, 0, 0) == std::array<int, 3>{0, 0, 0});
+  CHECK(pixel(pad, 4, 1, 1) == std::array<int, 3>{0, 0, 9});
+  CHECK(pixel(pad, 4, 2, 1) == std::array<int, 3>{1, 0, 9});
+  CHECK(pixel(pad, 4, 3, 2) == std::array<int, 3>{0, 0, 0});
+  // Too small an output buffer is refused, not overrun.
+  std::vector<uint8_t> tiny(5);
+  CHECK_THROWS_AS(dec.decode_into(png, "p.png", Geometry::identity(w, h), tiny), ConfigError);
+}
+
+TEST_CASE("the fast resampler matches the stb reference on smooth images", "[decoder][resize]") {
+  // A smooth 4:2:0 JPEG, Resize(64)+CenterCrop(56)-like geometry with an odd window offset.
+  const int w = 233, h = 171;
+  const auto px = make_rgb(w, h, [](int x, int y) {
+    return std::array<uint8_t, 3>{static_cast<uint8_t>(x), static_cast<uint8_t>(y), static_cast<uint8_t>((x + y) / 2)};
+  });
+  const auto jpg = encode_jpeg(px, w, h, 95, TJSAMP_420);
+  const Geometry g{Box{0, 0, w, h}, 87, 64, Box{15, 4, 56, 56}, false};
+  std::vector<uint8_t> fast(56 * 56 * 3), ref(56 * 56 * 3), png_fast(56 * 56 * 3);
+  ImageDecoder(DecodeOptions{int64_t{64} << 20, true, ResizeBackend::kFast}).decode_into(jpg, "s.jpg", g, fast);
+  ImageDecoder(DecodeOptions{int64_t{64} << 20, true, ResizeBackend::kStb}).decode_into(jpg, "s.jpg", g, ref);
+  CHECK(mean_abs_diff(fast, ref) < 2.0);
+  // The RGB path (non-JPEG) through libyuv agrees too.
+  ImageDecoder().decode_into(encode_png(px, w, h), "s.png", g, png_fast);
+  CHECK(mean_abs_diff(png_fast, ref) < 2.5);
+  // And the window lands where the geometry says: output (0,0) is resized (15,4).
+  const auto p = pixel(fast, 56, 0, 0);
+  CHECK(std::abs(p[0] - static_cast<int>((15 + 0.5) * w / 87.0)) <= 3);
+  CHECK(std::abs(p[1] - static_cast<int>((4 + 0.5) * h / 64.0)) <= 3);
+}
+
+TEST_CASE("DCT-domain downscaling keeps colours and geometry", "[decoder][jpeg]") {
+  const int w = 512, h = 384;
+  const auto px = make_rgb(w, h, [&](int x, int y) { return quadrant_colour(x, y, w, h); });
+  const auto jpg = encode_jpeg(px, w, h, 95, TJSAMP_420);
+  const Geometry g{Box{0, 0, w, h}, 64, 48, Box{0, 0, 64, 48}, false};  // 1/8: exactly 64x48
+  std::vector<uint8_t> with(64 * 48 * 3), without(64 * 48 * 3);
+  ImageDecoder(DecodeOptions{int64_t{64} << 20, true, ResizeBackend::kFast}).decode_into(jpg, "d.jpg", g, with);
+  ImageDecoder(DecodeOptions{int64_t{64} << 20, false, ResizeBackend::kFast}).decode_into(jpg, "d.jpg", g, without);
+  check_quadrants(with, 64, 48, 4);
+  check_quadrants(without, 64, 48, 4);
+  CHECK(mean_abs_diff(with, without) < 3.0);
+}
+
+TEST_CASE("bad bytes give one-line DecodeErrors naming the file", "[decoder][bad]") {
+  ImageDecoder dec(DecodeOptions{int64_t{1} << 20, true, ResizeBackend::kFast});  // 1 MP limit
+  const auto px = make_rgb(64, 64, [](int x, int y) { return std::array<uint8_t, 3>{uint8_t(x * 4), uint8_t(y * 4), 0}; });
+  auto expect = [&](const std::vector<uint8_t>& b, const std::string& needle) {
+    INFO(needle);
+    try {
+      static_cast<void>(dec.decode(b, "/d/bad.jpg"));
+      FAIL("no exception");
+    } catch (const DecodeError& e) {
+      CHECK(e.path() == "/d/bad.jpg");
+      CHECK_THAT(e.what(), Catch::StartsWith("/d/bad.jpg: ") && Catch::Contains(needle));
+      CHECK(std::string(e.what()).find('\n') == std::string::npos);
+    }
+  };
+  const auto jpg = encode_jpeg(px, 64, 64, 90, TJSAMP_420);
+  const auto noisy = encode_jpeg(make_rgb(128, 128, [](int x, int y) {
+    return std::array<uint8_t, 3>{uint8_t(x * y * 7), uint8_t(x ^ y), uint8_t(x * 13 + y * 5)};
+  }), 128, 128, 95, TJSAMP_444);
+  expect({}, "empty");
+  expect(std::vector<uint8_t>(noisy.begin(), noisy.begin() + static_cast<std::ptrdiff_t>(noisy.size() / 2)),
+         "truncated JPEG (Premature end of JPEG file)");
+  expect(std::vector<uint8_t>(jpg.begin(), jpg.begin() + 100), "truncated or corrupt JPEG header");
+  expect(std::vector<uint8_t>(jpg.begin(), jpg.begin() + 20), "JPEG");
+  auto corrupt = jpg;
+  for (size_t i = jpg.size() / 3; i < jpg.size() - 2; ++i) corrupt[i] = static_cast<uint8_t>(i * 7);
+  // Garbage entropy data: libjpeg either rejects it or recovers; never a crash.
+  try {
+    static_cast<void>(dec.decode(corrupt, "/d/bad.jpg"));
+  } catch (const DecodeError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("JPEG"));
+  }
+  const std::string html = "<!DOCTYPE html><html><body>404</body></html>";
+  expect(std::vector<uint8_t>(html.begin(), html.end()), "not an image: the file starts with text \"<!DOCTYPE html><\"");
+  expect({'I', 'I', 42, 0, 8, 0, 0, 0, 0, 0}, "TIFF images are not supported");
+  expect({0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0xfe}, "unrecognised image format (first bytes: 00 01");
+  auto png = encode_png(px, 64, 64);
+  expect(std::vector<uint8_t>(png.begin(), png.begin() + 60), "PNG");
+  // Decompression bombs: headers declaring 100000 x 100000, refused before any allocation.
+  auto bomb_png = png;
+  for (size_t at : {16u, 20u}) {  // IHDR width, height (big-endian); stb does not check the CRC
+    bomb_png[at] = 0;
+    bomb_png[at + 1] = 0x01;
+    bomb_png[at + 2] = 0x86;
+    bomb_png[at + 3] = 0xa0;
+  }
+  expect(bomb_png, "100000x100000 = 10000000000 pixels, over the limit of 1048576 (option max_pixels");
+  auto bomb_jpg = jpg;
+  for (size_t i = 2; i + 8 < bomb_jpg.size();) {  // walk the marker segments to SOF0
+    REQUIRE(bomb_jpg[i] == 0xff);
+    if (bomb_jpg[i + 1] == 0xc0) {  // FF C0, length, precision, height, width
+      bomb_jpg[i + 5] = 0xea;
+      bomb_jpg[i + 6] = 0x60;
+      bomb_jpg[i + 7] = 0xea;
+      bomb_jpg[i + 8] = 0x60;
+      break;
+    }
+    i += 2 + (size_t{bomb_jpg[i + 2]} << 8 | bomb_jpg[i + 3]);
+  }
+  expect(bomb_jpg, "60000x60000");
+  auto bomb_webp = encode_webp(px, 64, 64, true);
+  CHECK(dec.probe(bomb_webp, "w").width == 64);
+  expect(std::vector<uint8_t>(bomb_webp.begin(), bomb_webp.begin() + 12), "WebP");
+}
+
+TEST_CASE("read_file refuses what is not a regular file, never opening a FIFO", "[decoder][bad][file]") {
+  TempDir tmp;
+  const std::string fifo = tmp / "pipe.jpg";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(detail::read_file(fifo, 1 << 20), Catch::Contains("not a regular file (FIFO)"));
+  CHECK_THROWS_WITH(detail::read_file(tmp.path(), 1 << 20), Catch::Contains("not a regular file (directory)"));
+  CHECK_THROWS_WITH(detail::read_file(tmp / "missing.jpg", 1 << 20),
+                    Catch::Contains("missing.jpg: cannot read file: stat: No such file or directory"));
+  test::write_bytes(tmp / "empty.jpg", {});
+  CHECK_THROWS_WITH(detail::read_file(tmp / "empty.jpg", 1 << 20), Catch::Contains("empty file (0 bytes)"));
+  test::write_bytes(tmp / "big.jpg", std::vector<uint8_t>(2000, 1));
+  CHECK_THROWS_WITH(detail::read_file(tmp / "big.jpg", 1000),
+                    Catch::Contains("2000 bytes, more than the limit of 1000 bytes (option max_file_bytes)"));
+  CHECK(detail::read_file(tmp / "big.jpg", 2000).size() == 2000);
+  test::write_bytes(tmp / "secret.jpg", {1, 2, 3});
+  ::chmod((tmp / "secret.jpg").c_str(), 0);
+  if (::geteuid() == 0) {
+    WARN("running as root: permission checks do not apply, unreadable-file case not exercised");
+  } else {
+    CHECK_THROWS_WITH(detail::read_file(tmp / "secret.jpg", 1 << 20), Catch::Contains("open: Permission denied"));
+  }
+}
