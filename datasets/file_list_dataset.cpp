@@ -28,10 +28,11 @@ std::string folder_of(const std::string& path) {
 // A CSV path field: "a,""b"".jpg" -> a,"b".jpg.
 bool unquote(std::string_view in, std::string& out) {
   out.clear();
-  if (in.size() < 2 || in.front() != '"' || in.back() != '"') {
+  if (in.empty() || in.front() != '"') {
     out.assign(in);
     return true;
   }
+  if (in.size() < 2 || in.back() != '"') return false;
   in = in.substr(1, in.size() - 2);
   for (size_t i = 0; i < in.size(); ++i) {
     if (in[i] == '"') {
