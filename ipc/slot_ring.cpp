@@ -96,15 +96,17 @@ bool SlotRing::release(uint32_t i) const {
   }
 }
 
-std::vector<uint32_t> SlotRing::give_back(int worker) const {
-  std::vector<uint32_t> out;
+SlotRing::GiveBack SlotRing::give_back(int worker, uint32_t max_attempts) const {
+  GiveBack out;
   for (uint32_t i = 0; i < num_slots(); ++i) {
     const SlotWord w = word(i);
     if (w.state != SlotState::kClaimed || w.worker != worker) continue;
     slots_[i].attempts += 1;  // the claimant is dead or killed: nobody else writes this slot now
-    if (transition(i, w, {SlotState::kQueued, -1, w.ticket})) {
+    if (slots_[i].attempts >= max_attempts) {
+      if (transition(i, w, {SlotState::kClaimed, -1, w.ticket})) out.held.push_back(i);
+    } else if (transition(i, w, {SlotState::kQueued, -1, w.ticket})) {
       header_->tasks.post();
-      out.push_back(i);
+      out.requeued.push_back(i);
     }
   }
   return out;

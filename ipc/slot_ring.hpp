@@ -126,8 +126,14 @@ class SlotRing {
   bool hand_out(uint32_t i) const;
   /// HANDED_OUT or FILLED or QUEUED -> FREE. False if the slot was in another state.
   bool release(uint32_t i) const;
-  /// A dead worker's CLAIMED slots back to QUEUED (attempts + 1, `tasks` posted); returns them.
-  std::vector<uint32_t> give_back(int worker) const;
+  /// A dead (or killed) worker's CLAIMED slots: attempts + 1; those still under
+  /// `max_attempts` go back to QUEUED (`tasks` posted), the others stay CLAIMED by nobody
+  /// (worker -1: held by the main process, which decides what they become).
+  struct GiveBack {
+    std::vector<uint32_t> requeued;
+    std::vector<uint32_t> held;
+  };
+  GiveBack give_back(int worker, uint32_t max_attempts = UINT32_MAX) const;
 
   // --- worker process ---
   /// Claim one QUEUED slot this worker may take (QUEUED -> CLAIMED(worker)), or nothing.

@@ -220,7 +220,9 @@ void LoaderCore::check_workers() {
       throw WorkerError("worker " + std::to_string(w.id) + " (pid " + std::to_string(pid) +
                         ") failed in on_worker_start / worker_init_fn (its error is logged above); not restarting it");
     }
-    const std::vector<uint32_t> slots = ring_->give_back(w.id);
+    const auto back = ring_->give_back(w.id, static_cast<uint32_t>(opts_.max_retries));
+    std::vector<uint32_t> slots = back.requeued;
+    slots.insert(slots.end(), back.held.begin(), back.held.end());
     std::string what;
     for (uint32_t s : slots) what += (what.empty() ? "" : "; ") + describe_task(s);
     log().warn("worker {} (pid {}) {}{}; {}", w.id, pid, st->describe(),
@@ -230,8 +232,7 @@ void LoaderCore::check_workers() {
       throw WorkerError("worker " + std::to_string(w.id) + " (pid " + std::to_string(pid) + ") " + st->describe() +
                         " while reading a stream dataset; its shard's position is lost");
     }
-    for (uint32_t s : slots) {
-      if (ring_->slot(s).attempts < opts_.max_retries) continue;
+    for (uint32_t s : back.held) {
       // Given up: the batch turns into its error (or its skip records) and is delivered in its
       // place, so the epoch goes on and nothing is silently lost.
       std::string msg;
@@ -243,14 +244,12 @@ void LoaderCore::check_workers() {
         msg = describe_task(s) + " took down " + std::to_string(ring_->slot(s).attempts) + " workers (max_retries=" +
               std::to_string(opts_.max_retries) + "); the last, pid " + std::to_string(pid) + ", " + st->describe();
       }
-      const ipc::SlotWord word = ring_->word(s);
-      if (word.state != ipc::SlotState::kQueued) continue;
-      if (!ring_->transition(s, word, {ipc::SlotState::kClaimed, -1, word.ticket})) continue;  // claimed meanwhile
       const ipc::SlotHeader& sh = ring_->slot(s);
       give_up_batch(layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), sh.count),
                     timed_out_[s] ? ErrorKind::kTimeout : ErrorKind::kWorker, msg, opts_.on_error);
       log().error("{}", msg);
-      ring_->transition(s, {ipc::SlotState::kClaimed, -1, word.ticket}, {ipc::SlotState::kFilled, -1, word.ticket});
+      const ipc::SlotWord word = ring_->word(s);
+      ring_->transition(s, word, {ipc::SlotState::kFilled, -1, word.ticket});
     }
     ++stats_.worker_restarts;
     spawn_worker(w.id);

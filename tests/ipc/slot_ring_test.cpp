@@ -52,11 +52,19 @@ TEST_CASE("a dead worker's claim goes back to the queue with its attempt counted
   }
   REQUIRE(ring.try_claim(1, 10));
   REQUIRE(ring.try_claim(2, 11));
-  const auto back = ring.give_back(1);
+  const auto back = ring.give_back(1, 3).requeued;
   REQUIRE(back.size() == 1);
   CHECK(ring.word(back[0]).state == SlotState::kQueued);
   CHECK(ring.slot(back[0]).attempts == 1);
-  CHECK(ring.give_back(1).empty());
+  CHECK(ring.give_back(1).requeued.empty());
+  // At the attempt limit the slot is held for the main process instead of requeued.
+  REQUIRE(ring.try_claim(1, 10));
+  ring.slot(back[0]).attempts = 2;
+  const auto gb = ring.give_back(1, 3);
+  CHECK(gb.requeued.empty());
+  REQUIRE(gb.held.size() == 1);
+  CHECK(ring.word(gb.held[0]).state == SlotState::kClaimed);
+  CHECK(ring.word(gb.held[0]).worker == -1);
 }
 
 TEST_CASE("targeted tasks are claimed only by their worker", "[slot_ring]") {
