@@ -445,7 +445,7 @@ RgbImage ImageDecoder::decode(std::span<const uint8_t> b, const std::string& pat
 }
 
 void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& path, const Geometry& g,
-                               std::span<uint8_t> out) const {
+                               std::span<uint8_t> out) const try {
   const ImageInfo info = probe(b, path);
   check_geometry(g, info, path, out.size());
   detail::Scratch& s = thread_scratch();
@@ -472,6 +472,12 @@ void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& pa
     detail::resample_rgb(RgbView{px.get(), w, h, static_cast<size_t>(w) * 3}, g, use_stb_resize, out.data());
   }
   s.trim();
+} catch (const DecodeError&) {
+  throw;
+} catch (const Error& e) {
+  // A library refusing the geometry (found by the fuzzer: a 65535-wide TGA that libyuv's
+  // scaler rejects) is still this file's decode failure.
+  throw DecodeError(path, e.what());
 }
 
 }  // namespace ringloader::datasets
