@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ringloader {
 
@@ -62,6 +63,21 @@ class SampleError : public Error {
 class WorkerError : public Error {
  public:
   using Error::Error;
+};
+
+/// A batch whose samples took down workers `max_retries` times. Names every index of the batch,
+/// the samples the workers died in, and their files.
+class BatchError : public WorkerError {
+ public:
+  BatchError(const std::string& what, std::vector<int64_t> indices, std::vector<int64_t> culprits)
+      : WorkerError(what), indices_(std::move(indices)), culprits_(std::move(culprits)) {}
+  const std::vector<int64_t>& indices() const noexcept { return indices_; }
+  /// The samples being filled when the workers died.
+  const std::vector<int64_t>& culprits() const noexcept { return culprits_; }
+
+ private:
+  std::vector<int64_t> indices_;
+  std::vector<int64_t> culprits_;
 };
 
 /// A batch was not filled within the loader's `timeout`.

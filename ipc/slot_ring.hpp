@@ -70,7 +70,8 @@ struct alignas(64) SlotHeader {
   std::atomic<int64_t> claimed_at_ns;  ///< CLOCK_MONOTONIC of the claim; valid while CLAIMED
   std::atomic<int32_t> worker_pid;     ///< pid of the claiming worker; valid while CLAIMED/FILLED
   uint32_t pad0;
-  uint64_t pad1[5];
+  std::atomic<int64_t> progress;  ///< free for the layer above (the loader: the sample being filled)
+  uint64_t pad1[4];
   // The task: written by main while FREE, read-only afterwards.
   uint64_t seq;         ///< batch number within the iteration
   uint64_t generation;  ///< iteration the task belongs to

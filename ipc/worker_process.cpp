@@ -1,5 +1,6 @@
 #include "ipc/worker_process.hpp"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -30,8 +31,18 @@ std::string ExitStatus::describe() const {
 WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
   const pid_t parent = ::getpid();
   std::fflush(nullptr);  // buffered output must not be written twice
+  // Block every signal across fork: a signal that reaches the child before it has reset the
+  // parent's handlers would run them (a test framework's, a crash reporter's) in the child.
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
   const pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid < 0) {
+    const int err = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    throw std::system_error(err, std::generic_category(), "fork");
+  }
+  if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
@@ -40,7 +51,10 @@ WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
     ::signal(SIGPIPE, SIG_IGN);
     // A crash in dataset code must end the worker by that signal so the main process can
     // say which; the parent's handlers (a test framework's, a crash reporter's) must not run.
-    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, SIG_DFL);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGUSR1, SIGUSR2, SIGALRM, SIGHUP, SIGQUIT}) {
+      ::signal(sig, SIG_DFL);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     int rc = 70;
     try {
       rc = body();

@@ -86,6 +86,8 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   parent_pid_ = static_cast<int>(::getpid());
   slot_seq_.assign(slots, -1);
   timed_out_.assign(slots, 0);
+  culprits_.assign(slots, {});
+  pending_skips_.assign(slots, {});
   log().debug("ring: {} slots x {} bytes ({} total), seed {}", slots, layout_.payload_bytes(), ring_->region_size(), seed_);
 }
 
@@ -192,6 +194,7 @@ int LoaderCore::worker_main(int id) {
       ctx.worker_id = id;
       ctx.pid = pid;
       ctx.on_error = opts_.on_error;
+      ctx.progress = &ring_->slot(*s).progress;
       ctx.abandoned = [&hdr, gen] {
         return hdr.generation.load(std::memory_order_relaxed) != gen || hdr.shutdown.load(std::memory_order_relaxed);
       };
@@ -220,40 +223,88 @@ void LoaderCore::check_workers() {
       throw WorkerError("worker " + std::to_string(w.id) + " (pid " + std::to_string(pid) +
                         ") failed in on_worker_start / worker_init_fn (its error is logged above); not restarting it");
     }
+    // The sample it was filling, read before the batch is requeued and claimed again.
+    for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
+      const ipc::SlotWord sw = ring_->word(s);
+      if (sw.state != ipc::SlotState::kClaimed || sw.worker != w.id) continue;
+      const int64_t p = ring_->slot(s).progress.exchange(-1, std::memory_order_relaxed);
+      if (p >= 0) culprits_[s].push_back(p);
+    }
     const auto back = ring_->give_back(w.id, static_cast<uint32_t>(opts_.max_retries));
     std::vector<uint32_t> slots = back.requeued;
     slots.insert(slots.end(), back.held.begin(), back.held.end());
     std::string what;
-    for (uint32_t s : slots) what += (what.empty() ? "" : "; ") + describe_task(s);
+    for (uint32_t s : slots) what += (what.empty() ? "" : "; ") + describe_task(s) + describe_culprits(s);
     log().warn("worker {} (pid {}) {}{}; {}", w.id, pid, st->describe(),
                what.empty() ? std::string(" while idle") : " while filling " + what,
-               stream() ? "a stream dataset cannot replay its shard" : "its batch goes back to the queue");
+               stream() ? "a stream dataset cannot replay its shard" : "replacing it");
     if (stream()) {
       throw WorkerError("worker " + std::to_string(w.id) + " (pid " + std::to_string(pid) + ") " + st->describe() +
                         " while reading a stream dataset; its shard's position is lost");
     }
-    for (uint32_t s : back.held) {
-      // Given up: the batch turns into its error (or its skip records) and is delivered in its
-      // place, so the epoch goes on and nothing is silently lost.
-      std::string msg;
-      if (timed_out_[s]) {
-        msg = describe_task(s) + " was not filled within timeout=" + std::to_string(opts_.timeout.count()) + " ms by " +
-              std::to_string(ring_->slot(s).attempts) + " workers in turn (the last, pid " + std::to_string(pid) +
-              ", was killed); the samples that hang are among these indices";
-      } else {
-        msg = describe_task(s) + " took down " + std::to_string(ring_->slot(s).attempts) + " workers (max_retries=" +
-              std::to_string(opts_.max_retries) + "); the last, pid " + std::to_string(pid) + ", " + st->describe();
-      }
-      const ipc::SlotHeader& sh = ring_->slot(s);
-      give_up_batch(layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), sh.count),
-                    timed_out_[s] ? ErrorKind::kTimeout : ErrorKind::kWorker, msg, opts_.on_error);
-      log().error("{}", msg);
-      const ipc::SlotWord word = ring_->word(s);
-      ring_->transition(s, word, {ipc::SlotState::kFilled, -1, word.ticket});
-    }
+    for (uint32_t s : back.held) give_up(s, pid, *st);
     ++stats_.worker_restarts;
     spawn_worker(w.id);
   }
+}
+
+std::string LoaderCore::describe_culprits(uint32_t s) const {
+  if (culprits_[s].empty()) return {};
+  std::vector<int64_t> u = culprits_[s];
+  std::sort(u.begin(), u.end());
+  u.erase(std::unique(u.begin(), u.end()), u.end());
+  std::string d = ", in sample";
+  d += u.size() > 1 ? "s " : " ";
+  for (size_t i = 0; i < u.size() && i < 8; ++i) {
+    std::string src;
+    try {
+      if (map_ds_) src = map_ds_->source(static_cast<size_t>(u[i]));
+    } catch (...) {
+    }
+    d += (i ? ", " : "") + std::to_string(u[i]) + (src.empty() ? "" : " (" + src + ")");
+  }
+  return d;
+}
+
+void LoaderCore::give_up(uint32_t s, int pid, const ipc::ExitStatus& st) {
+  ipc::SlotHeader& sh = ring_->slot(s);
+  const bool timeout = timed_out_[s] != 0;
+  std::string msg = describe_task(s);
+  if (timeout) {
+    msg += " was not filled within timeout=" + std::to_string(opts_.timeout.count()) + " ms by " +
+           std::to_string(sh.attempts) + " workers in turn (the last, pid " + std::to_string(pid) + ", was killed)" +
+           (culprits_[s].empty() ? std::string("; the samples that hang are among its indices")
+                                 : "; they hung" + describe_culprits(s));
+  } else {
+    msg += " took down " + std::to_string(sh.attempts) + " workers (max_retries=" + std::to_string(opts_.max_retries) +
+           "); the last, pid " + std::to_string(pid) + ", " + st.describe() +
+           (culprits_[s].empty() ? std::string() : "; they died" + describe_culprits(s));
+  }
+  log().error("{}", msg);
+  const std::span<const int64_t> task(ring_->indices(s).data(), sh.count);
+  if (opts_.on_error == OnError::kSkip && !culprits_[s].empty()) {
+    // Drop only the samples the workers died in; the rest of the batch is retried.
+    std::vector<int64_t> keep;
+    for (int64_t i : task) {
+      if (std::find(culprits_[s].begin(), culprits_[s].end(), i) == culprits_[s].end()) keep.push_back(i);
+      else pending_skips_[s].push_back({i, map_ds_ ? map_ds_->source(static_cast<size_t>(i)) : "", msg});
+    }
+    culprits_[s].clear();
+    if (!keep.empty()) {
+      std::copy(keep.begin(), keep.end(), ring_->indices(s).begin());
+      sh.count = static_cast<uint32_t>(keep.size());
+      sh.attempts = 0;
+      timed_out_[s] = 0;
+      const ipc::SlotWord w = ring_->word(s);
+      ring_->transition(s, w, {ipc::SlotState::kQueued, -1, w.ticket});
+      ring_->ring().tasks.post();
+      return;
+    }
+  }
+  give_up_batch(layout_, ring_->payload(s), task, timeout ? ErrorKind::kTimeout : ErrorKind::kWorker, msg,
+                opts_.on_error);
+  const ipc::SlotWord w = ring_->word(s);
+  ring_->transition(s, w, {ipc::SlotState::kFilled, -1, w.ticket});
 }
 
 void LoaderCore::check_timeouts() {
@@ -388,7 +439,10 @@ void LoaderCore::refill() {
     sh.target_worker = target;
     sh.attempts = 0;
     sh.flags = 0;
+    sh.progress.store(-1, std::memory_order_relaxed);
     timed_out_[s] = 0;
+    culprits_[s].clear();
+    pending_skips_[s].clear();
     slot_seq_[s] = static_cast<int64_t>(queued_);
     ++queued_;
     ring_->queue(s);
@@ -494,7 +548,9 @@ std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
   if (!ring_->hand_out(s)) throw std::logic_error("hand_out: slot is not FILLED");
   slot_seq_[s] = -1;
   ++delivered_;
-  std::vector<SkippedSample> skipped;
+  std::vector<SkippedSample> skipped = std::move(pending_skips_[s]);
+  pending_skips_[s].clear();
+  for (const auto& k : skipped) skipped_.push_back(k);
   for (uint32_t k = 0; k < meta->num_skipped; ++k) {
     const SkipRecord& r = layout_.skips(payload)[k];
     skipped.push_back({r.index, r.path, r.reason});
@@ -513,9 +569,12 @@ std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
     const std::string given_up = meta->error_message;
     const int64_t index = meta->error_index;
     const std::string path = meta->error_path;
+    std::vector<int64_t> task(ring_->indices(s).begin(), ring_->indices(s).begin() + sh.count);
+    std::vector<int64_t> culprits = std::move(culprits_[s]);
+    culprits_[s].clear();
     ring_->release(s);
     if (kind == ErrorKind::kTimeout) throw TimeoutError(given_up);
-    if (kind == ErrorKind::kWorker) throw WorkerError(given_up);
+    if (kind == ErrorKind::kWorker) throw BatchError(given_up, std::move(task), std::move(culprits));
     throw SampleError(msg, index, path, type);
   }
   const bool short_stream_batch = stream() && opts_.drop_last && meta->count < opts_.batch_size;

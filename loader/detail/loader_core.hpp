@@ -67,6 +67,9 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::optional<uint32_t> pick_ready();
   [[noreturn]] void throw_held_error() const;
   std::string describe_task(uint32_t s) const;
+  std::string describe_culprits(uint32_t s) const;
+  /// A batch that reached max_retries: its error, or (skip) a retry without the culprits.
+  void give_up(uint32_t s, int pid, const ipc::ExitStatus& st);
   /// FILLED -> HANDED_OUT: the Batch, nothing for an empty batch; throws a dataset error.
   std::optional<Batch> hand_out(uint32_t s);
 
@@ -96,6 +99,8 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   uint64_t delivered_ = 0;  ///< batches consumed (delivered, raised, or empty) this epoch
   std::vector<int64_t> slot_seq_;  ///< seq of this epoch's task in slot i, -1 if none
   std::vector<uint8_t> timed_out_;  ///< slot i's last retry was a timeout kill
+  std::vector<std::vector<int64_t>> culprits_;  ///< slot i: the sample each dead worker was filling
+  std::vector<std::vector<SkippedSample>> pending_skips_;  ///< slot i: samples dropped by the main process
   // Stream datasets.
   std::vector<uint8_t> exhausted_;  ///< per worker
   size_t round_robin_ = 0;

@@ -173,6 +173,7 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
     prepare_targets(layout, payload, pos, t);
     datasets::SampleWriter writer(layout.schema(), t.targets,
                                   datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id});
+    if (ctx.progress) ctx.progress->store(index, std::memory_order_relaxed);
     try {
       ds.get(static_cast<size_t>(index), writer);
     } catch (...) {
@@ -206,6 +207,7 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
     ++pos;
   }
   meta->count = static_cast<uint32_t>(pos);
+  if (ctx.progress) ctx.progress->store(-1, std::memory_order_relaxed);
 }
 
 void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, std::byte* payload, size_t batch_size,

@@ -87,6 +87,9 @@ struct FillContext {
   OnError on_error = OnError::kRaise;
   /// Polled between samples: true when the batch is no longer wanted (iteration abandoned).
   std::function<bool()> abandoned;
+  /// Where to publish the index of the sample being filled (read by the main process when
+  /// the worker dies, to name the sample that killed it); may be null.
+  std::atomic<int64_t>* progress = nullptr;
 };
 
 /// Fills one batch of a map-style dataset. Never throws for dataset errors: they become the

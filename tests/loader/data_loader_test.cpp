@@ -607,7 +607,8 @@ TEST_CASE("a hung worker is killed after timeout - a batch that always hangs is 
       } catch (const TimeoutError& e) {
         seqs.push_back(999);
         CHECK_THAT(std::string(e.what()), Catch::Contains("batch 2") && Catch::Contains("10,11,12,13,14") &&
-                                              Catch::Contains("timeout=200 ms"));
+                                              Catch::Contains("timeout=200 ms") &&
+                                              Catch::Contains("they hung, in sample 12 (synthetic:12)"));
       }
     }
     CHECK(seqs == std::vector<uint64_t>{0, 1, 999, 3, 4, 5});
@@ -622,11 +623,39 @@ TEST_CASE("a hung worker is killed after timeout - a batch that always hangs is 
     o.on_error = OnError::kSkip;
     DataLoader loader(ds, o);
     const auto r = run_epoch(loader, *ds);
-    CHECK(r.order.size() == 25);
-    REQUIRE(loader.skipped().size() == 5);
-    CHECK(loader.skipped()[0].index == 5);
-    CHECK_THAT(loader.skipped()[0].reason, Catch::Contains("took down 3 workers") && Catch::Contains("signal 11"));
+    CHECK(r.content_ok);
+    CHECK(r.order.size() == 29);  // only the sample the workers died in is dropped
+    CHECK(std::find(r.order.begin(), r.order.end(), 7) == r.order.end());
+    REQUIRE(loader.skipped().size() == 1);
+    CHECK(loader.skipped()[0].index == 7);
+    CHECK(loader.skipped()[0].path == "synthetic:7");
+    CHECK_THAT(loader.skipped()[0].reason, Catch::Contains("took down 3 workers") && Catch::Contains("signal 11") &&
+                                               Catch::Contains("in sample 7 (synthetic:7)"));
     CHECK(loader.stats().worker_restarts == 3);
+  }
+  SECTION("always crashes under on_error=raise: BatchError at the batch's place names indices and files") {
+    ds->before = [](size_t i, datasets::SampleWriter&) {
+      if (i == 7) ::abort();
+    };
+    LoaderOptions o;
+    o.batch_size = 5;
+    o.num_workers = 2;
+    DataLoader loader(ds, o);
+    std::vector<uint64_t> seqs;
+    for (;;) {
+      try {
+        auto b = loader.next();
+        if (!b) break;
+        seqs.push_back(b->seq());
+      } catch (const BatchError& e) {
+        seqs.push_back(999);
+        CHECK(e.indices() == std::vector<int64_t>{5, 6, 7, 8, 9});
+        CHECK(e.culprits() == std::vector<int64_t>{7, 7, 7});
+        CHECK_THAT(std::string(e.what()), Catch::Contains("batch 1") && Catch::Contains("took down 3 workers") &&
+                                              Catch::Contains("signal 6") && Catch::Contains("sample 7 (synthetic:7)"));
+      }
+    }
+    CHECK(seqs == std::vector<uint64_t>{0, 999, 2, 3, 4, 5});
   }
   require_clean();
 }
