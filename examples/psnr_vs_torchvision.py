@@ -1,0 +1,57 @@
+#!/usr/bin/python3
+"""Pixel fidelity of ringloader's Resize(256)+CenterCrop(224) against torchvision's own.
+
+For each image in DUMP/manifest.tsv (written by ringloader-decode-dump), load the source
+file the way torchvision's ImageFolder does (PIL, convert("RGB")), apply
+transforms.Resize(256) + transforms.CenterCrop(224) (PIL bilinear, antialiased), and compare
+with ringloader's dump. Prints the mean, median and worst PSNR in dB over all pixels and
+channels (peak 255).
+
+Run with Debian's python, which has torch/torchvision:
+    ringloader-decode-dump --dir /tmp/ringloader-photos --out /tmp/rl-dump --limit 300
+    /usr/bin/python3 examples/psnr_vs_torchvision.py /tmp/rl-dump
+"""
+import argparse
+import math
+import statistics
+import sys
+
+import numpy as np
+from PIL import Image
+from torchvision import transforms
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dump", help="folder written by ringloader-decode-dump")
+    ap.add_argument("--resize", type=int, default=256)
+    ap.add_argument("--crop", type=int, default=224)
+    args = ap.parse_args()
+    tv = transforms.Compose([transforms.Resize(args.resize), transforms.CenterCrop(args.crop)])
+    scores = []
+    with open(f"{args.dump}/manifest.tsv") as manifest:
+        for line in manifest:
+            src, dump = line.rstrip("\n").split("\t")
+            with open(src, "rb") as f:
+                ref = np.asarray(tv(Image.open(f).convert("RGB")))
+            ours = np.asarray(Image.open(dump).convert("RGB"))
+            if ours.shape != ref.shape:
+                sys.exit(f"{src}: shape {ours.shape} != torchvision's {ref.shape}")
+            scores.append((psnr(ours, ref), src))
+    if not scores:
+        sys.exit("empty manifest")
+    values = [s for s, _ in scores]
+    worst = min(scores)
+    print(f"{len(values)} images, Resize({args.resize}) + CenterCrop({args.crop}) vs torchvision "
+          f"(PIL bilinear, antialiased):")
+    print(f"  mean PSNR {statistics.fmean(values):.2f} dB, median {statistics.median(values):.2f} dB, "
+          f"worst {worst[0]:.2f} dB ({worst[1]})")
+
+
+if __name__ == "__main__":
+    main()
