@@ -474,6 +474,8 @@ void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& pa
   s.trim();
 } catch (const DecodeError&) {
   throw;
+} catch (const ConfigError&) {
+  throw;  // the caller's geometry or buffer is wrong, not the file
 } catch (const Error& e) {
   // A library refusing the geometry (found by the fuzzer: a 65535-wide TGA that libyuv's
   // scaler rejects) is still this file's decode failure.
