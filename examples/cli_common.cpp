@@ -1,0 +1,179 @@
+#include "examples/cli_common.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace ringloader::examples {
+
+namespace {
+
+constexpr uint64_t kP1 = 0x9E3779B185EBCA87ULL;
+constexpr uint64_t kP2 = 0xC2B2AE3D27D4EB4FULL;
+constexpr uint64_t kP3 = 0x165667B19E3779F9ULL;
+constexpr uint64_t kP4 = 0x85EBCA77C2B2AE63ULL;
+constexpr uint64_t kP5 = 0x27D4EB2F165667C5ULL;
+
+constexpr uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+constexpr uint64_t round(uint64_t acc, uint64_t input) { return rotl(acc + input * kP2, 31) * kP1; }
+
+uint64_t load64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);  // little-endian hosts only: the checksum is compared on one machine
+  return v;
+}
+
+}  // namespace
+
+void PixelHash::stripe(const uint8_t* p) {
+  lanes_[0] = round(lanes_[0], load64(p));
+  lanes_[1] = round(lanes_[1], load64(p + 8));
+  lanes_[2] = round(lanes_[2], load64(p + 16));
+  lanes_[3] = round(lanes_[3], load64(p + 24));
+}
+
+void PixelHash::update(const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  total_ += n;
+  if (tail_len_ > 0) {
+    const size_t take = std::min(n, sizeof tail_ - tail_len_);
+    std::memcpy(tail_ + tail_len_, p, take);
+    tail_len_ += take;
+    p += take;
+    n -= take;
+    if (tail_len_ < sizeof tail_) return;
+    stripe(tail_);
+    tail_len_ = 0;
+  }
+  for (; n >= 32; n -= 32, p += 32) stripe(p);
+  std::memcpy(tail_, p, n);
+  tail_len_ = n;
+}
+
+uint64_t PixelHash::value() const {
+  uint64_t h = rotl(lanes_[0], 1) + rotl(lanes_[1], 7) + rotl(lanes_[2], 12) + rotl(lanes_[3], 18);
+  for (uint64_t lane : lanes_) h = (h ^ round(0, lane)) * kP1 + kP4;
+  h += total_;
+  for (size_t i = 0; i < tail_len_; ++i) h = rotl(h ^ (tail_[i] * kP5), 11) * kP1;
+  h ^= h >> 33;
+  h *= kP2;
+  h ^= h >> 29;
+  h *= kP3;
+  h ^= h >> 32;
+  return h;
+}
+
+std::string PixelHash::hex() const {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(value()));
+  return buf;
+}
+
+datasets::Pipeline make_pipeline(const TransformFlags& f) {
+  datasets::Pipeline p;
+  if (f.random_crop) {
+    p.random_resized_crop(f.size);
+  } else {
+    p.resize(f.size * 8 / 7).center_crop(f.size);  // 224 -> Resize(256) + CenterCrop(224)
+  }
+  if (f.flip) p.random_horizontal_flip();
+  if (f.to_float) p.to_float();
+  return p;
+}
+
+datasets::ResizeBackend parse_backend(const std::string& name) {
+  if (name == "fast") return datasets::ResizeBackend::kFast;
+  if (name == "turbojpeg") return datasets::ResizeBackend::kTurboJpegStb;
+  if (name == "stb") return datasets::ResizeBackend::kStb;
+  throw CLI::ValidationError("decoder '" + name + "' is not one of stb, turbojpeg, fast");
+}
+
+const char* backend_name(datasets::ResizeBackend b) {
+  switch (b) {
+    case datasets::ResizeBackend::kFast: return "fast";
+    case datasets::ResizeBackend::kTurboJpegStb: return "turbojpeg";
+    case datasets::ResizeBackend::kStb: return "stb";
+  }
+  return "?";
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::vector<int> parse_int_list(const std::string& option, const std::string& text) {
+  std::vector<int> out;
+  for (const auto& item : split_list(text)) {
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0) {
+      throw CLI::ValidationError(option + ": '" + item + "' is not a non-negative integer (in '" + text + "')");
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) throw CLI::ValidationError(option + ": empty list");
+  return out;
+}
+
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\n') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+namespace {
+void on_stop_signal(int sig) { g_stop_signal = sig; }
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+double peak_rss_mb(int pid) {
+  const std::string path = pid == 0 ? "/proc/self/status" : "/proc/" + std::to_string(pid) + "/status";
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // "VmHWM:  1234 kB"
+  }
+  return -1;
+}
+
+bool reset_peak_rss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+}  // namespace ringloader::examples

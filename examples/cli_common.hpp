@@ -1,0 +1,74 @@
+#pragma once
+// What ringloader-imagefolder and ringloader-bench share: the transform a few flags describe,
+// decoder names, a streaming 64-bit hash of delivered pixels, one-line CLI11 errors, and the
+// SIGINT/SIGTERM flag both programs stop on.
+//
+//   examples::PixelHash h;
+//   for (auto& b : loader) h.update(b.field("image").data, b.field("image").nbytes());
+//   std::puts(h.hex().c_str());            // "9e3779b97f4a7c15"
+//
+// Main process only; nothing here is shared across processes.
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "datasets/image_decoder.hpp"
+#include "datasets/transforms.hpp"
+
+namespace ringloader::examples {
+
+/// A streaming 64-bit hash (xxHash64's round function over 32-byte stripes, 4 lanes): the
+/// same bytes give the same value however they are split across update() calls. Fast enough
+/// (several GB/s) that hashing every delivered image costs the training loop little.
+class PixelHash {
+ public:
+  void update(const void* data, size_t n);
+  uint64_t value() const;
+  /// value() as 16 lower-case hex digits.
+  std::string hex() const;
+  uint64_t bytes() const { return total_; }
+
+ private:
+  void stripe(const uint8_t* p);
+  uint64_t lanes_[4] = {0x60ea27eeadc0b5d6ULL, 0xc2b2ae3d27d4eb4fULL, 0x0ULL, 0x61c8864e7a143579ULL};
+  uint8_t tail_[32] = {};
+  size_t tail_len_ = 0;  ///< bytes waiting in tail_ for a full stripe; < 32
+  uint64_t total_ = 0;
+};
+
+/// How images are resampled and what dtype the batch holds.
+struct TransformFlags {
+  int size = 224;            ///< output side; Resize(size*8/7) + CenterCrop(size) unless random_crop
+  bool random_crop = false;  ///< RandomResizedCrop(size) instead
+  bool flip = false;         ///< + RandomHorizontalFlip()
+  bool to_float = false;     ///< float32 CHW, ImageNet mean/std
+};
+datasets::Pipeline make_pipeline(const TransformFlags& f);
+
+/// "stb" | "turbojpeg" | "fast" -> backend; throws CLI::ValidationError naming the choices.
+datasets::ResizeBackend parse_backend(const std::string& name);
+const char* backend_name(datasets::ResizeBackend b);
+
+/// "0,1,2" -> {0, 1, 2}; throws CLI::ValidationError naming `option` on a bad or negative entry.
+std::vector<int> parse_int_list(const std::string& option, const std::string& text);
+/// "a,b" -> {"a", "b"} (empty entries dropped).
+std::vector<std::string> split_list(const std::string& text);
+
+/// A CLI11 error (which may span lines) as one line for stderr.
+std::string one_line(const std::string& text);
+
+/// Set by SIGINT/SIGTERM once install_stop_handlers() ran; the programs stop at the next batch.
+extern volatile std::sig_atomic_t g_stop_signal;
+/// Installs the handlers (no SA_RESTART needed: the loader's waits are timed loops).
+void install_stop_handlers();
+
+/// Peak resident set of a process in MB from /proc/<pid>/status VmHWM (pid 0 = self); -1 if unknown.
+double peak_rss_mb(int pid = 0);
+/// Resets this process's VmHWM to its current RSS (Linux: "5" > /proc/self/clear_refs). False if refused.
+bool reset_peak_rss();
+
+}  // namespace ringloader::examples
