@@ -8,3 +8,11 @@ ringloader_sanitize(ringloader_cli_common)
 
 ringloader_add_example(ringloader-imagefolder SOURCES ${CMAKE_CURRENT_LIST_DIR}/imagefolder_cli.cpp
                        DEPS ringloader::ringloader ringloader_cli_common nlohmann_json::nlohmann_json)
+
+if(TARGET ringloader::image_gen)
+  ringloader_add_example(ringloader-bench SOURCES ${CMAKE_CURRENT_LIST_DIR}/bench.cpp
+                         DEPS ringloader::ringloader ringloader::image_gen ringloader_cli_common
+                              nlohmann_json::nlohmann_json)
+  target_compile_definitions(ringloader-bench PRIVATE
+                             RINGLOADER_PYTORCH_SCRIPT="${CMAKE_CURRENT_LIST_DIR}/pytorch_bench.py")
+endif()

@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""PyTorch's side of `ringloader-bench --vs-pytorch`: torchvision's ImageFolder and torch's
+DataLoader over the same files, with the transform ringloader-bench uses, the same worker
+count and batch size, shuffled, persistent workers, the same warm-up and repeats.
+
+    /usr/bin/python3 examples/pytorch_bench.py ROOT --workers 2 --batch-size 64 --output uint8
+
+Prints one JSON line: {"median_ips": ..., "min_ips": ..., "max_ips": ..., ...}. Debian's
+python3-torch / python3-torchvision (`.ci/install-deps torch`); exits 3 when they are missing.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--output", choices=["uint8", "float"], default="uint8")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup-batches", type=int, default=4)
+    ap.add_argument("--indices", help="file of dataset indices to use, one a line (default: all)")
+    args = ap.parse_args()
+    try:
+        import torch
+        import torchvision
+        from torchvision import transforms as T
+    except ImportError as e:
+        print(f"pytorch_bench.py: {e}: install with `.ci/install-deps torch`", file=sys.stderr)
+        return 3
+
+    steps = [T.Resize(args.size * 8 // 7), T.CenterCrop(args.size)]
+    if args.output == "uint8":
+        steps.append(T.PILToTensor())  # uint8 CHW, no normalisation: ringloader's uint8 output
+    else:
+        steps += [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    dataset = torchvision.datasets.ImageFolder(args.root, transform=T.Compose(steps))
+    if args.indices:
+        with open(args.indices) as f:
+            dataset = torch.utils.data.Subset(dataset, [int(line) for line in f if line.strip()])
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+        generator=torch.Generator().manual_seed(1),
+    )
+    for k, _ in enumerate(loader):  # warm-up: fork, imports in the workers, page cache
+        if k + 1 >= args.warmup_batches:
+            break
+    rates = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        n = 0
+        for images, _labels in loader:
+            n += images.shape[0]
+        rates.append(n / (time.perf_counter() - t0))
+    print(json.dumps({
+        "bench": "pytorch", "workers": args.workers, "batch": args.batch_size, "output": args.output,
+        "images": n, "median_ips": statistics.median(rates), "min_ips": min(rates), "max_ips": max(rates),
+        "torch": torch.__version__, "torchvision": torchvision.__version__,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
