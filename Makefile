@@ -1,7 +1,8 @@
 # ringloader's front door. Every target first installs whatever Debian packages are missing
 # (.ci/install-deps: idempotent, silent when nothing is missing), then builds in build/.
 #
-#   make demo    install, build, run the example training loop (and, once it exists, the CLI)
+#   make demo    install, build, run the example training loop, the image-folder CLI on a
+#                generated sample folder (demo-data/, made once), and the ring benchmark
 #   make test    install, build, run the whole suite through CTest
 #   make asan    the suite under ASan+UBSan (build-asan/)
 #   make tsan    the suite under TSan (build-tsan/)
@@ -23,6 +24,13 @@ build: deps
 demo: build
 	@echo "== the example training loop (examples/quickstart.cpp) over a user-defined dataset"
 	@$(BUILD)/bin/ringloader-quickstart
+	@if [ ! -d demo-data ]; then \
+	  echo "== a sample image folder: demo-data/ (300 photo-like JPEGs/PNGs, made once)"; \
+	  rm -rf demo-data.tmp && $(BUILD)/bin/ringloader-bench --make-dataset demo-data.tmp --images 300 && \
+	  mv demo-data.tmp demo-data; \
+	fi
+	@echo "== the image-folder CLI (examples/imagefolder_cli.cpp) over demo-data/"
+	@$(BUILD)/bin/ringloader-imagefolder demo-data
 	@echo "== the ring benchmark (examples/ring_bench.cpp)"
 	@$(BUILD)/bin/ringloader-ring-bench --runs 3
 
