@@ -110,11 +110,25 @@ SharedRegion SharedRegion::create(size_t bytes, const RegionOptions& options) {
   if (p == MAP_FAILED) throw sys_error(map_err, "mmap(" + path + ", " + std::to_string(bytes) + ")");
   r.data_ = static_cast<std::byte*>(p);
   r.size_ = bytes;
+  if (options.keep_fd) r.fd_ = std::move(fd);
+  return r;
+}
+
+SharedRegion SharedRegion::attach(int fd, size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) throw sys_error(errno, "mmap(received region fd " + std::to_string(fd) + ")");
+  SharedRegion r;
+  r.name_ = "(received)";
+  r.data_ = static_cast<std::byte*>(p);
+  r.size_ = bytes;
   return r;
 }
 
 SharedRegion::SharedRegion(SharedRegion&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), name_(std::move(o.name_)) {}
+    : data_(std::exchange(o.data_, nullptr)),
+      size_(std::exchange(o.size_, 0)),
+      name_(std::move(o.name_)),
+      fd_(std::move(o.fd_)) {}
 
 SharedRegion& SharedRegion::operator=(SharedRegion&& o) noexcept {
   if (this != &o) {
@@ -122,6 +136,7 @@ SharedRegion& SharedRegion::operator=(SharedRegion&& o) noexcept {
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
     name_ = std::move(o.name_);
+    fd_ = std::move(o.fd_);
   }
   return *this;
 }

@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 
+#include "ipc/unique_fd.hpp"
+
 namespace ringloader::ipc {
 
 struct RegionOptions {
@@ -26,6 +28,9 @@ struct RegionOptions {
   /// No name at all: MAP_SHARED | MAP_ANONYMOUS (still shared with children forked later).
   /// Used when there are no workers (num_workers = 0), so /dev/shm is not needed.
   bool anonymous = false;
+  /// Keep the (already unlinked) file descriptor open, to hand the region to a process that
+  /// is not a child (the fork server's workers). Not with `anonymous`.
+  bool keep_fd = false;
 };
 
 /// Thrown when the region does not fit: says needed, free, and what to change.
@@ -47,6 +52,8 @@ class SharedRegion {
   /// Throws RegionTooLarge when the filesystem lacks room, std::system_error naming the
   /// failing call otherwise.
   static SharedRegion create(size_t bytes, const RegionOptions& options = {});
+  /// Maps a region received as a file descriptor (see RegionOptions::keep_fd).
+  static SharedRegion attach(int fd, size_t bytes);
 
   SharedRegion() = default;
   SharedRegion(const SharedRegion&) = delete;
@@ -59,11 +66,14 @@ class SharedRegion {
   size_t size() const noexcept { return size_; }
   /// The name it had while it existed (already unlinked), for messages.
   const std::string& name() const noexcept { return name_; }
+  /// The kept descriptor (keep_fd), or -1.
+  int fd() const noexcept { return fd_.get(); }
 
  private:
   std::byte* data_ = nullptr;  ///< valid mapping of size_ bytes, or null
   size_t size_ = 0;
   std::string name_;
+  UniqueFd fd_;  ///< only with keep_fd: the unlinked file, to pass on
 };
 
 /// Free bytes of the filesystem that holds shared memory regions created with `options`.

@@ -65,10 +65,25 @@ SlotRing::SlotRing(const Config& c) {
   indices_ = reinterpret_cast<int64_t*>(base + l.indices_off);
   payloads_ = base + l.payload_off;
   payload_stride_ = l.payload_stride;
+  owner_ = true;
+}
+
+SlotRing::SlotRing(int fd, size_t bytes) {
+  region_ = SharedRegion::attach(fd, bytes);
+  std::byte* base = region_.data();
+  header_ = reinterpret_cast<RingHeader*>(base);
+  if (header_->magic != kMagic) throw std::runtime_error("SlotRing: the received region is not a ring");
+  const Config c{header_->num_slots, header_->max_batch, header_->payload_bytes, {}};
+  const Layout l = layout_of(c);
+  if (l.total > bytes) throw std::runtime_error("SlotRing: the received region is smaller than its layout");
+  slots_ = reinterpret_cast<SlotHeader*>(base + l.slots_off);
+  indices_ = reinterpret_cast<int64_t*>(base + l.indices_off);
+  payloads_ = base + l.payload_off;
+  payload_stride_ = l.payload_stride;
 }
 
 SlotRing::~SlotRing() {
-  if (header_) header_->~RingHeader();  // sem_destroy; workers are gone by now
+  if (header_ && owner_) header_->~RingHeader();  // sem_destroy; workers are gone by now
 }
 
 bool SlotRing::transition(uint32_t i, SlotWord from, SlotWord to) const {

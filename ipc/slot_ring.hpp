@@ -103,6 +103,9 @@ class SlotRing {
 
   /// Main process, before fork. Throws RegionTooLarge / std::system_error.
   explicit SlotRing(const Config& c);
+  /// Attaches to a ring another process created, received as a descriptor of `bytes` bytes
+  /// (a fork-server pool). Does not own the semaphores: never destroys them.
+  SlotRing(int fd, size_t bytes);
   SlotRing(const SlotRing&) = delete;
   SlotRing& operator=(const SlotRing&) = delete;
   ~SlotRing();
@@ -111,6 +114,8 @@ class SlotRing {
   uint32_t max_batch() const { return header_->max_batch; }
   size_t payload_bytes() const { return header_->payload_bytes; }
   size_t region_size() const { return region_.size(); }
+  /// The region's descriptor when created with region.keep_fd, else -1.
+  int region_fd() const { return region_.fd(); }
   RingHeader& ring() const { return *header_; }
   SlotHeader& slot(uint32_t i) const { return slots_[i]; }
   std::span<int64_t> indices(uint32_t i) const { return {indices_ + size_t{i} * header_->max_batch, header_->max_batch}; }
@@ -149,6 +154,7 @@ class SlotRing {
   int64_t* indices_ = nullptr;
   std::byte* payloads_ = nullptr;
   size_t payload_stride_ = 0;
+  bool owner_ = false;  ///< created (not attached): destroys the semaphores
 };
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable across processes of one machine.

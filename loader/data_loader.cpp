@@ -11,6 +11,9 @@ DataLoader::DataLoader(std::shared_ptr<datasets::Dataset> dataset, LoaderOptions
 DataLoader::DataLoader(std::shared_ptr<datasets::IterableDataset> dataset, LoaderOptions options)
     : core_(std::make_shared<detail::LoaderCore>(nullptr, std::move(dataset), std::move(options))) {}
 
+DataLoader::DataLoader(const DatasetRecipe& recipe, LoaderOptions options)
+    : core_(std::make_shared<detail::LoaderCore>(recipe, std::move(options))) {}
+
 DataLoader::DataLoader(DataLoader&&) noexcept = default;
 
 DataLoader& DataLoader::operator=(DataLoader&& o) noexcept {

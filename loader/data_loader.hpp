@@ -25,17 +25,27 @@
 
 namespace ringloader::loader {
 
+/// A dataset named by a factory registered with ringloader::register_dataset (loader/init.hpp)
+/// and its argument string: what the fork-server start method sends to its pool.
+struct DatasetRecipe {
+  std::string factory;
+  std::string args;
+};
+
 struct LoaderStats {
   uint64_t batches = 0;          ///< delivered, over the loader's life
   uint64_t samples = 0;          ///< delivered
   uint64_t worker_restarts = 0;  ///< workers that died or hung and were replaced
   uint64_t epochs = 0;           ///< epochs started
+  uint64_t threaded_forks = 0;   ///< workers forked while this process ran other threads
 };
 
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<datasets::Dataset> dataset, LoaderOptions options = {});
   DataLoader(std::shared_ptr<datasets::IterableDataset> dataset, LoaderOptions options = {});
+  /// The dataset built from a registered factory (required by StartMethod::kForkServer).
+  DataLoader(const DatasetRecipe& recipe, LoaderOptions options = {});
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
   DataLoader(DataLoader&&) noexcept;

@@ -23,6 +23,12 @@ enum class OnError : uint8_t {
   kSkip = 1,   ///< the sample is dropped (the batch is delivered smaller), counted and reported
 };
 
+/// How worker processes are started.
+enum class StartMethod : uint8_t {
+  kFork = 0,        ///< fork the training process itself: the dataset object reaches workers as is
+  kForkServer = 1,  ///< fork from the server started by ringloader::init() (needs a DatasetRecipe)
+};
+
 struct LoaderOptions {
   /// Samples per batch (ignored when batch_sampler is set).
   size_t batch_size = 1;
@@ -54,6 +60,8 @@ struct LoaderOptions {
   size_t max_retries = 3;
   /// Where the ring's shared memory lives; "" = POSIX shared memory (/dev/shm).
   std::string shm_dir;
+  /// kForkServer: workers come from ringloader::init()'s server, safe in a threaded program.
+  StartMethod start_method = StartMethod::kFork;
 };
 
 }  // namespace ringloader::loader

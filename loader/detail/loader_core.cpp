@@ -8,18 +8,19 @@
 #include <cstring>
 #include <random>
 #include <system_error>
+#include <thread>
 
 #include "datasets/error.hpp"
 #include "loader/detail/log.hpp"
+#include "loader/detail/registry.hpp"
+#include "loader/detail/worker_main.hpp"
 
 namespace ringloader::loader::detail {
 namespace {
 
 using namespace std::chrono_literals;
 
-constexpr int kInitFailedExit = 3;  ///< a worker's on_worker_start / worker_init_fn threw
 constexpr auto kPoll = 100ms;       ///< longest the main process waits before checking workers
-constexpr auto kWorkerIdle = 200ms; ///< longest a worker sleeps before re-checking its parent
 constexpr auto kStopGrace = 2000ms; ///< workers asked to stop get this long before SIGKILL
 
 std::string join_indices(std::span<const int64_t> idx, size_t max_shown = 16) {
@@ -32,8 +33,8 @@ std::string join_indices(std::span<const int64_t> idx, size_t max_shown = 16) {
 }  // namespace
 
 LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_ptr<datasets::IterableDataset> stream_ds,
-                       LoaderOptions options)
-    : opts_(std::move(options)), map_ds_(std::move(map_ds)), stream_ds_(std::move(stream_ds)) {
+                       LoaderOptions options, std::optional<DatasetRecipe> recipe)
+    : opts_(std::move(options)), map_ds_(std::move(map_ds)), stream_ds_(std::move(stream_ds)), recipe_(std::move(recipe)) {
   if (!map_ds_ && !stream_ds_) throw ConfigError("DataLoader: dataset is null");
   if (opts_.batch_size == 0) throw ConfigError("batch_size must be positive, got 0");
   if (opts_.prefetch_factor == 0) throw ConfigError("prefetch_factor must be positive, got 0");
@@ -45,6 +46,25 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   if (opts_.sampler && opts_.shuffle) throw ConfigError("sampler is mutually exclusive with shuffle=true");
   if (stream() && (opts_.sampler || opts_.batch_sampler || opts_.shuffle)) {
     throw ConfigError("a stream (iterable) dataset takes no sampler, batch_sampler or shuffle: it orders itself");
+  }
+  if (opts_.start_method == StartMethod::kForkServer) {
+    if (!recipe_) {
+      throw ConfigError("start_method=kForkServer needs the dataset as a DatasetRecipe (a factory registered with "
+                        "ringloader::register_dataset before ringloader::init()), not as an object");
+    }
+    if (!ipc::ForkServer::running()) {
+      throw ConfigError("start_method=kForkServer but the fork server is not running: call ringloader::init() first "
+                        "thing in main");
+    }
+    if (!registered_before_server(recipe_->factory)) {
+      throw ConfigError("dataset factory '" + recipe_->factory +
+                        "' was registered after ringloader::init(): the fork server does not know it");
+    }
+    if (stream()) throw ConfigError("start_method=kForkServer takes a map-style dataset given as a DatasetRecipe");
+    if (opts_.worker_init_fn) {
+      throw ConfigError("worker_init_fn cannot reach fork-server workers (a function is not sent to the pool): "
+                        "do per-worker set-up in Dataset::on_worker_start");
+    }
   }
   seed_ = opts_.seed ? *opts_.seed : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   schema_ = map_ds_ ? map_ds_->schema() : stream_ds_->schema();
@@ -73,6 +93,7 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   cfg.payload_bytes = layout_.payload_bytes();
   cfg.region.dir = opts_.shm_dir;
   cfg.region.anonymous = opts_.num_workers == 0;
+  cfg.region.keep_fd = opts_.start_method == StartMethod::kForkServer && opts_.num_workers > 0;
   try {
     ring_ = std::make_unique<ipc::SlotRing>(cfg);
   } catch (const ipc::RegionTooLarge& e) {
@@ -91,6 +112,9 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   log().debug("ring: {} slots x {} bytes ({} total), seed {}", slots, layout_.payload_bytes(), ring_->region_size(), seed_);
 }
 
+LoaderCore::LoaderCore(const DatasetRecipe& recipe, LoaderOptions options)
+    : LoaderCore(make_registered_dataset(recipe.factory, recipe.args), nullptr, std::move(options), recipe) {}
+
 LoaderCore::~LoaderCore() { shutdown(); }
 
 size_t LoaderCore::size() const {
@@ -100,7 +124,7 @@ size_t LoaderCore::size() const {
 
 std::vector<int> LoaderCore::worker_pids() const {
   std::vector<int> v;
-  for (const auto& w : workers_) v.push_back(w.proc.pid());
+  for (const auto& w : workers_) v.push_back(w.pid());
   return v;
 }
 
@@ -111,23 +135,65 @@ void LoaderCore::start_workers() {
 }
 
 void LoaderCore::spawn_worker(int id) {
-  if (!warned_threads_ && ipc::thread_count() > 1) {
-    warned_threads_ = true;
-    log().warn("forking workers from a process that runs {} threads: a lock held by another thread (malloc, a "
-               "logger, OpenMP, CUDA) stays locked in the workers. Create the loader with persistent_workers=true "
-               "before starting threads, or use the fork-server start method (ringloader::init() at the top of main)",
-               ipc::thread_count());
-  }
-  ipc::WorkerProcess proc;
+  Worker w;
+  w.id = id;
   try {
-    proc = ipc::WorkerProcess::spawn([this, id] { return worker_main(id); });
+    if (opts_.start_method == StartMethod::kForkServer) {
+      if (!pool_) {
+        pool_ = std::make_unique<ipc::PoolClient>(ipc::ForkServer::open_pool(
+            pool_request(recipe_->factory, recipe_->args, ring_->region_size(), static_cast<int>(opts_.num_workers),
+                         seed_, opts_.on_error),
+            ring_->region_fd()));
+      }
+      w.remote_pid = pool_->spawn(id);
+    } else {
+      const int threads = ipc::thread_count();
+      if (threads > 1) {
+        ++stats_.threaded_forks;
+        if (!warned_threads_) {
+          warned_threads_ = true;
+          log().warn("forking workers from a process that runs {} threads: a lock held by another thread (malloc, a "
+                     "logger, OpenMP, CUDA) stays locked in the workers. Create the loader with persistent_workers=true "
+                     "before starting threads, or use the fork-server start method (ringloader::init() at the top of "
+                     "main, StartMethod::kForkServer)",
+                     threads);
+        }
+      }
+      w.proc = ipc::WorkerProcess::spawn([this, id] { return worker_main(id); });
+    }
   } catch (const std::system_error& e) {
     throw IpcError(std::string("starting worker ") + std::to_string(id) + ": " + e.what());
   }
-  log().debug("worker {} started, pid {}", id, proc.pid());
-  auto it = std::find_if(workers_.begin(), workers_.end(), [id](const Worker& w) { return w.id == id; });
-  if (it != workers_.end()) it->proc = std::move(proc);
-  else workers_.push_back(Worker{std::move(proc), id});
+  log().debug("worker {} started, pid {}", id, w.pid());
+  auto it = std::find_if(workers_.begin(), workers_.end(), [id](const Worker& x) { return x.id == id; });
+  if (it != workers_.end()) *it = std::move(w);
+  else workers_.push_back(std::move(w));
+}
+
+std::optional<ipc::ExitStatus> LoaderCore::poll_worker(Worker& w) {
+  if (w.remote_pid <= 0) return w.proc.poll();
+  if (!w.remote_status && pool_) {
+    try {
+      for (const auto& d : pool_->poll()) {
+        for (auto& x : workers_) {
+          if (x.id == d.id && x.remote_pid == d.pid) x.remote_status = d.status;
+        }
+      }
+    } catch (const std::system_error& e) {
+      // The pool itself is gone: every worker of it is as good as dead.
+      log().warn("fork-server pool: {}", e.what());
+      for (auto& x : workers_) {
+        if (!x.remote_status) x.remote_status = ipc::ExitStatus{true, SIGKILL};
+      }
+      pool_.reset();
+    }
+  }
+  return w.remote_status;
+}
+
+void LoaderCore::kill_worker(Worker& w, int sig) {
+  if (w.remote_pid <= 0) w.proc.kill(sig);
+  else if (!w.remote_status) ::kill(w.remote_pid, sig);
 }
 
 void LoaderCore::stop_workers() noexcept {
@@ -140,12 +206,23 @@ void LoaderCore::stop_workers() noexcept {
   }
   const auto deadline = std::chrono::steady_clock::now() + kStopGrace;
   for (auto& w : workers_) {
+    if (w.remote_pid > 0) continue;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (!w.proc.wait_for(std::max(left, 0ms))) {
       log().warn("worker {} (pid {}) did not stop within {} ms; killing it", w.id, w.proc.pid(), kStopGrace.count());
       w.proc.terminate();
     }
   }
+  // Fork-server workers: the pool reaps them and says so; past the grace period they are killed.
+  for (auto& w : workers_) {
+    if (w.remote_pid <= 0) continue;
+    while (!poll_worker(w) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+    if (!w.remote_status) {
+      log().warn("worker {} (pid {}) did not stop within {} ms; killing it", w.id, w.remote_pid, kStopGrace.count());
+      kill_worker(w, SIGKILL);
+    }
+  }
+  pool_.reset();  // QUIT: the pool reaps what is left and exits
   workers_.clear();
   // No worker exists now: claims they left are void.
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
@@ -165,60 +242,24 @@ void LoaderCore::shutdown() noexcept {
 }
 
 int LoaderCore::worker_main(int id) {
-  use_worker_logger(id);
-  const int pid = static_cast<int>(::getpid());
-  datasets::WorkerInfo info{id, static_cast<int>(opts_.num_workers), seed_, pid};
-  try {
-    if (map_ds_) map_ds_->on_worker_start(info);
-    if (opts_.worker_init_fn) opts_.worker_init_fn(info);
-  } catch (const std::exception& e) {
-    log().error("worker {} (pid {}) failed to start: {}", id, pid, e.what());
-    return kInitFailedExit;
-  }
-  auto& hdr = ring_->ring();
-  bool exhausted = false;
-  int64_t stream_pos = 0;
-  uint64_t stream_gen = 0;
-  for (;;) {
-    if (hdr.shutdown.load(std::memory_order_acquire)) return 0;
-    if (::getppid() != parent_pid_) return 0;  // the main process is gone
-    (void)hdr.tasks.wait_for(kWorkerIdle);
-    while (!hdr.shutdown.load(std::memory_order_acquire)) {
-      const auto s = ring_->try_claim(id, pid);
-      if (!s) break;
-      const ipc::SlotHeader& sh = ring_->slot(*s);
-      const uint64_t gen = sh.generation;
-      FillContext ctx;
-      ctx.epoch = sh.epoch;
-      ctx.seed = sh.seed;
-      ctx.worker_id = id;
-      ctx.pid = pid;
-      ctx.on_error = opts_.on_error;
-      ctx.progress = &ring_->slot(*s).progress;
-      ctx.abandoned = [&hdr, gen] {
-        return hdr.generation.load(std::memory_order_relaxed) != gen || hdr.shutdown.load(std::memory_order_relaxed);
-      };
-      if (map_ds_) {
-        fill_batch(*map_ds_, layout_, ring_->payload(*s), std::span<const int64_t>(ring_->indices(*s).data(), sh.count), ctx);
-      } else {
-        if (gen != stream_gen) {
-          stream_ds_->start(info, sh.epoch);
-          exhausted = false;
-          stream_pos = 0;
-          stream_gen = gen;
-        }
-        fill_stream_batch(*stream_ds_, layout_, ring_->payload(*s), sh.count, ctx, exhausted, stream_pos);
-      }
-      ring_->mark_filled(*s, id);
-    }
-  }
+  WorkerEnv env;
+  env.ring = ring_.get();
+  env.layout = &layout_;
+  env.map_ds = map_ds_.get();
+  env.stream_ds = stream_ds_.get();
+  env.on_error = opts_.on_error;
+  env.num_workers = static_cast<int>(opts_.num_workers);
+  env.seed = seed_;
+  env.parent_pid = parent_pid_;
+  env.init_fn = opts_.worker_init_fn;
+  return run_worker(env, id);
 }
 
 void LoaderCore::check_workers() {
   for (auto& w : workers_) {
-    const auto st = w.proc.poll();
+    const auto st = poll_worker(w);
     if (!st) continue;
-    const int pid = w.proc.pid();
+    const int pid = w.pid();
     if (!st->signaled && st->value == kInitFailedExit) {
       throw WorkerError("worker " + std::to_string(w.id) + " (pid " + std::to_string(pid) +
                         ") failed in on_worker_start / worker_init_fn (its error is logged above); not restarting it");
@@ -316,11 +357,11 @@ void LoaderCore::check_timeouts() {
     if (w.state != ipc::SlotState::kClaimed || slot_seq_[s] < 0) continue;
     if (now - ring_->slot(s).claimed_at_ns.load(std::memory_order_acquire) < limit) continue;
     for (auto& wk : workers_) {
-      if (wk.id == w.worker && wk.proc.running()) {
-        log().warn("worker {} (pid {}) has not filled {} within timeout={} ms; killing it", wk.id, wk.proc.pid(),
+      if (wk.id == w.worker && wk.running()) {
+        log().warn("worker {} (pid {}) has not filled {} within timeout={} ms; killing it", wk.id, wk.pid(),
                    describe_task(s), opts_.timeout.count());
         timed_out_[s] = 1;
-        wk.proc.kill(SIGKILL);
+        kill_worker(wk, SIGKILL);
       }
     }
   }
@@ -389,7 +430,7 @@ void LoaderCore::abandon_epoch() {
         pending = true;
         if (std::chrono::steady_clock::now() - started > patience) {
           for (auto& wk : workers_) {
-            if (wk.id == w.worker) wk.proc.kill(SIGKILL);
+            if (wk.id == w.worker) kill_worker(wk, SIGKILL);
           }
         }
       }
@@ -516,6 +557,13 @@ std::optional<Batch> LoaderCore::next() {
       return std::nullopt;
     }
     refill();
+    // Even when batches are always ready, look at the workers every kPoll: a death is
+    // noticed (and its batch requeued) within that, not only when the loop has to wait.
+    if (!workers_.empty() && ipc::monotonic_ns() - last_check_ns_ > std::chrono::nanoseconds(kPoll).count()) {
+      last_check_ns_ = ipc::monotonic_ns();
+      check_workers();
+      check_timeouts();
+    }
     std::optional<uint32_t> s = pick_ready();
     if (s && ring_->word(*s).state == ipc::SlotState::kFilled) {
       if (auto b = hand_out(*s)) return b;

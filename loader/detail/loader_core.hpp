@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "datasets/dataset.hpp"
+#include "ipc/fork_server.hpp"
 #include "ipc/slot_ring.hpp"
 #include "ipc/worker_process.hpp"
 #include "loader/batch.hpp"
@@ -23,7 +24,8 @@ namespace ringloader::loader::detail {
 class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
  public:
   LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_ptr<datasets::IterableDataset> stream_ds,
-             LoaderOptions options);
+             LoaderOptions options, std::optional<DatasetRecipe> recipe = std::nullopt);
+  LoaderCore(const DatasetRecipe& recipe, LoaderOptions options);
   ~LoaderCore();
 
   void start_epoch();
@@ -44,10 +46,17 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   LoaderStats stats() const { return stats_; }
 
  private:
+  /// One worker: our child (kFork) or a fork-server pool's (remote_pid).
   struct Worker {
-    ipc::WorkerProcess proc;  ///< reaped on destruction
+    ipc::WorkerProcess proc;  ///< kFork: reaped on destruction
     int id = 0;
+    pid_t remote_pid = -1;                       ///< kForkServer: the pool's child
+    std::optional<ipc::ExitStatus> remote_status;  ///< kForkServer: reported by the pool
+    pid_t pid() const { return remote_pid > 0 ? remote_pid : proc.pid(); }
+    bool running() const { return remote_pid > 0 ? !remote_status : proc.running(); }
   };
+  std::optional<ipc::ExitStatus> poll_worker(Worker& w);
+  void kill_worker(Worker& w, int sig);
 
   bool stream() const { return stream_ds_ != nullptr; }
   size_t workers_wanted() const { return opts_.num_workers; }
@@ -85,6 +94,8 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   uint64_t seed_ = 0;
   size_t batch_capacity_ = 0;
   std::unique_ptr<ipc::SlotRing> ring_;
+  std::optional<DatasetRecipe> recipe_;
+  std::unique_ptr<ipc::PoolClient> pool_;  ///< kForkServer: the pool that forks our workers
   std::vector<Worker> workers_;
   int parent_pid_ = 0;
 
@@ -110,6 +121,7 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::vector<SkippedSample> skipped_;
   LoaderStats stats_;
   bool warned_threads_ = false;
+  int64_t last_check_ns_ = 0;  ///< when check_workers last ran (it runs at least every kPoll)
 };
 
 }  // namespace ringloader::loader::detail

@@ -1,0 +1,78 @@
+#pragma once
+// ForkServer, PoolClient, run_pool_host: the fork-server start method.
+//
+// Forking a process that already runs threads is hazardous (a lock another thread held stays
+// locked in the child). ForkServer::start(), called at the top of main while the process has
+// one thread, forks a small server process. Later a loader asks it for a *pool*: the server
+// forks a pool process, which runs the PoolEntry (built into the same binary) with the request
+// text, the ring's descriptor and a channel to the main process; the pool then forks the
+// workers on request, reaps them and reports each death, so workers are always forked from a
+// single-threaded process.
+//
+//   ipc::ForkServer::start(&my_pool_entry);                       // main(), first line
+//   ipc::PoolClient pool(ipc::ForkServer::open_pool(request, ring_fd));
+//   int pid = pool.spawn(0);                                      // a worker, forked by the pool
+//   for (auto& d : pool.poll()) ...                               // deaths, with exit status
+//
+// Lifetimes: the server dies with the main process (PR_SET_PDEATHSIG) or when its socket
+// closes; a pool dies with the server, or when its PoolClient says QUIT / goes away, after
+// stopping its workers; workers die with their pool. Knows no dataset: the request is text.
+// PoolClient is used by one thread; ForkServer::open_pool is thread-safe.
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ipc/unique_fd.hpp"
+#include "ipc/worker_process.hpp"
+
+namespace ringloader::ipc {
+
+/// Runs in a pool process: serve `channel` (see run_pool_host) with workers built from
+/// `request` and the received region. Its return value is the pool's exit code.
+using PoolEntry = int (*)(const std::string& request, UniqueFd region_fd, UniqueFd channel);
+
+class ForkServer {
+ public:
+  /// Forks the server. Call once, first thing in main, while the process has one thread.
+  /// Throws std::system_error naming the failing call; std::logic_error if already started.
+  static void start(PoolEntry entry);
+  static bool running();
+  /// A new pool process for `request`, handed `region_fd`; returns the channel to it.
+  static UniqueFd open_pool(const std::string& request, int region_fd);
+};
+
+/// The main process's end of one pool.
+class PoolClient {
+ public:
+  struct Death {
+    int id = -1;
+    pid_t pid = -1;
+    ExitStatus status;
+  };
+
+  explicit PoolClient(UniqueFd channel) : channel_(std::move(channel)) {}
+  PoolClient(const PoolClient&) = delete;
+  PoolClient& operator=(const PoolClient&) = delete;
+  /// Says QUIT and waits (at most 3 s) for the pool to stop its workers and close.
+  ~PoolClient();
+
+  /// Forks worker `id` in the pool; its pid. Throws std::system_error if the pool fails or
+  /// does not answer within 10 s.
+  pid_t spawn(int id);
+  /// Deaths reported since the last call (never blocks).
+  std::vector<Death> poll();
+
+ private:
+  void drain(int timeout_ms);
+  UniqueFd channel_;
+  std::vector<Death> deaths_;                 ///< reported, not yet returned by poll()
+  std::vector<std::pair<int, pid_t>> spawned_;  ///< answers to spawn() not yet taken
+};
+
+/// The pool's loop: forks `body(id)` for each SPAWN, reports deaths, and on QUIT or when the
+/// main process goes away waits up to 2 s for the workers, kills the rest and returns 0.
+int run_pool_host(int channel, const std::function<int(int)>& body);
+
+}  // namespace ringloader::ipc

@@ -1,0 +1,38 @@
+#pragma once
+// The worker loop, shared by workers forked from the main process and workers forked by a
+// fork-server pool. Runs in the worker process only.
+#include <functional>
+
+#include "datasets/dataset.hpp"
+#include "ipc/slot_ring.hpp"
+#include "loader/detail/slot_layout.hpp"
+
+namespace ringloader::loader::detail {
+
+constexpr int kInitFailedExit = 3;  ///< a worker's on_worker_start / worker_init_fn threw
+
+/// What a worker needs; everything points into the worker's own (inherited) memory.
+struct WorkerEnv {
+  const ipc::SlotRing* ring = nullptr;
+  const SlotLayout* layout = nullptr;
+  datasets::Dataset* map_ds = nullptr;
+  datasets::IterableDataset* stream_ds = nullptr;
+  OnError on_error = OnError::kRaise;
+  int num_workers = 1;
+  uint64_t seed = 0;
+  int parent_pid = 0;  ///< the worker exits when its parent is no longer this
+  std::function<void(const datasets::WorkerInfo&)> init_fn;
+};
+
+/// Claims and fills batches until the ring says shutdown or the parent goes away.
+int run_worker(const WorkerEnv& env, int id);
+
+/// The fork-server pool's entry point (ipc::PoolEntry): rebuilds the dataset from the
+/// request's recipe, attaches the ring and serves worker spawns.
+int pool_main(const std::string& request, ipc::UniqueFd region_fd, ipc::UniqueFd channel);
+
+/// Request text for pool_main.
+std::string pool_request(const std::string& factory, const std::string& args, size_t ring_bytes, int num_workers,
+                         uint64_t seed, OnError on_error);
+
+}  // namespace ringloader::loader::detail
