@@ -44,6 +44,9 @@ class Dataset {
   virtual std::string source(size_t /*index*/) const { return {}; }
   /// Called once in each worker right after it starts (and once in-process), before any get().
   virtual void on_worker_start(const WorkerInfo& /*info*/) {}
+  /// Identifies the data (e.g. a hash of the file list): a saved loader state is refused on a
+  /// dataset whose fingerprint differs. "" = only size and schema are compared.
+  virtual std::string fingerprint() const { return {}; }
   /// Hint: these indices are about to be requested, in this order (a batch). A dataset with
   /// slow reads starts fetching them; the default ignores it.
   virtual void prefetch(std::span<const int64_t> /*indices*/) {}

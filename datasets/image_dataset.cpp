@@ -1,5 +1,6 @@
 #include "datasets/image_dataset.hpp"
 
+#include <cstdio>
 #include <unistd.h>
 
 #include "datasets/detail/file_reader.hpp"
@@ -93,6 +94,22 @@ void ImageDataset::get(size_t index, SampleWriter& out) {
     options_.transform.to_float_chw(hwc, out_hw_[0], out_hw_[1], out.field<float>(0));
   }
   out.field<int64_t>(1)[0] = label(index);
+}
+
+std::string ImageDataset::fingerprint() const {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](std::string_view bytes) {
+    for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
+  };
+  for (size_t i = 0; i < index_.size(); ++i) {
+    mix(index_.path(i));
+    const std::string label = "\t" + std::to_string(index_.label(i)) + "\n";
+    mix(label);
+  }
+  mix(std::to_string(out_hw_[0]) + "x" + std::to_string(out_hw_[1]));
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 }  // namespace ringloader::datasets

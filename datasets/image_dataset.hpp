@@ -58,6 +58,8 @@ class ImageDataset : public Dataset {
   Schema schema() const override;
   void get(size_t index, SampleWriter& out) override;
   std::string source(size_t index) const override { return path(index); }
+  /// A hash of every (relative path, label) of the index and of the output geometry.
+  std::string fingerprint() const override;
   void on_worker_start(const WorkerInfo& info) override;
   void prefetch(std::span<const int64_t> indices) override;
 

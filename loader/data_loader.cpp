@@ -53,6 +53,8 @@ size_t DataLoader::ring_bytes() const { return core_->ring_bytes(); }
 std::vector<int> DataLoader::worker_pids() const { return core_->worker_pids(); }
 const std::vector<SkippedSample>& DataLoader::skipped() const { return core_->skipped(); }
 LoaderStats DataLoader::stats() const { return core_->stats(); }
+std::string DataLoader::state() const { return core_->state(); }
+void DataLoader::load_state(const std::string& json) { core_->load_state(json); }
 
 void set_log_level(const std::string& level) { detail::set_level(level); }
 

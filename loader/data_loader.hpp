@@ -92,6 +92,15 @@ class DataLoader {
   size_t ring_bytes() const;
   /// Pids of the live workers (empty between epochs without persistent_workers).
   std::vector<int> worker_pids() const;
+  /// The loader's position at this batch boundary, as a small JSON text: seed, epoch, the
+  /// batches of this epoch already returned, rank/world size and the dataset's fingerprint.
+  /// A loader built the same way and given it with load_state() continues with exactly the
+  /// batches that were still to come. Map-style datasets only.
+  std::string state() const;
+  /// Continue from a state() of a loader over the same dataset and world size: the next
+  /// begin()/next() resumes that epoch. ConfigError names what differs (dataset fingerprint,
+  /// world size, rank, seed, batches per epoch).
+  void load_state(const std::string& json);
   /// Samples skipped under on_error=skip, over the loader's life.
   const std::vector<SkippedSample>& skipped() const;
   LoaderStats stats() const;

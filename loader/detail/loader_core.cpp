@@ -10,7 +10,10 @@
 #include <system_error>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "datasets/error.hpp"
+#include "loader/distributed.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"
 #include "loader/detail/worker_main.hpp"
@@ -379,7 +382,28 @@ void LoaderCore::start_epoch() {
   std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
   std::fill(timed_out_.begin(), timed_out_.end(), 0);
   if (map_ds_) {
-    plan_ = batch_sampler_->batches({seed_, epoch_});
+    BatchPlan full = batch_sampler_->batches({seed_, epoch_});
+    epoch_batches_ = full.size();
+    done_.assign(epoch_batches_, 0);
+    plan_seq_.clear();
+    if (resume_done_) {
+      if (resume_done_->size() != epoch_batches_) {
+        throw ConfigError("the saved state has " + std::to_string(resume_done_->size()) + " batches in epoch " +
+                          std::to_string(epoch_) + " but this loader makes " + std::to_string(epoch_batches_) +
+                          " (batch_size, drop_last or sampler differ)");
+      }
+      done_ = *resume_done_;
+      resume_done_.reset();
+      plan_ = BatchPlan{};
+      for (size_t b = 0; b < full.size(); ++b) {
+        if (done_[b]) continue;
+        plan_.add(full.batch(b));
+        plan_seq_.push_back(b);
+      }
+    } else {
+      plan_ = std::move(full);
+      for (size_t b = 0; b < plan_.size(); ++b) plan_seq_.push_back(b);
+    }
     const auto n = static_cast<int64_t>(map_ds_->size());
     for (int64_t i : plan_.indices) {
       if (i < 0 || i >= n) {
@@ -472,7 +496,7 @@ void LoaderCore::refill() {
       count = static_cast<uint32_t>(opts_.batch_size);
     }
     ipc::SlotHeader& sh = ring_->slot(s);
-    sh.seq = queued_;
+    sh.seq = map_ds_ ? plan_seq_[queued_] : queued_;
     sh.generation = generation_;
     sh.epoch = epoch_;
     sh.seed = seed_;
@@ -596,6 +620,7 @@ std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
   if (!ring_->hand_out(s)) throw std::logic_error("hand_out: slot is not FILLED");
   slot_seq_[s] = -1;
   ++delivered_;
+  if (map_ds_ && sh.seq < done_.size()) done_[sh.seq] = 1;
   std::vector<SkippedSample> skipped = std::move(pending_skips_[s]);
   pending_skips_[s].clear();
   for (const auto& k : skipped) skipped_.push_back(k);
@@ -642,6 +667,116 @@ std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
   ++stats_.batches;
   stats_.samples += meta->count;
   return b;
+}
+
+// ---------------------------------------------------------------- state
+
+int LoaderCore::rank() const {
+  const Sampler* s = opts_.sampler.get();
+  if (const auto* d = dynamic_cast<const DistributedSampler*>(s)) return d->rank();
+  return 0;
+}
+
+int LoaderCore::world_size() const {
+  if (const auto* d = dynamic_cast<const DistributedSampler*>(opts_.sampler.get())) return d->world_size();
+  return 1;
+}
+
+std::string LoaderCore::dataset_fingerprint() const {
+  // size, schema and the dataset's own fingerprint, hashed (FNV-1a 64).
+  std::string text = std::to_string(map_ds_->size());
+  for (const auto& f : schema_.fields) {
+    text += "|" + f.name + ":" + datasets::dtype_name(f.dtype) + (f.variable ? "*" : "");
+    for (int64_t d : f.shape) text += "," + std::to_string(d);
+  }
+  text += "|" + map_ds_->fingerprint();
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string LoaderCore::state() const {
+  if (!map_ds_) throw ConfigError("state() needs a map-style dataset: a stream dataset keeps its own position");
+  nlohmann::json j;
+  j["format"] = "ringloader-state/1";
+  j["seed"] = seed_;
+  j["rank"] = rank();
+  j["world_size"] = world_size();
+  j["dataset"] = {{"size", map_ds_->size()}, {"fingerprint", dataset_fingerprint()}};
+  j["batches_per_epoch"] = batch_sampler_->size();
+  if (active_) {
+    j["epoch"] = epoch_;
+    // Batches already returned, as [first, last] ranges of the epoch's batch numbers.
+    nlohmann::json ranges = nlohmann::json::array();
+    for (size_t b = 0; b < done_.size();) {
+      if (!done_[b]) {
+        ++b;
+        continue;
+      }
+      size_t e = b;
+      while (e + 1 < done_.size() && done_[e + 1]) ++e;
+      ranges.push_back({b, e});
+      b = e + 1;
+    }
+    j["done"] = ranges;
+  } else {
+    j["epoch"] = next_epoch_;  // between epochs: the next one starts from its beginning
+    j["done"] = nlohmann::json::array();
+  }
+  return j.dump();
+}
+
+void LoaderCore::load_state(const std::string& text) {
+  if (!map_ds_) throw ConfigError("load_state() needs a map-style dataset");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(std::string("loader state is not valid JSON: ") + e.what());
+  }
+  try {
+    if (j.at("format") != "ringloader-state/1") throw ConfigError("unknown loader state format " + j.at("format").dump());
+    const auto& ds = j.at("dataset");
+    const std::string fp = ds.at("fingerprint");
+    if (fp != dataset_fingerprint() || ds.at("size").get<size_t>() != map_ds_->size()) {
+      throw ConfigError("the saved state belongs to another dataset (" + std::to_string(ds.at("size").get<size_t>()) +
+                        " samples, fingerprint " + fp + "); this one has " + std::to_string(map_ds_->size()) +
+                        " samples, fingerprint " + dataset_fingerprint());
+    }
+    const int w = j.at("world_size"), r = j.at("rank");
+    if (w != world_size()) {
+      throw ConfigError("the saved state is from world size " + std::to_string(w) + ", this loader runs with " +
+                        std::to_string(world_size()) +
+                        "; resuming onto a different world size is not supported (each rank's position belongs to "
+                        "its shard): finish the epoch on the old world size, or restart the epoch");
+    }
+    if (r != rank()) {
+      throw ConfigError("the saved state is rank " + std::to_string(r) + "'s, this loader is rank " + std::to_string(rank()));
+    }
+    const uint64_t seed = j.at("seed");
+    if (opts_.seed && *opts_.seed != seed) {
+      throw ConfigError("the saved state has seed " + std::to_string(seed) + " but this loader was given seed=" +
+                        std::to_string(*opts_.seed) + " (leave seed unset to take the saved one)");
+    }
+    if (j.at("batches_per_epoch").get<size_t>() != batch_sampler_->size()) {
+      throw ConfigError("the saved state has " + j.at("batches_per_epoch").dump() + " batches per epoch, this loader " +
+                        std::to_string(batch_sampler_->size()) + " (batch_size, drop_last or sampler differ)");
+    }
+    if (active_) abandon_epoch();
+    seed_ = seed;
+    next_epoch_ = j.at("epoch");
+    std::vector<uint8_t> done(batch_sampler_->size(), 0);
+    for (const auto& range : j.at("done")) {
+      const size_t a = range.at(0), b = range.at(1);
+      if (a > b || b >= done.size()) throw ConfigError("loader state has a bad batch range " + range.dump());
+      for (size_t k = a; k <= b; ++k) done[k] = 1;
+    }
+    resume_done_ = std::move(done);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(std::string("loader state is missing or has a bad field: ") + e.what());
+  }
 }
 
 }  // namespace ringloader::loader::detail

@@ -44,6 +44,8 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::vector<int> worker_pids() const;
   const std::vector<SkippedSample>& skipped() const { return skipped_; }
   LoaderStats stats() const { return stats_; }
+  std::string state() const;
+  void load_state(const std::string& json);
 
  private:
   /// One worker: our child (kFork) or a fork-server pool's (remote_pid).
@@ -76,6 +78,9 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::optional<uint32_t> pick_ready();
   [[noreturn]] void throw_held_error() const;
   std::string describe_task(uint32_t s) const;
+  std::string dataset_fingerprint() const;
+  int rank() const;
+  int world_size() const;
   std::string describe_culprits(uint32_t s) const;
   /// A batch that reached max_retries: its error, or (skip) a retry without the culprits.
   void give_up(uint32_t s, int pid, const ipc::ExitStatus& st);
@@ -105,7 +110,11 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   uint64_t generation_ = 0;
   uint64_t next_epoch_ = 0;
   uint64_t epoch_ = 0;
-  BatchPlan plan_;
+  BatchPlan plan_;                 ///< this epoch's batches still to queue (all, or those a resume left)
+  std::vector<uint64_t> plan_seq_;  ///< plan_ batch b is batch plan_seq_[b] of the full epoch
+  size_t epoch_batches_ = 0;        ///< batches in the full epoch
+  std::vector<uint8_t> done_;       ///< by full-epoch seq: returned (or raised) this epoch
+  std::optional<std::vector<uint8_t>> resume_done_;  ///< from load_state, for epoch next_epoch_
   uint64_t queued_ = 0;     ///< batches queued so far this epoch (= next seq to queue)
   uint64_t delivered_ = 0;  ///< batches consumed (delivered, raised, or empty) this epoch
   std::vector<int64_t> slot_seq_;  ///< seq of this epoch's task in slot i, -1 if none

@@ -1,0 +1,140 @@
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <thread>
+
+#include "datasets/error.hpp"
+#include "loader/data_loader.hpp"
+#include "loader/distributed.hpp"
+#include "tests/loader/test_datasets.hpp"
+#include "tests/support/process_check.hpp"
+
+using namespace ringloader;
+using namespace ringloader::loader;
+
+namespace {
+
+/// Bytes from the sample's Rng: equal bytes prove the resumed run draws what the first would.
+class RngDataset : public datasets::Dataset {
+ public:
+  explicit RngDataset(size_t n) : n_(n) {}
+  size_t size() const override { return n_; }
+  datasets::Schema schema() const override { return {{{"image", datasets::DType::kUInt8, {4, 4, 3}, false}}}; }
+  void get(size_t, datasets::SampleWriter& out) override {
+    auto rng = out.rng();
+    for (auto& b : out.field<uint8_t>(0)) b = static_cast<uint8_t>(rng.next());
+  }
+  std::string fingerprint() const override { return "rng-" + std::to_string(n_); }
+
+ private:
+  size_t n_;
+};
+
+struct Seen {
+  std::vector<int64_t> indices;
+  std::vector<uint64_t> sums;  ///< per batch
+  bool operator==(const Seen&) const = default;
+};
+
+void take(Batch& b, Seen& s) {
+  const auto img = b.field("image");
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < img.nbytes(); ++i) h = (h ^ static_cast<uint8_t>(img.data[i])) * 0x100000001b3ULL;
+  s.sums.push_back(h);
+  for (int64_t i : b.indices()) s.indices.push_back(i);
+}
+
+LoaderOptions options(size_t workers) {
+  LoaderOptions o;
+  o.batch_size = 7;
+  o.shuffle = true;
+  o.num_workers = workers;
+  o.seed = 77;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("stop after k batches - save - restore - finish equals an uninterrupted run", "[resume]") {
+  auto ds = std::make_shared<RngDataset>(100);  // 15 batches per epoch
+  const size_t workers = GENERATE(0u, 2u);
+  const size_t k = GENERATE(0u, 1u, 8u, 14u, 15u);
+  const bool crash = GENERATE(false, true);
+  CAPTURE(workers, k, crash);
+  Seen whole;
+  {
+    DataLoader l(ds, options(workers));
+    l.set_epoch(3);
+    for (auto& b : l) take(b, whole);
+    for (auto& b : l) take(b, whole);  // and the next epoch
+  }
+  Seen resumed;
+  std::string state;
+  {
+    auto o = options(workers);
+    o.persistent_workers = true;
+    DataLoader l(ds, o);
+    l.set_epoch(3);
+    // Inside a range-for, state() counts the batch in hand as done: k batches seen = k done.
+    size_t n = 0;
+    if (k == 0) state = l.state();  // before the epoch starts
+    for (auto& b : l) {
+      if (k == 0) break;
+      if (n == 0 && crash && workers) ::kill(l.worker_pids()[0], SIGKILL);
+      if (n == k) break;
+      take(b, resumed);
+      if (++n == k) {
+        if (crash && workers) std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        state = l.state();
+      }
+    }
+    if (k == 15) CHECK(state.find("[[0,14]]") != std::string::npos);
+  }
+  {
+    auto o = options(workers);
+    o.seed.reset();  // taken from the state
+    DataLoader l(ds, o);
+    l.load_state(state);
+    CHECK(l.seed() == 77);
+    for (auto& b : l) take(b, resumed);
+    for (auto& b : l) take(b, resumed);
+  }
+  CHECK(resumed.indices == whole.indices);
+  CHECK(resumed.sums == whole.sums);
+  CHECK(test::own_children().empty());
+}
+
+TEST_CASE("a state is refused on another dataset - world size - rank or seed", "[resume][errors]") {
+  auto ds = std::make_shared<RngDataset>(100);
+  DataLoader a(ds, options(0));
+  a.next();
+  const std::string state = a.state();
+  CHECK_THAT(state, Catch::Contains("\"format\":\"ringloader-state/1\"") && Catch::Contains("\"done\":[[0,0]]"));
+  {
+    DataLoader other(std::make_shared<RngDataset>(101), options(0));
+    CHECK_THROWS_WITH(other.load_state(state), Catch::Contains("another dataset") && Catch::Contains("101 samples"));
+  }
+  {
+    auto o = options(0);
+    o.shuffle = false;
+    o.sampler = std::make_shared<DistributedSampler>(100, 0, 2);
+    DataLoader two(ds, o);
+    CHECK_THROWS_WITH(two.load_state(state), Catch::Contains("world size 1") && Catch::Contains("runs with 2"));
+  }
+  {
+    auto o = options(0);
+    o.seed = 78;
+    DataLoader other_seed(ds, o);
+    CHECK_THROWS_WITH(other_seed.load_state(state), Catch::Contains("seed 77") && Catch::Contains("seed=78"));
+  }
+  {
+    auto o = options(0);
+    o.batch_size = 8;
+    DataLoader other_batch(ds, o);
+    CHECK_THROWS_WITH(other_batch.load_state(state), Catch::Contains("batches per epoch"));
+  }
+  DataLoader any(ds, options(0));
+  CHECK_THROWS_WITH(any.load_state("{"), Catch::Contains("not valid JSON"));
+  CHECK_THROWS_WITH(any.load_state("{\"format\":\"ringloader-state/1\"}"), Catch::Contains("missing"));
+}
