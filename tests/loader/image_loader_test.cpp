@@ -2,6 +2,7 @@
 // augmentation, and every kind of bad file under both on_error policies.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,8 +41,9 @@ uint64_t fnv(uint64_t h, const void* p, size_t n) {
   return h;
 }
 
-/// Checksum of every delivered image and label, in delivery order, over two epochs.
-uint64_t checksum(const std::string& root, size_t workers, bool to_float) {
+/// Checksum of every delivered image and label, in delivery order, over two epochs; with
+/// `kill_every` > 0 a random worker is SIGKILLed every that many batches.
+uint64_t checksum(const std::string& root, size_t workers, bool to_float, int kill_every = 0) {
   datasets::ImageFolderOptions fo;
   fo.transform = datasets::Pipeline::random_crop_flip(48);
   if (to_float) fo.transform = fo.transform.to_float();
@@ -52,11 +54,19 @@ uint64_t checksum(const std::string& root, size_t workers, bool to_float) {
   o.shuffle = true;
   o.num_workers = workers;
   o.seed = 1234;
+  o.max_retries = 1000;
+  o.persistent_workers = kill_every > 0;
   DataLoader loader(ds, o);
   uint64_t h = 0xcbf29ce484222325ULL;
   size_t n = 0;
+  int batches = 0;
+  datasets::Rng pick(5);
   for (int e = 0; e < 2; ++e) {
     for (auto& b : loader) {
+      if (kill_every > 0 && ++batches % kill_every == 0) {
+        const auto pids = loader.worker_pids();
+        ::kill(pids[pick.below(pids.size())], SIGKILL);
+      }
       const auto img = b.field("image");
       const auto lbl = b.field("label");
       h = fnv(h, img.data, img.nbytes());
@@ -79,6 +89,7 @@ TEST_CASE("ImageFolder with RandomResizedCrop and flip gives the same bytes for 
     CHECK(checksum(dir.path(), 1, to_float) == ref);
     CHECK(checksum(dir.path(), 2, to_float) == ref);
     CHECK(checksum(dir.path(), 4, to_float) == ref);
+    CHECK(checksum(dir.path(), 2, to_float, 2) == ref);  // with worker crashes injected
   }
   CHECK(test::own_children().empty());
 }
