@@ -120,11 +120,13 @@ double cpu_seconds(int who) {
 
 const char* output_name(bool to_float) { return to_float ? "float" : "uint8"; }
 
-datasets::ImageFolderOptions folder_options(const Options& o, const Config& c, int reader_threads) {
+/// The dataset a user gets (reader threads as the library sets them) with this decoder and output;
+/// `read_in_get` makes get() read its own file, as the single-thread ceiling must.
+datasets::ImageFolderOptions folder_options(const Options& o, const Config& c, bool read_in_get) {
   datasets::ImageFolderOptions fo;
   fo.transform = examples::make_pipeline({o.size, false, false, c.to_float});
   fo.decode.backend = c.decoder;
-  fo.reader_threads = reader_threads;
+  if (read_in_get) fo.reader_threads = 0;
   return fo;
 }
 
@@ -143,7 +145,7 @@ std::vector<int64_t> subset(size_t n, size_t limit) {
 /// Images/s of one thread calling get() in-process, reading each file itself: the most one
 /// worker could do with this decoder and output.
 double ceiling(const Options& o, const Config& c, const std::vector<int64_t>& indices) {
-  datasets::ImageFolder ds(o.root, folder_options(o, c, 0));
+  datasets::ImageFolder ds(o.root, folder_options(o, c, true));
   ds.on_worker_start(datasets::WorkerInfo{});
   const datasets::Schema schema = ds.schema();
   std::vector<std::byte> image(schema.fields[0].max_bytes());
@@ -167,7 +169,7 @@ Result run_config(const Options& o, const Config& c, const std::vector<int64_t>&
   Result r;
   r.config = c;
   examples::reset_peak_rss();
-  auto ds = std::make_shared<datasets::ImageFolder>(o.root, folder_options(o, c, 4));
+  auto ds = std::make_shared<datasets::ImageFolder>(o.root, folder_options(o, c, false));
   loader::LoaderOptions lo;
   lo.batch_size = static_cast<size_t>(c.batch);
   lo.num_workers = static_cast<size_t>(c.workers);
@@ -333,17 +335,40 @@ void plot(const Options& o, const std::vector<Result>& results, const std::vecto
     d << "\n\n";
     series.push_back("PyTorch DataLoader (PIL)");
   }
+  // Perfect scaling of the fastest decoder plotted, for scale: max(workers, 1) x its ceiling.
+  const Result* best = nullptr;
+  int lo_w = 1 << 30, hi_w = 0;
+  for (const auto& r : results) {
+    if (r.config.batch != batch || r.config.to_float != to_float) continue;
+    lo_w = std::min(lo_w, r.config.workers);
+    hi_w = std::max(hi_w, r.config.workers);
+    if (best == nullptr || r.ceiling_ips > best->ceiling_ips) best = &r;
+  }
+  if (best != nullptr) {
+    d << "# ideal\n";
+    for (const auto& r : results) {
+      if (r.config.batch == batch && r.config.to_float == to_float && r.config.decoder == best->config.decoder) {
+        const double ideal = std::max(r.config.workers, 1) * r.ceiling_ips;
+        d << r.config.workers << ' ' << ideal << ' ' << ideal << ' ' << ideal << '\n';
+      }
+    }
+    d << "\n\n";
+    series.push_back(std::string("workers x one-thread ceiling (") + examples::backend_name(best->config.decoder) + ")");
+  }
   d.close();
   std::ostringstream g;
   g << "set terminal " << terminal << "\n"
     << "set output " << quote(o.plot) << "\n"
     << "set title 'images/s vs workers (batch " << batch << ", " << output_name(to_float) << ", " << o.size << "px)'\n"
-    << "set xlabel 'worker processes'\nset ylabel 'images/s'\nset key top left\nset grid\n"
-    << "set xtics 1\nset yrange [0:*]\nset offsets 0.2, 0.2, 0, 0\n"
+    << "set xlabel 'worker processes'\nset ylabel 'images/s'\nset grid\n"
+    << "set key top left\nset xtics 1\nset yrange [0:*]\nset offsets 0, 0, graph 0.35, 0\n"
+    << "set xrange [" << lo_w - 0.3 << ":" << hi_w + 0.3 << "]\n"
     << "plot ";
   for (size_t i = 0; i < series.size(); ++i) {
+    const bool ideal = best != nullptr && i + 1 == series.size();
     g << (i ? ", " : "") << quote(data) << " index " << i
-      << " using 1:2:3:4 with yerrorlines lw 2 pt 7 title '" << series[i] << "'";
+      << (ideal ? " using 1:2 with lines dt 2 lw 1 lc rgb 'gray40'" : " using 1:2:3:4 with yerrorlines lw 2 pt 7")
+      << " title '" << series[i] << "'";
   }
   g << "\n";
   const std::string script = o.plot + ".gp";
