@@ -63,7 +63,8 @@ std::string one_line(const std::string& text);
 
 /// Set by SIGINT/SIGTERM once install_stop_handlers() ran; the programs stop at the next batch.
 extern volatile std::sig_atomic_t g_stop_signal;
-/// Installs the handlers (no SA_RESTART needed: the loader's waits are timed loops).
+/// Installs the handlers (no SA_RESTART needed: the loader's waits are timed loops). One-shot:
+/// a second signal, if the stop takes too long (a hung batch), ends the process the default way.
 void install_stop_handlers();
 
 /// Peak resident set of a process in MB from /proc/<pid>/status VmHWM (pid 0 = self); -1 if unknown.
