@@ -13,8 +13,11 @@ CMAKE_FLAGS ?=
 
 .PHONY: deps build demo test asan tsan bench clean
 
+# Open MPI is needed by the suite's mpirun test; other optional groups: fuzz, torch, plot.
+DEPS_GROUPS ?= mpi
+
 deps:
-	@.ci/install-deps
+	@.ci/install-deps $(DEPS_GROUPS)
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null

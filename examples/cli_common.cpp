@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <fstream>
 #include <sstream>
 
@@ -65,6 +66,35 @@ uint64_t PixelHash::value() const {
   h ^= h >> 29;
   h *= kP3;
   h ^= h >> 32;
+  return h;
+}
+
+std::string PixelHash::save() const {
+  std::string out;
+  char buf[17];
+  auto put = [&](uint64_t v) {
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    out += buf;
+  };
+  for (uint64_t l : lanes_) put(l);
+  put(total_);
+  put(tail_len_);
+  for (size_t i = 0; i < sizeof tail_; ++i) {
+    std::snprintf(buf, sizeof buf, "%02x", tail_[i]);
+    out += buf;
+  }
+  return out;
+}
+
+PixelHash PixelHash::restore(const std::string& text) {
+  if (text.size() != 16 * 6 + 64) throw std::invalid_argument("pixel hash state has the wrong length");
+  PixelHash h;
+  auto get = [&](size_t at, size_t len) { return std::stoull(text.substr(at, len), nullptr, 16); };
+  for (size_t i = 0; i < 4; ++i) h.lanes_[i] = get(16 * i, 16);
+  h.total_ = get(64, 16);
+  h.tail_len_ = static_cast<size_t>(get(80, 16));
+  if (h.tail_len_ >= sizeof h.tail_) throw std::invalid_argument("pixel hash state has a bad tail length");
+  for (size_t i = 0; i < sizeof h.tail_; ++i) h.tail_[i] = static_cast<uint8_t>(get(96 + 2 * i, 2));
   return h;
 }
 

@@ -31,6 +31,11 @@ class PixelHash {
   /// value() as 16 lower-case hex digits.
   std::string hex() const;
   uint64_t bytes() const { return total_; }
+  /// The whole hashing state as hex text, and back: a resumed run continues the same hash, so
+  /// its final value equals an uninterrupted run's.
+  std::string save() const;
+  /// Throws std::invalid_argument on text save() did not make.
+  static PixelHash restore(const std::string& text);
 
  private:
   void stripe(const uint8_t* p);

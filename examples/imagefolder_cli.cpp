@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,6 +35,7 @@
 #include "datasets/image_folder.hpp"
 #include "examples/cli_common.hpp"
 #include "loader/data_loader.hpp"
+#include "loader/distributed.hpp"
 
 using namespace ringloader;
 using Clock = std::chrono::steady_clock;
@@ -66,6 +68,11 @@ struct Options {
   bool quiet = false;
   std::string log_level;
   double progress_every_s = 2.0;
+  std::optional<int> rank;        ///< default: from torchrun / Open MPI / Slurm variables
+  std::optional<int> world_size;
+  std::optional<uint64_t> stop_after_batches;
+  std::string save_state_path;    ///< written when the run stops after --stop-after-batches
+  std::string resume_path;        ///< a --save-state file to continue from
 };
 
 /// A failure the user can act on: the file and why.
@@ -96,8 +103,20 @@ struct Summary {
   int batch_size = 0;
   std::string transform;
   int interrupted_by = 0;  ///< signal number, 0 if the run finished
+  bool stopped_early = false;  ///< --stop-after-batches ended the run (state saved)
+  int rank = 0;
+  int world_size = 1;
+  std::string launcher;        ///< where rank/world size came from
   std::string fatal;       ///< the error that stopped the run (on_error raise), if any
 };
+
+std::string examples_read_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot read it");
+  std::ostringstream text;
+  text << f.rdbuf();
+  return text.str();
+}
 
 [[noreturn]] void usage_error(const std::string& reason) {
   std::fprintf(stderr, "%s: %s\n", kProgram, examples::one_line(reason).c_str());
@@ -173,7 +192,30 @@ class Progress {
 /// Counts deliveries per index within an epoch, so losses and repeats show.
 class IndexAudit {
  public:
-  explicit IndexAudit(size_t n) : seen_(n, 0), skipped_(n, 0) {}
+  explicit IndexAudit(size_t n) : seen_(n, 0), skipped_(n, 0), expected_(n, 1) {}
+
+  /// Only these indices are due this epoch (a rank's shard); default: every index.
+  void expect(const std::vector<int64_t>& indices) {
+    std::fill(expected_.begin(), expected_.end(), 0);
+    for (int64_t i : indices) {
+      if (i >= 0 && static_cast<size_t>(i) < expected_.size()) expected_[static_cast<size_t>(i)] = 1;
+    }
+  }
+  /// This epoch's deliveries and skips so far, for a resume state; and back.
+  nlohmann::json save() const {
+    std::vector<int64_t> seen, skipped;
+    for (size_t i = 0; i < seen_.size(); ++i) {
+      if (seen_[i]) seen.push_back(static_cast<int64_t>(i));
+      if (skipped_[i]) skipped.push_back(static_cast<int64_t>(i));
+    }
+    return {{"seen", seen}, {"skipped", skipped}};
+  }
+  void restore(const nlohmann::json& j) {
+    for (int64_t i : j.at("seen").get<std::vector<int64_t>>()) {
+      if (i >= 0 && static_cast<size_t>(i) < seen_.size()) seen_[static_cast<size_t>(i)] = 1;
+    }
+    for (int64_t i : j.at("skipped").get<std::vector<int64_t>>()) skipped(i);
+  }
 
   void delivered(int64_t i, Summary& s) {
     if (i < 0 || static_cast<size_t>(i) >= seen_.size()) {
@@ -192,7 +234,7 @@ class IndexAudit {
   /// Closes a completed epoch: what was expected (every index) and never came nor was reported.
   void end_epoch(Summary& s) {
     for (size_t i = 0; i < seen_.size(); ++i) {
-      if (seen_[i] == 0 && skipped_[i] == 0) ++s.missing_indices;
+      if (expected_[i] && seen_[i] == 0 && skipped_[i] == 0) ++s.missing_indices;
     }
     reset();
   }
@@ -204,6 +246,7 @@ class IndexAudit {
  private:
   std::vector<uint32_t> seen_;
   std::vector<uint8_t> skipped_;
+  std::vector<uint8_t> expected_;
 };
 
 Options parse(int argc, char** argv) {
@@ -217,6 +260,9 @@ Options parse(int argc, char** argv) {
       "  ringloader-imagefolder photos --workers 2 --shuffle --seed 1 --epochs 3\n"
       "  ringloader-imagefolder photos --random-crop --flip --float --batch-size 256\n"
       "  ringloader-imagefolder --file-list val.tsv --json --errors bad.tsv > summary.json\n"
+      "  ringloader-imagefolder photos --shuffle --seed 1 --stop-after-batches 10 --save-state s.json\n"
+      "  ringloader-imagefolder photos --shuffle --resume s.json     # the batches that were still to come\n"
+      "  mpirun -np 4 ringloader-imagefolder photos --shuffle --seed 1   # each rank loads its shard\n"
       "\n"
       "Exit codes: 0 all loaded, 1 some files skipped (or the first failure with --on-error raise),\n"
       "2 bad arguments or unreadable root, 130 interrupted (Ctrl-C; the partial summary is printed).\n"
@@ -253,6 +299,16 @@ Options parse(int argc, char** argv) {
   app.add_flag("-q,--quiet", o.quiet, "No progress output");
   app.add_option("--log-level", o.log_level, "ringloader's log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--rank", o.rank, "This process's rank (default: RANK, OMPI_COMM_WORLD_RANK or SLURM_PROCID)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--world-size", o.world_size, "Number of ranks (default: WORLD_SIZE, OMPI_COMM_WORLD_SIZE or SLURM_NTASKS)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--stop-after-batches", o.stop_after_batches, "Stop after K batches (with --save-state: to resume later)")
+      ->type_name("K");
+  app.add_option("--save-state", o.save_state_path, "When --stop-after-batches stops the run, write the resume state here")
+      ->type_name("FILE");
+  app.add_option("--resume", o.resume_path, "Continue a run from a --save-state FILE (same data and options)")
+      ->type_name("FILE");
   app.add_option("--progress-every", o.progress_every_s, "Seconds between progress lines when stderr is not a terminal")
       ->type_name("SEC")->capture_default_str()->check(CLI::PositiveNumber);
   try {
@@ -264,6 +320,9 @@ Options parse(int argc, char** argv) {
     usage_error(std::string(e.what()) + " (see --help)");
   }
   if (o.root.empty() == o.file_list.empty()) usage_error("give either ROOT or --file-list LIST (see --help)");
+  if (!o.save_state_path.empty() && !o.stop_after_batches) {
+    usage_error("--save-state needs --stop-after-batches K (the state is written where the run stops)");
+  }
   return o;
 }
 
@@ -292,8 +351,17 @@ std::shared_ptr<datasets::ImageDataset> build_dataset(const Options& o, Summary&
   }
 }
 
-loader::LoaderOptions build_loader_options(const Options& o) {
+loader::LoaderOptions build_loader_options(const Options& o, size_t dataset_size, Summary& s) {
   loader::LoaderOptions lo;
+  loader::DistributedEnv dist;
+  try {
+    dist = loader::DistributedEnv::resolve(o.rank, o.world_size);
+  } catch (const ConfigError& e) {
+    usage_error(e.what());
+  }
+  s.rank = dist.rank;
+  s.world_size = dist.world_size;
+  s.launcher = dist.source;
   lo.batch_size = static_cast<size_t>(o.batch_size);
   lo.shuffle = o.shuffle;
   lo.num_workers = static_cast<size_t>(o.workers);
@@ -303,6 +371,11 @@ loader::LoaderOptions build_loader_options(const Options& o) {
   lo.seed = o.seed;
   lo.in_order = true;  // the checksum and --indices-out follow sampler order
   lo.on_error = o.on_error == "raise" ? loader::OnError::kRaise : loader::OnError::kSkip;
+  if (dist.world_size > 1 || dist.source != "default") {
+    // One shard per rank, PyTorch's DistributedSampler rule (padding by wrap-around).
+    lo.sampler = std::make_shared<loader::DistributedSampler>(dataset_size, dist.rank, dist.world_size, o.shuffle);
+    lo.shuffle = false;
+  }
   return lo;
 }
 
@@ -314,9 +387,26 @@ void record_error(Summary& s, std::map<std::string, size_t>& seen, const std::st
 }
 
 /// Runs the epochs; returns normally when done, interrupted, or stopped by a raised error.
-void run(const Options& o, loader::DataLoader& loader, size_t dataset_size, Summary& s, std::ofstream* indices_out) {
+void run(const Options& o, loader::DataLoader& loader, const loader::Sampler* shard, size_t dataset_size, Summary& s,
+         std::ofstream* indices_out) {
   examples::PixelHash hash;
   IndexAudit audit(dataset_size);
+  // --resume: the loader's position, this epoch's audit so far and the pixel hash go on.
+  uint64_t first_epoch = 0;
+  bool resumed = false;
+  if (!o.resume_path.empty()) {
+    try {
+      const nlohmann::json st = nlohmann::json::parse(examples_read_file(o.resume_path));
+      if (st.at("format") != "ringloader-imagefolder-state/1") throw ConfigError("not a --save-state file");
+      loader.load_state(st.at("loader").get<std::string>());
+      hash = examples::PixelHash::restore(st.at("pixel_hash"));
+      audit.restore(st.at("audit"));
+      first_epoch = nlohmann::json::parse(st.at("loader").get<std::string>()).at("epoch");
+      resumed = true;
+    } catch (const std::exception& e) {
+      usage_error("--resume " + o.resume_path + ": " + e.what());
+    }
+  }
   std::map<std::string, size_t> error_index;
   for (const auto& e : s.errors) error_index.emplace(e.path, 0);
   Progress progress(!o.quiet, o.progress_every_s, static_cast<uint64_t>(dataset_size) * static_cast<uint64_t>(o.epochs));
@@ -335,12 +425,29 @@ void run(const Options& o, loader::DataLoader& loader, size_t dataset_size, Summ
     }
   };
   std::string line;
-  for (uint64_t epoch = 0; epoch < epochs && examples::g_stop_signal == 0; ++epoch) {
-    loader.set_epoch(epoch);
-    audit.reset();
+  for (uint64_t epoch = first_epoch; epoch < epochs && examples::g_stop_signal == 0 && !s.stopped_early; ++epoch) {
+    const bool resuming = resumed && epoch == first_epoch;
+    if (!resuming) {
+      loader.set_epoch(epoch);
+      audit.reset();
+    }
+    if (shard != nullptr) audit.expect(shard->indices({loader.seed(), epoch}));
     bool finished = false;
     try {
       while (examples::g_stop_signal == 0) {
+        if (o.stop_after_batches && s.batches >= *o.stop_after_batches) {
+          s.stopped_early = true;
+          if (!o.save_state_path.empty()) {
+            const nlohmann::json st = {{"format", "ringloader-imagefolder-state/1"},
+                                       {"loader", loader.state()},
+                                       {"pixel_hash", hash.save()},
+                                       {"audit", audit.save()}};
+            std::ofstream f(o.save_state_path);
+            f << st.dump() << '\n';
+            if (!f) usage_error("--save-state " + o.save_state_path + ": cannot write");
+          }
+          break;
+        }
         std::optional<loader::Batch> batch = loader.next();
         drain_skips();
         if (!batch) {
@@ -408,6 +515,10 @@ nlohmann::json to_json(const Summary& s) {
       {"batch_size", s.batch_size},
       {"transform", s.transform},
       {"interrupted", s.interrupted_by != 0},
+      {"stopped_early", s.stopped_early},
+      {"rank", s.rank},
+      {"world_size", s.world_size},
+      {"launcher", s.launcher},
   };
   if (!s.fatal.empty()) j["fatal_error"] = s.fatal;
   return j;
@@ -428,6 +539,8 @@ void print_human(const Summary& s, FILE* out) {
                static_cast<unsigned long long>(s.unique_indices), static_cast<unsigned long long>(s.duplicate_indices),
                static_cast<unsigned long long>(s.missing_indices));
   std::fprintf(out, "  workers   %llu restart(s)\n", static_cast<unsigned long long>(s.worker_restarts));
+  if (s.world_size > 1) std::fprintf(out, "  rank      %d of %d (%s)\n", s.rank, s.world_size, s.launcher.c_str());
+  if (s.stopped_early) std::fprintf(out, "  stopped   after --stop-after-batches, as asked\n");
   std::fprintf(out, "  checksum  %s (pixels in sampler order)\n", s.pixel_checksum.c_str());
   if (s.errors.empty()) {
     std::fprintf(out, "  errors    none\n");
@@ -475,8 +588,9 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<loader::DataLoader> loader;
+  const loader::LoaderOptions lo = build_loader_options(o, dataset->size(), s);
   try {
-    loader = std::make_unique<loader::DataLoader>(dataset, build_loader_options(o));
+    loader = std::make_unique<loader::DataLoader>(dataset, lo);
   } catch (const ConfigError& e) {
     usage_error(e.what());
   } catch (const Error& e) {
@@ -485,7 +599,8 @@ int main(int argc, char** argv) {
   }
   s.seed = loader->seed();
 
-  run(o, *loader, dataset->size(), s, indices_out.get());
+  run(o, *loader, lo.sampler.get(), dataset->size(), s, indices_out.get());
+  s.seed = loader->seed();  // --resume adopts the saved seed
 
   if (indices_out) indices_out->flush();
   if (!o.errors_path.empty()) write_errors_tsv(o.errors_path, s);

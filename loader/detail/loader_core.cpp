@@ -386,6 +386,7 @@ void LoaderCore::start_epoch() {
     epoch_batches_ = full.size();
     done_.assign(epoch_batches_, 0);
     plan_seq_.clear();
+    if (resume_done_ && resume_epoch_ != epoch_) resume_done_.reset();  // set_epoch moved away from it
     if (resume_done_) {
       if (resume_done_->size() != epoch_batches_) {
         throw ConfigError("the saved state has " + std::to_string(resume_done_->size()) + " batches in epoch " +
@@ -767,6 +768,7 @@ void LoaderCore::load_state(const std::string& text) {
     if (active_) abandon_epoch();
     seed_ = seed;
     next_epoch_ = j.at("epoch");
+    resume_epoch_ = next_epoch_;
     std::vector<uint8_t> done(batch_sampler_->size(), 0);
     for (const auto& range : j.at("done")) {
       const size_t a = range.at(0), b = range.at(1);

@@ -114,7 +114,8 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::vector<uint64_t> plan_seq_;  ///< plan_ batch b is batch plan_seq_[b] of the full epoch
   size_t epoch_batches_ = 0;        ///< batches in the full epoch
   std::vector<uint8_t> done_;       ///< by full-epoch seq: returned (or raised) this epoch
-  std::optional<std::vector<uint8_t>> resume_done_;  ///< from load_state, for epoch next_epoch_
+  std::optional<std::vector<uint8_t>> resume_done_;  ///< from load_state, for epoch resume_epoch_
+  uint64_t resume_epoch_ = 0;
   uint64_t queued_ = 0;     ///< batches queued so far this epoch (= next seq to queue)
   uint64_t delivered_ = 0;  ///< batches consumed (delivered, raised, or empty) this epoch
   std::vector<int64_t> slot_seq_;  ///< seq of this epoch's task in slot i, -1 if none
