@@ -70,6 +70,8 @@ struct Options {
   std::string plot;
   std::string make_dataset;
   size_t images = 3000;
+  int read_delay_ms = 0;     ///< injected before every file read of the loader runs (not the ceiling)
+  int reader_threads = -1;   ///< per worker; -1: the library's default, 0: read inside get()
 };
 
 /// One configuration of the grid.
@@ -126,7 +128,12 @@ datasets::ImageFolderOptions folder_options(const Options& o, const Config& c, b
   datasets::ImageFolderOptions fo;
   fo.transform = examples::make_pipeline({o.size, false, false, c.to_float});
   fo.decode.backend = c.decoder;
-  if (read_in_get) fo.reader_threads = 0;
+  if (read_in_get) {
+    fo.reader_threads = 0;  // the single-thread ceiling: read and decode in one thread, no delay
+  } else {
+    if (o.reader_threads >= 0) fo.reader_threads = o.reader_threads;
+    fo.read_delay_ms = o.read_delay_ms;
+  }
   return fo;
 }
 
@@ -209,7 +216,7 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-json result_json(const Result& r) {
+json result_json(const Result& r, const Options& o) {
   const double med = median(r.ips);
   const double denom = std::max(r.config.workers, 1) * r.ceiling_ips;
   return {{"bench", "imagefolder"},
@@ -226,7 +233,9 @@ json result_json(const Result& r) {
           {"main_peak_rss_mb", r.main_peak_rss_mb},
           {"worker_peak_rss_mb", r.worker_peak_rss_mb},
           {"ceiling_ips", r.ceiling_ips},
-          {"ceiling_fraction", denom > 0 ? med / denom : 0}};
+          {"ceiling_fraction", denom > 0 ? med / denom : 0},
+          {"read_delay_ms", o.read_delay_ms},
+          {"reader_threads", o.reader_threads}};
 }
 
 void print_header() {
@@ -234,8 +243,8 @@ void print_header() {
               "median/s", "min/s", "max/s", "mainCPU", "mainRSS", "workerRSS", "ceiling/s", "of w*ceil");
 }
 
-void print_row(const Result& r) {
-  const json j = result_json(r);
+void print_row(const Result& r, const Options& o) {
+  const json j = result_json(r, o);
   std::printf("%-7d %-5d %-9s %-6s %9.1f %9.1f %9.1f %6.0f%% %7.0fMB %7.0fMB %9.1f %9.2f\n", r.config.workers,
               r.config.batch, examples::backend_name(r.config.decoder), output_name(r.config.to_float),
               j["median_ips"].get<double>(), j["min_ips"].get<double>(), j["max_ips"].get<double>(),
@@ -441,6 +450,12 @@ Options parse(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--ceiling-images", o.ceiling_images, "Images per single-thread ceiling measurement")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--read-delay-ms", o.read_delay_ms,
+                 "Inject this latency before every file read of the loader runs (slow storage; the ceiling is undelayed)")
+      ->type_name("MS")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--reader-threads", o.reader_threads,
+                 "Reader threads per worker (-1: the library default; 0: read inside get(), no overlap)")
+      ->type_name("N")->capture_default_str()->check(CLI::Range(-1, 256));
   app.add_option("--size", o.size, "Resize(PX*8/7) + CenterCrop(PX)")->type_name("PX")->capture_default_str()
       ->check(CLI::Range(8, 8192));
   app.add_flag("--vs-pytorch", o.vs_pytorch, "Also run PyTorch's DataLoader (examples/pytorch_bench.py) and print ratios");
@@ -556,7 +571,7 @@ int main(int argc, char** argv) {
             continue;
           }
           r.ceiling_ips = ceilings[{d, f}];
-          print_row(r);
+          print_row(r, o);
           results.push_back(r);
         }
         if (with_torch && examples::g_stop_signal == 0) {

@@ -92,7 +92,9 @@ class Batch {
   TensorView field(size_t i) const;
   /// A variable-size field with per-sample offsets and shapes.
   RaggedView ragged(std::string_view name) const;
-  /// Samples of this batch dropped under on_error=skip.
+  /// Samples of this batch dropped under on_error=skip. A batch whose every sample was dropped
+  /// is not handed out at all: its skips show only in DataLoader::skipped(), which lists every
+  /// skip of the loader's life (read it after each next() to see them as they happen).
   const std::vector<SkippedSample>& skipped() const { return skipped_; }
 
   /// Hands the slot back now (the Batch becomes empty). Idempotent.

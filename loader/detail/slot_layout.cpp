@@ -2,6 +2,7 @@
 
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -100,6 +101,30 @@ std::string path_of(const std::string& writer_source) {
   }
 }
 
+/// Records the failure of sample `index` under the policy: a skip record (true: go on filling)
+/// or the batch's error record (false: stop).
+bool record_failure(const SlotLayout& layout, std::byte* payload, const FillContext& ctx, int64_t index,
+                    const std::string& path, const std::string& type, const std::string& what) {
+  BatchMeta* meta = layout.meta(payload);
+  if (ctx.on_error == OnError::kSkip) {
+    // A stream can fail more samples than a batch holds: the last record then names the latest.
+    const uint32_t k = std::min<uint32_t>(meta->num_skipped, static_cast<uint32_t>(layout.max_batch()) - 1);
+    meta->num_skipped = k + 1;
+    SkipRecord& r = layout.skips(payload)[k];
+    r.index = index;
+    copy_str(r.path, sizeof r.path, path);
+    copy_str(r.reason, sizeof r.reason, what);
+    return true;
+  }
+  meta->status = BatchStatus::kError;
+  meta->error_index = index;
+  meta->error_pid = ctx.pid;
+  copy_str(meta->error_type, sizeof meta->error_type, type);
+  copy_str(meta->error_path, sizeof meta->error_path, path);
+  copy_str(meta->error_message, sizeof meta->error_message, what);
+  return false;
+}
+
 }  // namespace
 
 SlotLayout::SlotLayout(const datasets::Schema& schema, size_t max_batch) : schema_(schema), max_batch_(max_batch) {
@@ -186,19 +211,7 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
         } catch (...) {
         }
       }
-      if (ctx.on_error == OnError::kSkip) {
-        SkipRecord& r = layout.skips(payload)[meta->num_skipped++];
-        r.index = index;
-        copy_str(r.path, sizeof r.path, path);
-        copy_str(r.reason, sizeof r.reason, what);
-        continue;
-      }
-      meta->status = BatchStatus::kError;
-      meta->error_index = index;
-      meta->error_pid = ctx.pid;
-      copy_str(meta->error_type, sizeof meta->error_type, type);
-      copy_str(meta->error_path, sizeof meta->error_path, path);
-      copy_str(meta->error_message, sizeof meta->error_message, what);
+      if (record_failure(layout, payload, ctx, index, path, type, what)) continue;
       meta->count = static_cast<uint32_t>(pos);
       return;
     }
@@ -234,19 +247,7 @@ void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, 
       std::string type;
       const std::string what = describe_current("unknown", type);
       ++stream_position;
-      if (ctx.on_error == OnError::kSkip) {
-        SkipRecord& r = layout.skips(payload)[meta->num_skipped < layout.max_batch() ? meta->num_skipped++ : meta->num_skipped - 1];
-        r.index = index;
-        copy_str(r.path, sizeof r.path, path_of(writer.source()));
-        copy_str(r.reason, sizeof r.reason, what);
-        continue;
-      }
-      meta->status = BatchStatus::kError;
-      meta->error_index = index;
-      meta->error_pid = ctx.pid;
-      copy_str(meta->error_type, sizeof meta->error_type, type);
-      copy_str(meta->error_path, sizeof meta->error_path, path_of(writer.source()));
-      copy_str(meta->error_message, sizeof meta->error_message, what);
+      if (record_failure(layout, payload, ctx, index, path_of(writer.source()), type, what)) continue;
       break;
     }
     if (!got) {
@@ -254,7 +255,7 @@ void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, 
       break;
     }
     commit_sample(layout, payload, pos);
-    delivered[pos] = ctx.worker_id < 0 ? index : index;  // per-worker stream position
+    delivered[pos] = index;  // the position in this worker's stream
     ++stream_position;
     ++pos;
   }

@@ -20,29 +20,9 @@
 #include "datasets/sample_writer.hpp"
 #include "datasets/schema.hpp"
 
+#include "tests/support/temp_dir.hpp"
+
 namespace ringloader::test {
-
-/// A fresh folder under $TMPDIR (or /tmp), removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ringloader-ds-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
-
- private:
-  std::string path_;
-};
 
 /// An RGB image from f(x, y) -> {r, g, b}.
 inline std::vector<uint8_t> make_rgb(int w, int h, const std::function<std::array<uint8_t, 3>(int, int)>& f) {

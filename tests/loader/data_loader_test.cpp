@@ -66,6 +66,25 @@ bool exactly_once(std::vector<int64_t> v, size_t n) {
   return true;
 }
 
+/// An epoch through next(): each batch's seq, and kRaised where an `Exc` was raised (handed
+/// to `check`); the epoch goes on after it.
+constexpr uint64_t kRaised = 999;
+template <class Exc, class Check>
+std::vector<uint64_t> seqs_raising(DataLoader& loader, Check check) {
+  std::vector<uint64_t> seqs;
+  for (;;) {
+    try {
+      auto b = loader.next();
+      if (!b) break;
+      seqs.push_back(b->seq());
+    } catch (const Exc& e) {
+      check(e);
+      seqs.push_back(kRaised);
+    }
+  }
+  return seqs;
+}
+
 }  // namespace
 
 TEST_CASE("every index exactly once per epoch - for 0/1/2/4 workers and partial last batches", "[loader]") {
@@ -478,22 +497,14 @@ TEST_CASE("an exception in dataset code is raised at its batch's place with inde
   o.num_workers = workers;
   SECTION("raise") {
     DataLoader loader(ds, o);
-    std::vector<uint64_t> seqs;
     bool raised = false;
-    for (;;) {
-      try {
-        auto b = loader.next();
-        if (!b) break;
-        seqs.push_back(b->seq());
-      } catch (const SampleError& e) {
-        raised = true;
-        CHECK(e.index() == 17);
-        CHECK(e.path() == "/data/cat17.jpg");
-        CHECK(e.type() == "std::out_of_range");
-        CHECK_THAT(std::string(e.what()), Catch::Contains("bad crop") && Catch::Contains("batch 3"));
-        seqs.push_back(999);
-      }
-    }
+    const auto seqs = seqs_raising<SampleError>(loader, [&](const SampleError& e) {
+      raised = true;
+      CHECK(e.index() == 17);
+      CHECK(e.path() == "/data/cat17.jpg");
+      CHECK(e.type() == "std::out_of_range");
+      CHECK_THAT(std::string(e.what()), Catch::Contains("bad crop") && Catch::Contains("batch 3"));
+    });
     CHECK(raised);
     CHECK(seqs == std::vector<uint64_t>{0, 1, 2, 999, 4, 5, 6, 7});  // the epoch goes on after it
   }
@@ -598,19 +609,11 @@ TEST_CASE("a hung worker is killed after timeout - a batch that always hangs is 
     o.timeout = 200ms;
     o.max_retries = 2;
     DataLoader loader(ds, o);
-    std::vector<uint64_t> seqs;
-    for (;;) {
-      try {
-        auto b = loader.next();
-        if (!b) break;
-        seqs.push_back(b->seq());
-      } catch (const TimeoutError& e) {
-        seqs.push_back(999);
-        CHECK_THAT(std::string(e.what()), Catch::Contains("batch 2") && Catch::Contains("10,11,12,13,14") &&
-                                              Catch::Contains("timeout=200 ms") &&
-                                              Catch::Contains("they hung, in sample 12 (synthetic:12)"));
-      }
-    }
+    const auto seqs = seqs_raising<TimeoutError>(loader, [](const TimeoutError& e) {
+      CHECK_THAT(std::string(e.what()), Catch::Contains("batch 2") && Catch::Contains("10,11,12,13,14") &&
+                                            Catch::Contains("timeout=200 ms") &&
+                                            Catch::Contains("they hung, in sample 12 (synthetic:12)"));
+    });
     CHECK(seqs == std::vector<uint64_t>{0, 1, 999, 3, 4, 5});
   }
   SECTION("always crashes under on_error=skip: the batch's samples are skipped and reported") {
@@ -641,20 +644,12 @@ TEST_CASE("a hung worker is killed after timeout - a batch that always hangs is 
     o.batch_size = 5;
     o.num_workers = 2;
     DataLoader loader(ds, o);
-    std::vector<uint64_t> seqs;
-    for (;;) {
-      try {
-        auto b = loader.next();
-        if (!b) break;
-        seqs.push_back(b->seq());
-      } catch (const BatchError& e) {
-        seqs.push_back(999);
-        CHECK(e.indices() == std::vector<int64_t>{5, 6, 7, 8, 9});
-        CHECK(e.culprits() == std::vector<int64_t>{7, 7, 7});
-        CHECK_THAT(std::string(e.what()), Catch::Contains("batch 1") && Catch::Contains("took down 3 workers") &&
-                                              Catch::Contains("signal 6") && Catch::Contains("sample 7 (synthetic:7)"));
-      }
-    }
+    const auto seqs = seqs_raising<BatchError>(loader, [](const BatchError& e) {
+      CHECK(e.indices() == std::vector<int64_t>{5, 6, 7, 8, 9});
+      CHECK(e.culprits() == std::vector<int64_t>{7, 7, 7});
+      CHECK_THAT(std::string(e.what()), Catch::Contains("batch 1") && Catch::Contains("took down 3 workers") &&
+                                            Catch::Contains("signal 6") && Catch::Contains("sample 7 (synthetic:7)"));
+    });
     CHECK(seqs == std::vector<uint64_t>{0, 999, 2, 3, 4, 5});
   }
   require_clean();

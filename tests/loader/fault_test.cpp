@@ -23,26 +23,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Samples whose bytes come from the sample's own Rng: equal bytes prove (seed, epoch, index)
-/// seeding survived retries in other processes.
-class NoisyDataset : public datasets::Dataset {
- public:
-  explicit NoisyDataset(size_t n) : n_(n) {}
-  size_t size() const override { return n_; }
-  datasets::Schema schema() const override {
-    return {{{"image", datasets::DType::kUInt8, {16, 16, 3}, false}, {"label", datasets::DType::kInt64, {}, false}}};
-  }
-  void get(size_t index, datasets::SampleWriter& out) override {
-    auto rng = out.rng();
-    for (auto& b : out.field<uint8_t>(0)) b = static_cast<uint8_t>(rng.next());
-    out.field<int64_t>(1)[0] = static_cast<int64_t>(index);
-    std::this_thread::sleep_for(200us);  // give the killer something to interrupt
-  }
-
- private:
-  size_t n_;
-};
-
 uint64_t fnv(uint64_t h, const void* p, size_t n) {
   const auto* b = static_cast<const uint8_t*>(p);
   for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
@@ -56,7 +36,7 @@ struct Run {
 };
 
 Run run(size_t workers, int kill_every, uint64_t seed) {
-  auto ds = std::make_shared<NoisyDataset>(600);
+  auto ds = std::make_shared<test::RngDataset>(600, 16, std::chrono::microseconds(200));
   LoaderOptions o;
   o.batch_size = 12;
   o.num_workers = workers;

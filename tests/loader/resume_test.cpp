@@ -15,22 +15,6 @@ using namespace ringloader::loader;
 
 namespace {
 
-/// Bytes from the sample's Rng: equal bytes prove the resumed run draws what the first would.
-class RngDataset : public datasets::Dataset {
- public:
-  explicit RngDataset(size_t n) : n_(n) {}
-  size_t size() const override { return n_; }
-  datasets::Schema schema() const override { return {{{"image", datasets::DType::kUInt8, {4, 4, 3}, false}}}; }
-  void get(size_t, datasets::SampleWriter& out) override {
-    auto rng = out.rng();
-    for (auto& b : out.field<uint8_t>(0)) b = static_cast<uint8_t>(rng.next());
-  }
-  std::string fingerprint() const override { return "rng-" + std::to_string(n_); }
-
- private:
-  size_t n_;
-};
-
 struct Seen {
   std::vector<int64_t> indices;
   std::vector<uint64_t> sums;  ///< per batch
@@ -57,7 +41,7 @@ LoaderOptions options(size_t workers) {
 }  // namespace
 
 TEST_CASE("stop after k batches - save - restore - finish equals an uninterrupted run", "[resume]") {
-  auto ds = std::make_shared<RngDataset>(100);  // 15 batches per epoch
+  auto ds = std::make_shared<test::RngDataset>(100);  // 15 batches per epoch
   const size_t workers = GENERATE(0u, 2u);
   const size_t k = GENERATE(0u, 1u, 8u, 14u, 15u);
   const bool crash = GENERATE(false, true);
@@ -106,13 +90,13 @@ TEST_CASE("stop after k batches - save - restore - finish equals an uninterrupte
 }
 
 TEST_CASE("a state is refused on another dataset - world size - rank or seed", "[resume][errors]") {
-  auto ds = std::make_shared<RngDataset>(100);
+  auto ds = std::make_shared<test::RngDataset>(100);
   DataLoader a(ds, options(0));
   a.next();
   const std::string state = a.state();
   CHECK_THAT(state, Catch::Contains("\"format\":\"ringloader-state/1\"") && Catch::Contains("\"done\":[[0,0]]"));
   {
-    DataLoader other(std::make_shared<RngDataset>(101), options(0));
+    DataLoader other(std::make_shared<test::RngDataset>(101), options(0));
     CHECK_THROWS_WITH(other.load_state(state), Catch::Contains("another dataset") && Catch::Contains("101 samples"));
   }
   {

@@ -71,4 +71,29 @@ class CountingStream : public datasets::IterableDataset {
   int64_t next_ = 0, step_ = 1;
 };
 
+/// Images whose bytes come from the sample's own Rng (an int64 label = index besides): equal
+/// bytes prove that (seed, epoch, index) seeding survived retries, other worker counts or a
+/// resume. `delay` per sample gives a killer something to interrupt.
+class RngDataset : public datasets::Dataset {
+ public:
+  explicit RngDataset(size_t n, int64_t side = 4, std::chrono::microseconds delay = {})
+      : n_(n), side_(side), delay_(delay) {}
+  size_t size() const override { return n_; }
+  Schema schema() const override {
+    return Schema{{{"image", DType::kUInt8, {side_, side_, 3}, false}, {"label", DType::kInt64, {}, false}}};
+  }
+  void get(size_t index, SampleWriter& out) override {
+    auto rng = out.rng();
+    for (auto& b : out.field<uint8_t>(0)) b = static_cast<uint8_t>(rng.next());
+    out.field<int64_t>(1)[0] = static_cast<int64_t>(index);
+    if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
+  }
+  std::string fingerprint() const override { return "rng-" + std::to_string(n_); }
+
+ private:
+  size_t n_;
+  int64_t side_;
+  std::chrono::microseconds delay_;
+};
+
 }  // namespace ringloader::test
