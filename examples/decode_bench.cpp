@@ -1,6 +1,7 @@
 // Single-thread decode + Resize(256) + CenterCrop(224) throughput of the three backends on
-// a folder of photo-like JPEGs, then the dataset's get() loop with an injected read latency,
-// with and without reader threads.
+// a folder of photo-like JPEGs (bytes in memory), then the DataLoader at 1 and 2 workers over
+// the same JPEGs as a fraction of workers x the fast path's single-thread rate, then the
+// loader at 2 workers with an injected read latency, with and without reader threads.
 //
 //   ringloader-decode-bench --dir /tmp/rl-photos          # generates 10 x 300 images if empty
 //   ringloader-decode-bench --dir /tmp/rl-photos --runs 5 --delay-ms 10 --reader-threads 16
@@ -14,13 +15,19 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "datasets/detail/file_reader.hpp"
 #include "datasets/image_decoder.hpp"
 #include "datasets/image_folder.hpp"
 #include "examples/image_gen.hpp"
+#include "loader/data_loader.hpp"
+#include "loader/sampler.hpp"
 
 using namespace ringloader;
 using namespace ringloader::datasets;
@@ -58,43 +65,65 @@ double decode_rate(const std::vector<std::vector<uint8_t>>& files, ResizeBackend
   return static_cast<double>(files.size()) / seconds_since(t0);
 }
 
-// Images/s of the dataset's get() loop as a worker runs it: prefetch the next batch, then
-// get() each sample of this one.
-double get_rate(const std::string& dir, int reader_threads, int delay_ms, size_t images, size_t batch) {
+/// Images/s of `procs` forked processes each running the fast path over `files` at the same
+/// time, summed: what the machine's cores give to independent decoders, with no loader at all.
+double parallel_rate(const std::vector<std::vector<uint8_t>>& files, const Pipeline& p, int procs) {
+  std::vector<std::pair<pid_t, int>> kids;
+  for (int k = 0; k < procs; ++k) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      ::close(fds[0]);
+      const double r = decode_rate(files, ResizeBackend::kFast, p);
+      const ssize_t wrote = ::write(fds[1], &r, sizeof r);
+      ::_exit(wrote == sizeof r ? 0 : 1);
+    }
+    ::close(fds[1]);
+    kids.emplace_back(pid, fds[0]);
+  }
+  double sum = 0;
+  for (auto [pid, fd] : kids) {
+    double r = 0;
+    if (::read(fd, &r, sizeof r) == sizeof r) sum += r;
+    ::close(fd);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+  }
+  return sum;
+}
+
+/// Median images/s of a DataLoader (persistent workers, shuffled, batch `batch`) over the
+/// JPEGs of `dir` (`indices`, or all), after an untimed warm-up epoch prefix.
+double loader_rate(const std::string& dir, size_t workers, int reader_threads, int delay_ms,
+                   const std::vector<int64_t>& indices, size_t batch, int runs) {
   ImageFolderOptions o;
-  o.reader_threads = reader_threads;
+  o.extensions = {".jpg", ".jpeg"};  // the same files the single-thread rates were measured on
+  if (reader_threads >= 0) o.reader_threads = reader_threads;
   o.read_delay_ms = delay_ms;
-  o.prefetch_files = std::max<size_t>(64, 3 * batch);
-  ImageFolder ds(dir, o);
-  ds.on_worker_start(WorkerInfo{});
-  images = std::min(images, ds.size());
-  std::vector<int64_t> order(ds.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-  Rng(1).shuffle(order.begin(), order.end());
-  const Schema schema = ds.schema();
-  std::vector<std::byte> image(schema.fields[0].max_bytes()), label(8);
-  const FieldTarget targets[2] = {{image.data(), image.size(), nullptr}, {label.data(), label.size(), nullptr}};
-  auto batch_at = [&](size_t b) {
-    return std::span<const int64_t>(order).subspan(b, std::min(batch, images - std::min(images, b)));
-  };
-  {  // warm up: caches, scratch buffers, thread start
-    const size_t warm = std::min<size_t>(batch, ds.size());
-    for (size_t k = 0; k < warm; ++k) {
-      const int64_t i = order[order.size() - 1 - k];
-      SampleWriter w(schema, targets, SampleContext{i, 0, 0, 0});
-      ds.get(static_cast<size_t>(i), w);
-    }
+  auto ds = std::make_shared<ImageFolder>(dir, o);
+  loader::LoaderOptions lo;
+  lo.batch_size = batch;
+  lo.num_workers = workers;
+  lo.persistent_workers = true;
+  lo.seed = 1;
+  if (!indices.empty()) lo.sampler = std::make_shared<loader::SubsetRandomSampler>(indices);
+  else lo.shuffle = true;
+  loader::DataLoader loader(ds, lo);
+  size_t k = 0;
+  for (auto& b : loader) {  // warm-up: fork, first touch of every slot, reader threads
+    (void)b;
+    if (++k >= 2 * std::max<size_t>(workers, 1)) break;
   }
-  const auto t0 = Clock::now();
-  ds.prefetch(batch_at(0));
-  for (size_t b = 0; b < images; b += batch) {
-    ds.prefetch(batch_at(b + batch));
-    for (int64_t i : batch_at(b)) {
-      SampleWriter w(schema, targets, SampleContext{i, 0, 0, 0});
-      ds.get(static_cast<size_t>(i), w);
-    }
+  std::vector<double> rates;
+  for (int r = 0; r < runs; ++r) {
+    const auto t0 = Clock::now();
+    size_t got = 0;
+    for (auto& b : loader) got += b.size();
+    rates.push_back(static_cast<double>(got) / seconds_since(t0));
   }
-  return static_cast<double>(images) / seconds_since(t0);
+  return median(rates);
 }
 
 }  // namespace
@@ -103,17 +132,17 @@ int main(int argc, char** argv) {
   CLI::App app{"ringloader single-thread decode benchmark: Resize(256) + CenterCrop(224)"};
   std::string dir = "/tmp/ringloader-photos";
   int classes = 10, per_class = 300, runs = 3, delay_ms = 10, reader_threads = 16;
-  size_t latency_images = 1000, batch = 32;
+  size_t latency_images = 1000, batch = 64;
   uint64_t seed = 0;
   app.add_option("--dir", dir, "image folder (generated there if it holds no .jpg)");
   app.add_option("--classes", classes, "classes to generate");
   app.add_option("--per-class", per_class, "images per class to generate");
   app.add_option("--seed", seed, "generator seed");
-  app.add_option("--runs", runs, "timed passes per backend (median reported)")->check(CLI::PositiveNumber);
+  app.add_option("--runs", runs, "timed passes per backend and loader epochs per configuration (median reported)")->check(CLI::PositiveNumber);
   app.add_option("--delay-ms", delay_ms, "injected latency per file read");
-  app.add_option("--reader-threads", reader_threads, "reader threads for the latency run");
-  app.add_option("--latency-images", latency_images, "images per latency run");
-  app.add_option("--batch", batch, "batch size for the prefetch hints")->check(CLI::PositiveNumber);
+  app.add_option("--reader-threads", reader_threads, "reader threads per worker for the latency run");
+  app.add_option("--latency-images", latency_images, "images per latency run (0: no latency runs)");
+  app.add_option("--batch", batch, "loader batch size")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows when piped to a file
 
@@ -174,22 +203,37 @@ int main(int argc, char** argv) {
   std::printf("  fast path / stb+stb: %.2fx   fast path / TurboJPEG+stb: %.2fx\n", rows[2].rate / rows[0].rate,
               rows[2].rate / rows[1].rate);
 
-  if (latency_images > 0) {
-    std::printf("\nImageFolder get() loop, 1 process, batches of %zu with the next batch prefetched, %zu images:\n", batch,
-                latency_images);
-    const double base = get_rate(dir, 0, 0, latency_images, batch);
-    std::printf("  no injected latency, reader_threads=0     %8.0f images/s\n", base);
-    if (delay_ms > 0) {
-      const double sync = get_rate(dir, 0, delay_ms, latency_images, batch);
-      std::printf("  %d ms per read, reader_threads=0          %8.0f images/s  (%.0f%% of undelayed)\n", delay_ms, sync,
-                  100.0 * sync / base);
-      for (int t : {4, reader_threads}) {
-        const double with = get_rate(dir, t, delay_ms, latency_images, batch);
-        std::printf("  %d ms per read, reader_threads=%-3d        %8.0f images/s  (%.0f%% of undelayed)\n", delay_ms, t, with,
-                    100.0 * with / base);
-        if (t == reader_threads) break;
-      }
-    }
+  const double fast = rows[2].rate;
+  std::vector<double> par;
+  for (int i = 0; i < runs; ++i) par.push_back(parallel_rate(files, p, 2));
+  const double two_procs = median(par);
+  std::printf("  fast path in 2 independent processes at once: %.0f images/s = %.2f of 2 x one thread "
+              "(what this machine's 2 cores give, no loader)\n",
+              two_procs, two_procs / (2 * fast));
+  std::printf("\nDataLoader over the same JPEGs (batch %zu, shuffled, persistent workers), median of %d epochs:\n", batch,
+              runs);
+  for (size_t w : {size_t{1}, size_t{2}}) {
+    const double rate = loader_rate(dir, w, -1, 0, {}, batch, runs);
+    std::printf("  %zu worker%s %8.0f images/s  = %.2f of %zu x fast path (%.0f/s)", w, w == 1 ? " " : "s", rate,
+                rate / (static_cast<double>(w) * fast), w, static_cast<double>(w) * fast);
+    if (w == 2) std::printf(", %.2f of 2 independent processes", rate / two_procs);
+    std::printf("\n");
+  }
+  if (delay_ms > 0 && latency_images > 0) {
+    // The same loader with every read slowed down, on an evenly spread subset (without reader
+    // threads a worker waits out every delay itself, so a whole epoch would take minutes).
+    std::vector<int64_t> subset;
+    for (size_t i = 0; i < std::min(latency_images, files.size()); ++i)
+      subset.push_back(static_cast<int64_t>(i * files.size() / std::min(latency_images, files.size())));
+    std::printf("\n2 workers, %zu of the JPEGs, %d ms injected before every file read:\n", subset.size(), delay_ms);
+    const double base = loader_rate(dir, 2, -1, 0, subset, batch, runs);
+    std::printf("  no latency (default reader threads)     %8.0f images/s\n", base);
+    const double with = loader_rate(dir, 2, reader_threads, delay_ms, subset, batch, runs);
+    std::printf("  %2d ms, reader_threads=%-3d               %8.0f images/s  (%.0f%% of undelayed)\n", delay_ms,
+                reader_threads, with, 100.0 * with / base);
+    const double without = loader_rate(dir, 2, 0, delay_ms, subset, batch, 1);
+    std::printf("  %2d ms, reader_threads=0                 %8.0f images/s  (%.0f%% of undelayed)\n", delay_ms, without,
+                100.0 * without / base);
   }
   return 0;
 }
