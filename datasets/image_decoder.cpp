@@ -1,6 +1,7 @@
 #include "datasets/image_decoder.hpp"
 
 #include <stb/stb_image.h>
+#include <spng.h>
 #include <turbojpeg.h>
 #include <webp/decode.h>
 
@@ -309,6 +310,38 @@ StbPixels stb_decode(std::span<const uint8_t> b, const std::string& path, ImageF
   return px;
 }
 
+// ---- PNG (libspng) ---------------------------------------------------------------------------
+
+struct SpngFree {
+  void operator()(spng_ctx* c) const { spng_ctx_free(c); }
+};
+
+/// PNG to 8-bit RGB through libspng (16-bit samples keep their high byte, alpha is dropped,
+/// palettes expanded, grey replicated: what stb_image and PIL's convert("RGB") give). CRCs
+/// and the zlib checksum are checked: a damaged file is an error, not a silently wrong image.
+RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, int h, std::vector<uint8_t>& buf) {
+  const std::unique_ptr<spng_ctx, SpngFree> ctx(spng_ctx_new(0));
+  if (!ctx) throw std::bad_alloc();
+  auto check = [&](int rc, const char* what) {
+    if (rc != 0) throw DecodeError(path, std::string("corrupt PNG (") + what + ": " + spng_strerror(rc) + ")");
+  };
+  check(spng_set_png_buffer(ctx.get(), b.data(), b.size()), "buffer");
+  // The pixel limit was checked from the header; these bound what spng itself may allocate.
+  check(spng_set_image_limits(ctx.get(), static_cast<uint32_t>(w), static_cast<uint32_t>(h)), "limits");
+  check(spng_set_chunk_limits(ctx.get(), 16u << 20, 64u << 20), "limits");
+  spng_ihdr ihdr{};
+  check(spng_get_ihdr(ctx.get(), &ihdr), "header");
+  if (static_cast<int64_t>(ihdr.width) != w || static_cast<int64_t>(ihdr.height) != h) {
+    throw DecodeError(path, "corrupt PNG (header dimensions disagree)");
+  }
+  size_t len = 0;
+  check(spng_decoded_image_size(ctx.get(), SPNG_FMT_RGB8, &len), "size");
+  if (len != static_cast<size_t>(w) * static_cast<size_t>(h) * 3) throw DecodeError(path, "corrupt PNG (image size)");
+  buf.resize(len);
+  check(spng_decode_image(ctx.get(), buf.data(), len, SPNG_FMT_RGB8, 0), "data");
+  return RgbView{buf.data(), w, h, static_cast<size_t>(w) * 3};
+}
+
 // ---- WebP ---------------------------------------------------------------------------------
 
 RgbView webp_decode(std::span<const uint8_t> b, const std::string& path, int w, int h, std::vector<uint8_t>& buf) {
@@ -457,6 +490,9 @@ void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& pa
       const RgbView rgb = jpeg_to_rgb(b, path, jpeg_header(b, path), 1, s.rgb);
       detail::resample_rgb(rgb, g, use_stb_resize, out.data());
     }
+  } else if (info.format == ImageFormat::kPng && options_.backend != ResizeBackend::kStb) {
+    const RgbView rgb = png_decode(b, path, info.width, info.height, s.rgb);
+    detail::resample_rgb(rgb, g, use_stb_resize, out.data());
   } else if (info.format == ImageFormat::kWebp) {
     const RgbView rgb = webp_decode(b, path, info.width, info.height, s.rgb);
     detail::resample_rgb(rgb, g, use_stb_resize, out.data());

@@ -9,8 +9,9 @@
 //
 // The format is sniffed from the magic bytes, never the file name. JPEG goes through
 // TurboJPEG (DCT-domain 1/2, 1/4, 1/8 downscaling when the target is small enough, decoding
-// to YUV planes that libyuv scales; only the kept window is converted to RGB); PNG, BMP,
-// TGA, GIF (first frame), PNM (P5/P6), PSD and HDR through stb_image; WebP through libwebp.
+// to YUV planes that libyuv scales; only the kept window is converted to RGB); PNG through
+// libspng (stb_image under kStb); BMP, TGA, GIF (first frame), PNM (P5/P6), PSD and HDR
+// through stb_image; WebP through libwebp.
 // Gray, CMYK, alpha (dropped, as PIL's convert("RGB")), palette and 16-bit become RGB8.
 // The header's dimensions are checked against `max_pixels` before anything is allocated.
 // Every failure is a DecodeError(path, one-line reason).
@@ -37,8 +38,8 @@ ImageFormat sniff_format(std::span<const uint8_t> bytes);
 
 /// Which decoder + resampler pair does the work (the non-default ones exist to measure).
 enum class ResizeBackend : uint8_t {
-  kFast,          ///< TurboJPEG (DCT scaling, YUV planes) / stb / libwebp + libyuv box filter
-  kTurboJpegStb,  ///< TurboJPEG full decode to RGB + stb_image_resize
+  kFast,          ///< TurboJPEG (DCT scaling, YUV planes) / libspng / stb / libwebp + libyuv box filter
+  kTurboJpegStb,  ///< TurboJPEG full decode to RGB (PNG: libspng) + stb_image_resize
   kStb,           ///< stb_image decode + stb_image_resize
 };
 

@@ -2,6 +2,7 @@
 // Tolerances: lossless formats exact; JPEG q95-100 4:4:4 of flat colours within 3 levels
 // (DCT rounding); subsampled/lossy/resampled cases state their own bound.
 #include <catch2/catch.hpp>
+#include <spng.h>
 
 #include <sys/stat.h>
 
@@ -164,6 +165,55 @@ TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decod
     REQUIRE(img.width == 2);
     check_near(pixel(img.pixels, 2, 0, 0), {255, 128, 0}, 1);
     check_near(pixel(img.pixels, 2, 1, 0), {0, 64, 255}, 1);
+  }
+  SECTION("16-bit and palette PNG become RGB8, under both PNG decoders") {
+    // Written by libspng's encoder: stb_image_write has neither 16-bit nor palette PNGs.
+    auto encode = [](spng_ihdr ihdr, const std::vector<uint8_t>& data, const spng_plte* plte) {
+      const std::unique_ptr<spng_ctx, void (*)(spng_ctx*)> ctx(spng_ctx_new(SPNG_CTX_ENCODER), spng_ctx_free);
+      REQUIRE(ctx);
+      REQUIRE(spng_set_option(ctx.get(), SPNG_ENCODE_TO_BUFFER, 1) == 0);
+      REQUIRE(spng_set_ihdr(ctx.get(), &ihdr) == 0);
+      if (plte != nullptr) REQUIRE(spng_set_plte(ctx.get(), const_cast<spng_plte*>(plte)) == 0);
+      REQUIRE(spng_encode_image(ctx.get(), data.data(), data.size(), SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE) == 0);
+      size_t len = 0;
+      int err = 0;
+      auto* buf = static_cast<uint8_t*>(spng_get_png_buffer(ctx.get(), &len, &err));
+      REQUIRE(buf != nullptr);
+      std::vector<uint8_t> out(buf, buf + len);
+      std::free(buf);
+      return out;
+    };
+    // 2x1 RGB16: (0xff80, 0x8001, 0x0000), (0x0102, 0x40ff, 0xfffe); the encoder takes host-order
+    // samples and writes them big-endian, as PNG wants.
+    const uint16_t samples[6] = {0xff80, 0x8001, 0x0000, 0x0102, 0x40ff, 0xfffe};
+    const auto* sample_bytes = reinterpret_cast<const uint8_t*>(samples);
+    const auto png16 = encode(spng_ihdr{2, 1, 16, SPNG_COLOR_TYPE_TRUECOLOR, 0, 0, 0},
+                              std::vector<uint8_t>(sample_bytes, sample_bytes + sizeof samples), nullptr);
+    // 3x1 indexed, palette {red, green, (10, 20, 30)}, pixels 2, 0, 1.
+    spng_plte plte{};
+    plte.n_entries = 3;
+    plte.entries[0] = {255, 0, 0, 255};
+    plte.entries[1] = {0, 255, 0, 255};
+    plte.entries[2] = {10, 20, 30, 255};
+    const auto pal = encode(spng_ihdr{3, 1, 8, SPNG_COLOR_TYPE_INDEXED, 0, 0, 0}, {2, 0, 1}, &plte);
+    for (ResizeBackend backend : {ResizeBackend::kFast, ResizeBackend::kStb}) {  // libspng, stb_image
+      INFO("backend " << static_cast<int>(backend));
+      const ImageDecoder d(DecodeOptions{int64_t{64} << 20, true, backend});
+      const RgbImage a = d.decode(png16, "16.png");
+      REQUIRE(a.width == 2);
+      check_near(pixel(a.pixels, 2, 0, 0), {255, 128, 0}, 1);  // the high byte, as PIL keeps it
+      check_near(pixel(a.pixels, 2, 1, 0), {1, 64, 255}, 1);
+      const RgbImage b = d.decode(pal, "pal.png");
+      REQUIRE(b.width == 3);
+      CHECK(pixel(b.pixels, 3, 0, 0) == std::array<int, 3>{10, 20, 30});
+      CHECK(pixel(b.pixels, 3, 1, 0) == std::array<int, 3>{255, 0, 0});
+      CHECK(pixel(b.pixels, 3, 2, 0) == std::array<int, 3>{0, 255, 0});
+    }
+  }
+  SECTION("a PNG with a damaged CRC is an error naming the file") {
+    auto png = encode_png(px, w, h);
+    png[png.size() - 20] ^= 0x55;  // inside the IDAT data or its CRC
+    CHECK_THROWS_WITH(dec.decode(png, "bad-crc.png"), Catch::Contains("bad-crc.png") && Catch::Contains("PNG"));
   }
   SECTION("palette BMP") {
     // 2x1, 8 bits per pixel, palette {blue, red}: BITMAPFILEHEADER + BITMAPINFOHEADER by hand.
