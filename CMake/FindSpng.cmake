@@ -1,15 +1,4 @@
-# Finds libspng (Debian libspng-dev): PNG decoding with CRC and zlib checksum checks, 1.5x stb_image on photo-like PNGs. Provides Spng::Spng.
-find_package(PkgConfig QUIET)
-if(PkgConfig_FOUND)
-  pkg_check_modules(PC_SPNG QUIET spng)
-endif()
-find_path(Spng_INCLUDE_DIR spng.h HINTS ${PC_SPNG_INCLUDE_DIRS})
-find_library(Spng_LIBRARY NAMES spng HINTS ${PC_SPNG_LIBRARY_DIRS})
-include(FindPackageHandleStandardArgs)
-find_package_handle_standard_args(Spng REQUIRED_VARS Spng_LIBRARY Spng_INCLUDE_DIR)
-if(Spng_FOUND AND NOT TARGET Spng::Spng)
-  add_library(Spng::Spng UNKNOWN IMPORTED)
-  set_target_properties(Spng::Spng PROPERTIES IMPORTED_LOCATION "${Spng_LIBRARY}"
-                        INTERFACE_INCLUDE_DIRECTORIES "${Spng_INCLUDE_DIR}")
-endif()
-mark_as_advanced(Spng_INCLUDE_DIR Spng_LIBRARY)
+# Finds libspng (Debian libspng-dev): PNG decoding with CRC and zlib checksum checks, 1.5x
+# stb_image on photo-like PNGs. Provides Spng::Spng.
+include(${CMAKE_CURRENT_LIST_DIR}/RingloaderFindLibrary.cmake)
+ringloader_find_library(Spng Spng::Spng HEADER spng.h NAMES spng PKG spng)

@@ -1,15 +1,3 @@
 # Finds libjpeg-turbo's TurboJPEG API (Debian libturbojpeg0-dev). Provides TurboJPEG::TurboJPEG.
-find_package(PkgConfig QUIET)
-if(PkgConfig_FOUND)
-  pkg_check_modules(PC_TURBOJPEG QUIET libturbojpeg)
-endif()
-find_path(TurboJPEG_INCLUDE_DIR turbojpeg.h HINTS ${PC_TURBOJPEG_INCLUDE_DIRS})
-find_library(TurboJPEG_LIBRARY NAMES turbojpeg HINTS ${PC_TURBOJPEG_LIBRARY_DIRS})
-include(FindPackageHandleStandardArgs)
-find_package_handle_standard_args(TurboJPEG REQUIRED_VARS TurboJPEG_LIBRARY TurboJPEG_INCLUDE_DIR)
-if(TurboJPEG_FOUND AND NOT TARGET TurboJPEG::TurboJPEG)
-  add_library(TurboJPEG::TurboJPEG UNKNOWN IMPORTED)
-  set_target_properties(TurboJPEG::TurboJPEG PROPERTIES IMPORTED_LOCATION "${TurboJPEG_LIBRARY}"
-                        INTERFACE_INCLUDE_DIRECTORIES "${TurboJPEG_INCLUDE_DIR}")
-endif()
-mark_as_advanced(TurboJPEG_INCLUDE_DIR TurboJPEG_LIBRARY)
+include(${CMAKE_CURRENT_LIST_DIR}/RingloaderFindLibrary.cmake)
+ringloader_find_library(TurboJPEG TurboJPEG::TurboJPEG HEADER turbojpeg.h NAMES turbojpeg PKG libturbojpeg)

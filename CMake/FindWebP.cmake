@@ -1,15 +1,3 @@
 # Finds libwebp (Debian libwebp-dev). Provides WebP::WebP.
-find_package(PkgConfig QUIET)
-if(PkgConfig_FOUND)
-  pkg_check_modules(PC_WEBP QUIET libwebp)
-endif()
-find_path(WebP_INCLUDE_DIR webp/decode.h HINTS ${PC_WEBP_INCLUDE_DIRS})
-find_library(WebP_LIBRARY NAMES webp HINTS ${PC_WEBP_LIBRARY_DIRS})
-include(FindPackageHandleStandardArgs)
-find_package_handle_standard_args(WebP REQUIRED_VARS WebP_LIBRARY WebP_INCLUDE_DIR)
-if(WebP_FOUND AND NOT TARGET WebP::WebP)
-  add_library(WebP::WebP UNKNOWN IMPORTED)
-  set_target_properties(WebP::WebP PROPERTIES IMPORTED_LOCATION "${WebP_LIBRARY}"
-                        INTERFACE_INCLUDE_DIRECTORIES "${WebP_INCLUDE_DIR}")
-endif()
-mark_as_advanced(WebP_INCLUDE_DIR WebP_LIBRARY)
+include(${CMAKE_CURRENT_LIST_DIR}/RingloaderFindLibrary.cmake)
+ringloader_find_library(WebP WebP::WebP HEADER webp/decode.h NAMES webp PKG libwebp)
