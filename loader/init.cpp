@@ -27,10 +27,14 @@ Registry& registry() {
 
 void register_dataset(const std::string& name, DatasetFactory factory) {
   if (name.empty() || !factory) throw ConfigError("register_dataset: empty name or factory");
+  // Asked before taking the registry lock: the fork server's child takes the registry lock
+  // while its copy of the server lock is held (it is forked inside ForkServer::start), so
+  // taking them in the other order here would be a lock-order inversion (TSan reports it).
+  const bool before_server = !ipc::ForkServer::running();
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   r.factories[name] = std::move(factory);
-  r.before_server[name] = !ipc::ForkServer::running();
+  r.before_server[name] = before_server;
 }
 
 void init() {
