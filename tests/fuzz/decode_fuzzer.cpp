@@ -21,7 +21,7 @@ using namespace ringloader::datasets;
 
 void decode_one(std::span<const uint8_t> bytes, ResizeBackend backend) {
   DecodeOptions o;
-  o.max_pixels = int64_t{1} << 18;  // 512x512: keeps each run fast and its memory bounded
+  o.max_pixels = int64_t{1} << 16;  // 256x256: keeps each run fast and its memory bounded
   o.backend = backend;
   const ImageDecoder dec(o);
   try {
