@@ -210,6 +210,19 @@ TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decod
       CHECK(pixel(b.pixels, 3, 2, 0) == std::array<int, 3>{0, 255, 0});
     }
   }
+  SECTION("a PNG chunk claiming more bytes than the file has is refused before any allocation") {
+    // The fuzzer's finding: stb_image grew its buffer to a chunk's claimed length (1.2 GB here).
+    auto png = encode_png(px, w, h);
+    const size_t idat = 8 + 25;  // signature, then IHDR (4 + 4 + 13 + 4 bytes)
+    REQUIRE(std::string(png.begin() + idat + 4, png.begin() + idat + 8) == "IDAT");
+    png[idat] = 0x47;
+    png[idat + 1] = 0x42;
+    const ImageDecoder spng_dec(DecodeOptions{int64_t{64} << 20, true, ResizeBackend::kFast});
+    CHECK_THROWS_WITH(spng_dec.decode(png, "huge-chunk.png"), Catch::Contains("huge-chunk.png") && Catch::Contains("PNG"));
+    const ImageDecoder stb_dec(DecodeOptions{int64_t{64} << 20, true, ResizeBackend::kStb});
+    CHECK_THROWS_WITH(stb_dec.decode(png, "huge-chunk.png"),
+                      Catch::Contains("huge-chunk.png") && Catch::Contains("chunk 'IDAT'") && Catch::Contains("claims"));
+  }
   SECTION("a PNG with a damaged CRC is an error naming the file") {
     auto png = encode_png(px, w, h);
     png[png.size() - 20] ^= 0x55;  // inside the IDAT data or its CRC
