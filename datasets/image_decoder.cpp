@@ -427,10 +427,15 @@ ImageDecoder::ImageDecoder(DecodeOptions options) : options_(options) {
 }
 
 void ImageDecoder::check_pixels(const std::string& path, ImageFormat f, int64_t width, int64_t height) const {
-  const int64_t pixels = width * height;
-  if (width > 0 && height > 0 && pixels > options_.max_pixels) {
+  if (width <= 0 || height <= 0) return;
+  int64_t pixels = 0;
+  // Two 32-bit header fields can overflow int64 (a fuzzer finding: a PSD of 2^32-1 squared).
+  const bool overflow = __builtin_mul_overflow(width, height, &pixels);
+  if (overflow || pixels > options_.max_pixels) {
     throw DecodeError(path, std::string(format_name(f)) + " header declares " + std::to_string(width) + "x" +
-                                std::to_string(height) + " = " + std::to_string(pixels) + " pixels, over the limit of " +
+                                std::to_string(height) + " = " +
+                                (overflow ? std::string("more than 2^63") : std::to_string(pixels)) +
+                                " pixels, over the limit of " +
                                 std::to_string(options_.max_pixels) + " (option max_pixels; a decompression bomb?)");
   }
 }

@@ -362,6 +362,9 @@ TEST_CASE("bad bytes give one-line DecodeErrors naming the file", "[decoder][bad
     bomb_png[at + 3] = 0xa0;
   }
   expect(bomb_png, "100000x100000 = 10000000000 pixels, over the limit of 1048576 (option max_pixels");
+  // A PSD header (height, width: 32 bits each) whose pixel count overflows int64 (fuzzer finding).
+  std::vector<uint8_t> psd = {'8', 'B', 'P', 'S', 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 8, 0, 3};
+  expect(psd, "4294967295x4294967295 = more than 2^63 pixels, over the limit");
   auto bomb_jpg = jpg;
   for (size_t i = 2; i + 8 < bomb_jpg.size();) {  // walk the marker segments to SOF0
     REQUIRE(bomb_jpg[i] == 0xff);
