@@ -71,10 +71,14 @@ std::string unrecognised_reason(std::span<const uint8_t> b) {
   return "unrecognised image format (first bytes: " + hex + ")";
 }
 
+uint32_t be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
 // Width and height straight from the fixed-layout headers, so the pixel limit speaks before
 // stb (which refuses some huge sizes with a vaguer "unknown image type"). False: let stb say.
 bool header_dims(std::span<const uint8_t> b, ImageFormat f, int64_t& w, int64_t& h) {
-  auto be32 = [&](size_t at) { return int64_t{b[at]} << 24 | int64_t{b[at + 1]} << 16 | int64_t{b[at + 2]} << 8 | b[at + 3]; };
+  auto be32_at = [&](size_t at) { return int64_t{be32(b.data() + at)}; };
   auto le32 = [&](size_t at) {
     return static_cast<int64_t>(static_cast<int32_t>(uint32_t{b[at]} | uint32_t{b[at + 1]} << 8 | uint32_t{b[at + 2]} << 16 |
                                                      uint32_t{b[at + 3]} << 24));
@@ -82,8 +86,8 @@ bool header_dims(std::span<const uint8_t> b, ImageFormat f, int64_t& w, int64_t&
   switch (f) {
     case ImageFormat::kPng:  // signature, IHDR length + type, width, height (big-endian)
       if (b.size() < 24 || !has_text(b, "IHDR", 12)) return false;
-      w = be32(16);
-      h = be32(20);
+      w = be32_at(16);
+      h = be32_at(20);
       return true;
     case ImageFormat::kGif:  // logical screen, little-endian 16-bit
       if (b.size() < 10) return false;
@@ -98,8 +102,8 @@ bool header_dims(std::span<const uint8_t> b, ImageFormat f, int64_t& w, int64_t&
       return true;
     case ImageFormat::kPsd:  // height then width, big-endian
       if (b.size() < 22) return false;
-      h = be32(14);
-      w = be32(18);
+      h = be32_at(14);
+      w = be32_at(18);
       return true;
     default: return false;
   }
@@ -286,10 +290,6 @@ using StbPixels = std::unique_ptr<unsigned char, StbFree>;
 int checked_len(std::span<const uint8_t> b, const std::string& path) {
   if (b.size() > static_cast<size_t>(INT_MAX)) throw DecodeError(path, "file too large for the decoder (over 2 GiB)");
   return static_cast<int>(b.size());
-}
-
-uint32_t be32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
 /// stb_image grows its IDAT buffer to whatever length a chunk header claims before it looks

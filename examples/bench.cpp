@@ -175,8 +175,7 @@ double ceiling(const Options& o, const Config& c, const std::vector<int64_t>& in
     for (size_t k = 0; k < n; ++k) one(k);
     rates.push_back(static_cast<double>(n) / seconds_since(t0));
   }
-  std::sort(rates.begin(), rates.end());
-  return rates[1];
+  return median(rates);
 }
 
 Result run_config(const Options& o, const Config& c, const std::vector<int64_t>& indices) {

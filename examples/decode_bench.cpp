@@ -19,13 +19,14 @@
 #include <string>
 #include <vector>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "datasets/detail/file_reader.hpp"
 #include "datasets/image_decoder.hpp"
 #include "datasets/image_folder.hpp"
 #include "examples/image_gen.hpp"
+#include "ipc/unique_fd.hpp"
+#include "ipc/worker_process.hpp"
 #include "loader/data_loader.hpp"
 #include "loader/sampler.hpp"
 
@@ -68,28 +69,22 @@ double decode_rate(const std::vector<std::vector<uint8_t>>& files, ResizeBackend
 /// Images/s of `procs` forked processes each running the fast path over `files` at the same
 /// time, summed: what the machine's cores give to independent decoders, with no loader at all.
 double parallel_rate(const std::vector<std::vector<uint8_t>>& files, const Pipeline& p, int procs) {
-  std::vector<std::pair<pid_t, int>> kids;
+  std::vector<std::pair<ipc::WorkerProcess, ipc::UniqueFd>> kids;  // each child's rate comes back through a pipe
   for (int k = 0; k < procs; ++k) {
     int fds[2];
     if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      ::close(fds[0]);
+    ipc::UniqueFd read_end(fds[0]), write_end(fds[1]);
+    auto child = ipc::WorkerProcess::spawn([&] {
       const double r = decode_rate(files, ResizeBackend::kFast, p);
-      const ssize_t wrote = ::write(fds[1], &r, sizeof r);
-      ::_exit(wrote == sizeof r ? 0 : 1);
-    }
-    ::close(fds[1]);
-    kids.emplace_back(pid, fds[0]);
+      return ::write(write_end.get(), &r, sizeof r) == static_cast<ssize_t>(sizeof r) ? 0 : 1;
+    });
+    kids.emplace_back(std::move(child), std::move(read_end));
   }
   double sum = 0;
-  for (auto [pid, fd] : kids) {
+  for (auto& [child, fd] : kids) {
     double r = 0;
-    if (::read(fd, &r, sizeof r) == sizeof r) sum += r;
-    ::close(fd);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    if (::read(fd.get(), &r, sizeof r) == static_cast<ssize_t>(sizeof r)) sum += r;
+    (void)child.wait_for(std::chrono::seconds(60));  // the destructor kills and reaps a straggler
   }
   return sum;
 }
@@ -222,9 +217,9 @@ int main(int argc, char** argv) {
   if (delay_ms > 0 && latency_images > 0) {
     // The same loader with every read slowed down, on an evenly spread subset (without reader
     // threads a worker waits out every delay itself, so a whole epoch would take minutes).
+    const size_t subset_size = std::min(latency_images, files.size());
     std::vector<int64_t> subset;
-    for (size_t i = 0; i < std::min(latency_images, files.size()); ++i)
-      subset.push_back(static_cast<int64_t>(i * files.size() / std::min(latency_images, files.size())));
+    for (size_t i = 0; i < subset_size; ++i) subset.push_back(static_cast<int64_t>(i * files.size() / subset_size));
     std::printf("\n2 workers, %zu of the JPEGs, %d ms injected before every file read:\n", subset.size(), delay_ms);
     const double base = loader_rate(dir, 2, -1, 0, subset, batch, runs);
     std::printf("  no latency (default reader threads)     %8.0f images/s\n", base);
