@@ -6,6 +6,7 @@
 #include <webp/decode.h>
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -310,27 +311,94 @@ void check_png_chunks(std::span<const uint8_t> b, const std::string& path) {
   }
 }
 
-StbPixels stb_decode(std::span<const uint8_t> b, const std::string& path, ImageFormat fmt, int& w, int& h) {
+RgbView stb_decode(std::span<const uint8_t> b, const std::string& path, ImageFormat fmt, StbPixels& keep) {
   int comp = 0;
+  int w = 0;
+  int h = 0;
   const int len = checked_len(b, path);
   if (fmt == ImageFormat::kPng) check_png_chunks(b, path);
-  if (fmt == ImageFormat::kPnm && stbi_is_16_bit_from_memory(b.data(), len)) {
-    // stb_image 2.27 copies 16-bit PNM samples as raw bytes and then reads them in host
-    // order, but the format is big-endian: the high byte of sample i is byte 2i of the
-    // buffer. Keep it, in place (PIL's 16 -> 8 bit conversion keeps the high byte too).
-    StbPixels px(reinterpret_cast<unsigned char*>(stbi_load_16_from_memory(b.data(), len, &w, &h, &comp, 3)));
-    if (!px) throw DecodeError(path, std::string("corrupt PNM (") + stbi_failure_reason() + ")");
-    const size_t n = static_cast<size_t>(w) * static_cast<size_t>(h) * 3;
-    unsigned char* p = px.get();
-    for (size_t i = 0; i < n; ++i) p[i] = p[2 * i];
-    return px;
-  }
-  StbPixels px(stbi_load_from_memory(b.data(), len, &w, &h, &comp, 3));
-  if (!px) {
+  keep.reset(stbi_load_from_memory(b.data(), len, &w, &h, &comp, 3));
+  if (!keep) {
     const char* why = stbi_failure_reason();
     throw DecodeError(path, std::string("corrupt ") + format_name(fmt) + " (" + (why ? why : "stb_image failed") + ")");
   }
-  return px;
+  return RgbView{keep.get(), w, h, static_cast<size_t>(w) * 3};
+}
+
+// ---- PNM (binary P5 / P6) --------------------------------------------------------------------
+//
+// Read here, not by stb_image: stb 2.27 ignores a truncated pixel block (returning
+// uninitialised memory as an image), reads 16-bit samples in host order, ignores maxval, and
+// converts 16-bit grey to RGB as if it were 8-bit, reading past its buffer (a fuzzer finding).
+// The format is a few text fields and a raw block, so an exact reader is short.
+
+struct PnmHeader {
+  int channels = 0;      ///< 1 (P5) or 3 (P6)
+  int width = 0;
+  int height = 0;
+  uint32_t maxval = 0;   ///< 1..65535; over 255 means two big-endian bytes per sample
+  size_t data_offset = 0;
+};
+
+PnmHeader pnm_header(std::span<const uint8_t> b, const std::string& path) {
+  PnmHeader hd;
+  hd.channels = b[1] == '6' ? 3 : 1;
+  size_t i = 2;
+  int64_t field[3] = {0, 0, 0};
+  static constexpr const char* kName[3] = {"width", "height", "maxval"};
+  for (int f = 0; f < 3; ++f) {
+    while (i < b.size() && (std::isspace(b[i]) || b[i] == '#')) {
+      if (b[i] == '#') {
+        while (i < b.size() && b[i] != '\n' && b[i] != '\r') ++i;
+      } else {
+        ++i;
+      }
+    }
+    if (i >= b.size() || !std::isdigit(b[i])) {
+      throw DecodeError(path, std::string("corrupt PNM header (") + (i >= b.size() ? "ends" : "no number") + " where the " +
+                                  kName[f] + " should be)");
+    }
+    while (i < b.size() && std::isdigit(b[i])) {
+      field[f] = field[f] * 10 + (b[i++] - '0');
+      if (field[f] > INT_MAX) throw DecodeError(path, std::string("corrupt PNM header (") + kName[f] + " over 2^31)");
+    }
+  }
+  if (field[2] < 1 || field[2] > 65535) {
+    throw DecodeError(path, "corrupt PNM header (maxval " + std::to_string(field[2]) + ", must be 1..65535)");
+  }
+  if (i >= b.size() || !std::isspace(b[i])) throw DecodeError(path, "corrupt PNM header (no whitespace before the pixels)");
+  hd.width = static_cast<int>(field[0]);
+  hd.height = static_cast<int>(field[1]);
+  hd.maxval = static_cast<uint32_t>(field[2]);
+  hd.data_offset = i + 1;
+  return hd;
+}
+
+/// PNM to 8-bit RGB: samples scaled from 0..maxval (16-bit ones big-endian), grey replicated.
+/// An 8-bit P6 with maxval 255 is already that, and is used in place.
+RgbView pnm_decode(std::span<const uint8_t> b, const std::string& path, const PnmHeader& hd, std::vector<uint8_t>& buf) {
+  const size_t n = static_cast<size_t>(hd.width) * static_cast<size_t>(hd.height);
+  const size_t bytes = hd.maxval > 255 ? 2 : 1;
+  const size_t ch = static_cast<size_t>(hd.channels);
+  const size_t need = n * ch * bytes;
+  const size_t have = b.size() - hd.data_offset;
+  if (have < need) {
+    throw DecodeError(path, "truncated PNM (" + std::to_string(hd.width) + "x" + std::to_string(hd.height) + " needs " +
+                                std::to_string(need) + " bytes of pixels, the file has " + std::to_string(have) + ")");
+  }
+  const uint8_t* src = b.data() + hd.data_offset;
+  const size_t stride = static_cast<size_t>(hd.width) * 3;
+  if (ch == 3 && bytes == 1 && hd.maxval == 255) return RgbView{src, hd.width, hd.height, stride};
+  buf.resize(n * 3);
+  const uint32_t maxval = hd.maxval;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t c = 0; c < 3; ++c) {
+      const uint8_t* sample = src + bytes * (i * ch + (ch == 3 ? c : 0));
+      const uint32_t raw = bytes == 2 ? (uint32_t{sample[0]} << 8) | sample[1] : sample[0];
+      buf[3 * i + c] = static_cast<uint8_t>((std::min(raw, maxval) * 255 + maxval / 2) / maxval);
+    }
+  }
+  return RgbView{buf.data(), hd.width, hd.height, stride};
 }
 
 // ---- PNG (libspng) ---------------------------------------------------------------------------
@@ -461,6 +529,12 @@ ImageInfo ImageDecoder::probe(std::span<const uint8_t> b, const std::string& pat
       info.height = f.height;
       break;
     }
+    case ImageFormat::kPnm: {
+      const PnmHeader hd = pnm_header(b, path);
+      info.width = hd.width;
+      info.height = hd.height;
+      break;
+    }
     default: {
       if (info.format == ImageFormat::kUnknown) {
         // No magic number: only TGA (which has none) may still be here. Anything we can
@@ -524,16 +598,20 @@ void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& pa
   } else if (info.format == ImageFormat::kWebp) {
     const RgbView rgb = webp_decode(b, path, info.width, info.height, s.rgb);
     detail::resample_rgb(rgb, g, use_stb_resize, out.data());
+  } else if (info.format == ImageFormat::kPnm) {
+    const RgbView rgb = pnm_decode(b, path, pnm_header(b, path), s.rgb);
+    detail::resample_rgb(rgb, g, use_stb_resize, out.data());
   } else {
-    int w = 0;
-    int h = 0;
-    const StbPixels px = stb_decode(b, path, info.format, w, h);
+    StbPixels keep;
+    const RgbView rgb = stb_decode(b, path, info.format, keep);
+    const int w = rgb.width;
+    const int h = rgb.height;
     if (w != info.width || h != info.height) {
       throw DecodeError(path, std::string("corrupt ") + format_name(info.format) + " (header says " +
                                   std::to_string(info.width) + "x" + std::to_string(info.height) + ", data " +
                                   std::to_string(w) + "x" + std::to_string(h) + ")");
     }
-    detail::resample_rgb(RgbView{px.get(), w, h, static_cast<size_t>(w) * 3}, g, use_stb_resize, out.data());
+    detail::resample_rgb(rgb, g, use_stb_resize, out.data());
   }
   s.trim();
 } catch (const DecodeError&) {

@@ -165,6 +165,35 @@ TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decod
     REQUIRE(img.width == 2);
     check_near(pixel(img.pixels, 2, 0, 0), {255, 128, 0}, 1);
     check_near(pixel(img.pixels, 2, 1, 0), {0, 64, 255}, 1);
+    // Grey 16-bit (P5): stb_image converts its channel count as if the samples were 8-bit,
+    // which read past its buffer (fuzzer finding, tests/fuzz/regressions/pgm16-grey-*).
+    std::string g16 = "P5\n3 1\n256\n";
+    std::vector<uint8_t> g(g16.begin(), g16.end());
+    g.insert(g.end(), {0x01, 0x00, 0x00, 0x80, 0x00, 0x00});
+    const RgbImage grey = dec.decode(g, "16.pgm");
+    REQUIRE(grey.width == 3);
+    REQUIRE(grey.pixels.size() == 9);
+    CHECK(pixel(grey.pixels, 3, 0, 0) == std::array<int, 3>{255, 255, 255});  // 256 of maxval 256
+    CHECK(pixel(grey.pixels, 3, 1, 0) == std::array<int, 3>{128, 128, 128});
+    CHECK(pixel(grey.pixels, 3, 2, 0) == std::array<int, 3>{0, 0, 0});
+    g.pop_back();
+    CHECK_THROWS_WITH(dec.decode(g, "short.pgm"), Catch::Contains("short.pgm") && Catch::Contains("PNM"));
+  }
+  SECTION("PNM samples are scaled from 0..maxval") {
+    const std::string head15 = "P5\n# a comment\n2 1\n15\n";
+    std::vector<uint8_t> b(head15.begin(), head15.end());
+    b.insert(b.end(), {15, 5});
+    const RgbImage img = dec.decode(b, "15.pgm");
+    CHECK(pixel(img.pixels, 2, 0, 0) == std::array<int, 3>{255, 255, 255});
+    CHECK(pixel(img.pixels, 2, 1, 0) == std::array<int, 3>{85, 85, 85});
+  }
+  SECTION("a PNM with a bad header or too few pixel bytes is an error naming the file") {
+    auto bytes = [](const std::string& t) { return std::vector<uint8_t>(t.begin(), t.end()); };
+    CHECK_THROWS_WITH(dec.decode(bytes("P6\n7 5\n255\n" + std::string(7 * 5 * 3 - 1, 'x')), "t.ppm"),
+                      Catch::Contains("t.ppm") && Catch::Contains("truncated PNM") && Catch::Contains("needs 105 bytes"));
+    CHECK_THROWS_WITH(dec.decode(bytes("P6\n7\n"), "h.ppm"), Catch::Contains("h.ppm") && Catch::Contains("height"));
+    CHECK_THROWS_WITH(dec.decode(bytes("P5 2 2 0\n1234"), "m.pgm"), Catch::Contains("maxval 0"));
+    CHECK_THROWS_WITH(dec.decode(bytes("P5 2 99999999999 255\n"), "big.pgm"), Catch::Contains("height over 2^31"));
   }
   SECTION("16-bit and palette PNG become RGB8, under both PNG decoders") {
     // Written by libspng's encoder: stb_image_write has neither 16-bit nor palette PNGs.

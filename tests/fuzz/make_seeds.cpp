@@ -68,6 +68,14 @@ int main(int argc, char** argv) {
     std::string pnm = "P6\n" + s + " " + s + "\n255\n";
     pnm.append(reinterpret_cast<const char*>(rgb.data()), rgb.size());
     write(dir + "/rgb" + s + ".ppm", pnm.data(), pnm.size());
+    // Grey, 16-bit with a comment and an odd maxval: the PNM reader's other branches.
+    std::string pgm = "P5\n# seed\n" + s + " " + s + "\n1000\n";
+    for (size_t i = 0; i < rgb.size(); i += 3) {
+      const unsigned v = rgb[i] * 1000u / 255u;
+      pgm.push_back(static_cast<char>(v >> 8));
+      pgm.push_back(static_cast<char>(v & 0xff));
+    }
+    write(dir + "/grey16_" + s + ".pgm", pgm.data(), pgm.size());
   }
   std::printf("seed corpus written to %s\n", dir.c_str());
   return 0;
