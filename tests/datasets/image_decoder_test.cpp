@@ -251,6 +251,11 @@ TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decod
     const ImageDecoder stb_dec(DecodeOptions{int64_t{64} << 20, true, ResizeBackend::kStb});
     CHECK_THROWS_WITH(stb_dec.decode(png, "huge-chunk.png"),
                       Catch::Contains("huge-chunk.png") && Catch::Contains("chunk 'IDAT'") && Catch::Contains("claims"));
+    // The second: the file ends a byte after that chunk's length and type.
+    png.resize(idat + 9);
+    CHECK_THROWS_WITH(stb_dec.decode(png, "cut-chunk.png"),
+                      Catch::Contains("cut-chunk.png") && Catch::Contains("chunk 'IDAT'") && Catch::Contains("claims"));
+    CHECK_THROWS_WITH(spng_dec.decode(png, "cut-chunk.png"), Catch::Contains("cut-chunk.png") && Catch::Contains("PNG"));
   }
   SECTION("a PNG with a damaged CRC is an error naming the file") {
     auto png = encode_png(px, w, h);
