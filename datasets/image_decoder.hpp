@@ -1,6 +1,7 @@
 #pragma once
 // ImageDecoder: bytes of an image file -> RGB uint8 pixels, optionally resampled to a
-// Geometry (see transforms.hpp) on the way, so only what survives the crops is resampled.
+// Geometry (see transforms.hpp) on the way: only the source box that a crop before the
+// resize keeps is resampled, and on the JPEG path only the final window is converted to RGB.
 //
 //   datasets::ImageDecoder dec;                                  // 64 MP limit, fast path
 //   ImageInfo info = dec.probe(bytes, path);                     // header only

@@ -8,8 +8,9 @@
 //
 // A Pipeline is a description: a list of steps, copied into a dataset, run in the workers.
 // plan() turns it, for one source size and one sample's Rng, into a Geometry (an integer box
-// of the source, the size that box is resampled to, the window of that kept, a flip), so the
-// decoder resamples only what survives the crops. Chains torchvision users write are exact:
+// of the source, the size that box is resampled to, the window of that kept, a flip), so a
+// crop before the resize shrinks what the decoder resamples; a crop after it (Resize then
+// CenterCrop) is the window kept of the resampled box. Chains torchvision users write are exact:
 // [Resize, CenterCrop], [RandomResizedCrop], [CenterCrop], [Resize(h, w)], each followed by an
 // optional flip. Chains that crop after resampling and then resample again are mapped back
 // to the source and rounded to whole source pixels (off by at most half a source pixel).
