@@ -50,6 +50,8 @@ std::string unrecognised_reason(std::span<const uint8_t> b) {
   if (has_text(b, "P1") || has_text(b, "P2") || has_text(b, "P3") || has_text(b, "P4") || has_text(b, "P7")) {
     return "this PNM variant is not supported (only binary P5/P6)";
   }
+  // stb_image also reads Softimage PIC; we do not offer it (nor let it pass as TGA).
+  if (has_bytes(b, {0x53, 0x80, 0xf6, 0x34})) return "Softimage PIC images are not supported";
   if (has_text(b, "%PDF")) return "not an image: PDF document";
   if (has_bytes(b, {'P', 'K', 3, 4})) return "not an image: ZIP archive";
   if (has_bytes(b, {0x1f, 0x8b})) return "not an image: gzip data";
@@ -305,9 +307,9 @@ void check_png_chunks(std::span<const uint8_t> b, const std::string& path) {
     const std::string type(reinterpret_cast<const char*>(b.data() + off + 4), 4);
     const size_t left = b.size() - off - 8;  // after the length and type
     if (left < 4 || len > left - 4) {
-      throw DecodeError(path, "corrupt or truncated PNG (chunk '" + type + "' at byte " + std::to_string(off) + " claims " +
-                                  std::to_string(len) + " bytes, the file has " + std::to_string(left < 4 ? 0 : left - 4) +
-                                  " left)");
+      throw DecodeError(path, "truncated PNG (chunk '" + type + "' at byte " + std::to_string(off) + " claims " +
+                                  std::to_string(len) + " bytes of data and a 4-byte CRC, the file has " +
+                                  std::to_string(left) + " bytes after its type)");
     }
     off += 12 + size_t{len};
     if (type == "IEND") return;
@@ -377,13 +379,21 @@ PnmHeader pnm_header(std::span<const uint8_t> b, const std::string& path) {
   return hd;
 }
 
+/// v * 255 / maxval rounded half to even, as Pillow scales PNM samples.
+uint8_t scale_to_8bit(uint32_t v, uint32_t maxval) {
+  const uint32_t q = v * 255 / maxval;
+  const uint32_t r2 = 2 * (v * 255 % maxval);
+  return static_cast<uint8_t>(q + ((r2 > maxval || (r2 == maxval && (q & 1))) ? 1 : 0));
+}
+
 /// PNM to 8-bit RGB: samples scaled from 0..maxval (16-bit ones big-endian), grey replicated.
 /// An 8-bit P6 with maxval 255 is already that, and is used in place.
 RgbView pnm_decode(std::span<const uint8_t> b, const std::string& path, const PnmHeader& hd, std::vector<uint8_t>& buf) {
   const size_t n = static_cast<size_t>(hd.width) * static_cast<size_t>(hd.height);
   const size_t bytes = hd.maxval > 255 ? 2 : 1;
   const size_t ch = static_cast<size_t>(hd.channels);
-  const size_t need = n * ch * bytes;
+  size_t need = 0;
+  if (__builtin_mul_overflow(n, ch * bytes, &need)) throw DecodeError(path, "corrupt PNM (pixel block over 2^64 bytes)");
   const size_t have = b.size() - hd.data_offset;
   if (have < need) {
     throw DecodeError(path, "truncated PNM (" + std::to_string(hd.width) + "x" + std::to_string(hd.height) + " needs " +
@@ -398,7 +408,7 @@ RgbView pnm_decode(std::span<const uint8_t> b, const std::string& path, const Pn
     for (size_t c = 0; c < 3; ++c) {
       const uint8_t* sample = src + bytes * (i * ch + (ch == 3 ? c : 0));
       const uint32_t raw = bytes == 2 ? (uint32_t{sample[0]} << 8) | sample[1] : sample[0];
-      buf[3 * i + c] = static_cast<uint8_t>((std::min(raw, maxval) * 255 + maxval / 2) / maxval);
+      buf[3 * i + c] = scale_to_8bit(std::min(raw, maxval), maxval);
     }
   }
   return RgbView{buf.data(), hd.width, hd.height, stride};
@@ -486,8 +496,11 @@ ImageFormat sniff_format(std::span<const uint8_t> b) {
   if (has_text(b, "RIFF") && has_text(b, "WEBP", 8)) return ImageFormat::kWebp;
   if (has_text(b, "8BPS")) return ImageFormat::kPsd;
   if (has_text(b, "#?RADIANCE") || has_text(b, "#?RGBE")) return ImageFormat::kHdr;
+  // Whatever stb_image would take as binary PNM is PNM here too (any whitespace, a comment or
+  // a digit after the magic), so it reaches our reader and never stb's PNM loader by way of
+  // the TGA fallback below (a review finding: "P5\v..." crashed inside stb).
   if (b.size() >= 3 && b[0] == 'P' && (b[1] == '5' || b[1] == '6') &&
-      (b[2] == ' ' || b[2] == '\n' || b[2] == '\r' || b[2] == '\t')) {
+      (std::isspace(b[2]) || b[2] == '#' || std::isdigit(b[2]))) {
     return ImageFormat::kPnm;
   }
   return ImageFormat::kUnknown;

@@ -11,8 +11,9 @@
 // The format is sniffed from the magic bytes, never the file name. JPEG goes through
 // TurboJPEG (DCT-domain 1/2, 1/4, 1/8 downscaling when the target is small enough, decoding
 // to YUV planes that libyuv scales; only the kept window is converted to RGB); PNG through
-// libspng (stb_image under kStb); binary PNM (P5/P6, 8 or 16 bit, scaled by maxval) through
-// our own reader; BMP, TGA, GIF (first frame), PSD and HDR through stb_image; WebP through
+// libspng (stb_image under kStb); binary PNM (P5/P6, 8 or 16 bit, scaled from maxval to 255
+// rounding half to even as Pillow does; but where Pillow 9.4 clips 16-bit grey to 255 on
+// convert("RGB"), it is scaled here like 16-bit colour) through our own reader; BMP, TGA, GIF (first frame), PSD and HDR through stb_image; WebP through
 // libwebp.
 // Gray, CMYK, alpha (dropped, as PIL's convert("RGB")), palette and 16-bit become RGB8.
 // The header's dimensions are checked against `max_pixels` before anything is allocated.

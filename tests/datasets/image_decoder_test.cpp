@@ -186,6 +186,33 @@ TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decod
     const RgbImage img = dec.decode(b, "15.pgm");
     CHECK(pixel(img.pixels, 2, 0, 0) == std::array<int, 3>{255, 255, 255});
     CHECK(pixel(img.pixels, 2, 1, 0) == std::array<int, 3>{85, 85, 85});
+    // Rounded half to even, as Pillow does: 1/6 -> 42.5 -> 42, 3/6 -> 127.5 -> 128.
+    const std::string h6 = "P5 3 1 6\n";
+    std::vector<uint8_t> b6(h6.begin(), h6.end());
+    b6.insert(b6.end(), {1, 3, 6});
+    const RgbImage img6 = dec.decode(b6, "6.pgm");
+    CHECK(pixel(img6.pixels, 3, 0, 0)[0] == 42);
+    CHECK(pixel(img6.pixels, 3, 1, 0)[0] == 128);
+    CHECK(pixel(img6.pixels, 3, 2, 0)[0] == 255);
+  }
+  SECTION("any separator stb_image accepts after P5/P6 is read as PNM by our reader, not as TGA") {
+    // A review finding: "P5\v..." was not sniffed as PNM, passed stb's TGA fallback probe and
+    // was decoded by stb's PNM loader (which crashed on a 16-bit one).
+    for (const char sep : {'\v', '\f', '#', '2'}) {
+      std::string hdr = std::string("P5") + sep + (sep == '#' ? " c\n" : "") + (sep == '2' ? " 1\n255\n" : "2 1\n255\n");
+      std::vector<uint8_t> b(hdr.begin(), hdr.end());
+      b.insert(b.end(), {200, 100});
+      INFO("separator " << int(sep));
+      const ImageInfo info = dec.probe(b, "sep.pgm");
+      CHECK(info.format == ImageFormat::kPnm);
+      const RgbImage img = dec.decode(b, "sep.pgm");
+      REQUIRE(img.width == 2);
+      CHECK(pixel(img.pixels, 2, 1, 0) == std::array<int, 3>{100, 100, 100});
+    }
+    std::vector<uint8_t> pic(100, 0);
+    pic[0] = 0x53, pic[1] = 0x80, pic[2] = 0xf6, pic[3] = 0x34;
+    std::memcpy(pic.data() + 88, "PICT", 4);
+    CHECK_THROWS_WITH(dec.probe(pic, "x.pic"), Catch::Contains("x.pic") && Catch::Contains("Softimage PIC"));
   }
   SECTION("a PNM with a bad header or too few pixel bytes is an error naming the file") {
     auto bytes = [](const std::string& t) { return std::vector<uint8_t>(t.begin(), t.end()); };
