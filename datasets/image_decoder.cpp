@@ -456,7 +456,7 @@ RgbView webp_decode(std::span<const uint8_t> b, const std::string& path, int w, 
   return RgbView{buf.data(), w, h, static_cast<size_t>(w) * 3};
 }
 
-void check_geometry(const Geometry& g, const ImageInfo& info, const std::string& path, size_t out_size) {
+void check_geometry(const Geometry& g, const ImageInfo& info, const std::string& path, size_t out_size, int64_t max_pixels) {
   const Box& s = g.source;
   if (s.width <= 0 || s.height <= 0 || s.x < 0 || s.y < 0 || s.x + s.width > info.width || s.y + s.height > info.height ||
       g.resize_width <= 0 || g.resize_height <= 0 || g.window.width <= 0 || g.window.height <= 0) {
@@ -464,6 +464,19 @@ void check_geometry(const Geometry& g, const ImageInfo& info, const std::string&
                       std::to_string(info.height) + " image (planned for another size?)");
   }
   const size_t need = static_cast<size_t>(g.out_width()) * static_cast<size_t>(g.out_height()) * 3;
+  // The box is resampled to resize_width x resize_height before the window is kept: for an
+  // extreme aspect ratio under Resize(shorter side) that intermediate can dwarf the image
+  // (a fuzzer finding: a 49665 x 1 TGA resized to 40 asked for 1,986,600 x 40). Bound it like
+  // the image itself, or by the output when that is larger.
+  const int64_t resized = int64_t{g.resize_width} * int64_t{g.resize_height};
+  const int64_t limit = std::max<int64_t>(max_pixels, int64_t{g.out_width()} * int64_t{g.out_height()});
+  if (resized > limit) {
+    throw DecodeError(path, "the " + std::to_string(info.width) + "x" + std::to_string(info.height) +
+                                " image would be resampled to " + std::to_string(g.resize_width) + "x" +
+                                std::to_string(g.resize_height) + " = " + std::to_string(resized) +
+                                " pixels before its crop, over the limit of " + std::to_string(limit) +
+                                " (option max_pixels; an extreme aspect ratio?)");
+  }
   if (out_size < need) {
     throw ConfigError(path + ": output buffer holds " + std::to_string(out_size) + " bytes, the image needs " +
                       std::to_string(need));
@@ -598,7 +611,7 @@ RgbImage ImageDecoder::decode(std::span<const uint8_t> b, const std::string& pat
 void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& path, const Geometry& g,
                                std::span<uint8_t> out) const try {
   const ImageInfo info = probe(b, path);
-  check_geometry(g, info, path, out.size());
+  check_geometry(g, info, path, out.size(), options_.max_pixels);
   detail::Scratch& s = thread_scratch();
   const bool use_stb_resize = options_.backend != ResizeBackend::kFast;
   if (info.format == ImageFormat::kJpeg && options_.backend != ResizeBackend::kStb) {

@@ -1,6 +1,7 @@
 #include "datasets/transforms.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "datasets/error.hpp"
@@ -63,7 +64,10 @@ std::array<int, 2> resize_shorter_side(int width, int height, int size) {
   const int64_t longer = width_shorter ? height : width;
   if (shorter == size) return {width, height};  // torchvision returns the image untouched
   // Python: int(size * long / short), a true division then truncation.
-  const int new_long = static_cast<int>(static_cast<double>(size * longer) / static_cast<double>(shorter));
+  // Saturated: a 1 x 200000 image resized to 256 would need 51,200,000 x 256; the decoder
+  // refuses such an intermediate (max_pixels), the plan must not overflow first.
+  const double exact = static_cast<double>(size * longer) / static_cast<double>(shorter);
+  const int new_long = exact >= static_cast<double>(INT_MAX) ? INT_MAX : static_cast<int>(exact);
   return width_shorter ? std::array<int, 2>{size, new_long} : std::array<int, 2>{new_long, size};
 }
 

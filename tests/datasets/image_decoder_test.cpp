@@ -444,6 +444,29 @@ TEST_CASE("bad bytes give one-line DecodeErrors naming the file", "[decoder][bad
   expect(std::vector<uint8_t>(bomb_webp.begin(), bomb_webp.begin() + 12), "WebP");
 }
 
+TEST_CASE("an extreme aspect ratio cannot make Resize allocate more than max_pixels", "[decoder][bad][geometry]") {
+  // A fuzzer finding: 49665 x 1 resized to 40 asked for a 1,986,600 x 40 intermediate.
+  const int w = 4000, h = 1;
+  const auto px = make_rgb(w, h, [](int x, int) { return std::array<uint8_t, 3>{uint8_t(x), 0, 0}; });
+  const auto png = encode_png(px, w, h);
+  const Pipeline eval = Pipeline().resize(256).center_crop(224);
+  Rng rng(1);
+  for (const auto backend : {ResizeBackend::kFast, ResizeBackend::kStb}) {
+    const ImageDecoder dec(DecodeOptions{int64_t{1} << 20, true, backend});  // 1 MP
+    const Geometry g = eval.plan(w, h, rng);
+    REQUIRE(g.resize_width == 1024000);  // 256 * 4000 / 1
+    std::vector<uint8_t> out(224 * 224 * 3);
+    CHECK_THROWS_WITH(dec.decode_into(png, "/d/thin.png", g, out),
+                      Catch::StartsWith("/d/thin.png: ") && Catch::Contains("1024000x256") &&
+                          Catch::Contains("over the limit of 1048576"));
+    // The same chain on a thin image whose intermediate fits is decoded.
+    const int w2 = 8;  // 2048 x 256 = 524,288 pixels
+    const auto thin = encode_png(make_rgb(w2, h, [](int x, int) { return std::array<uint8_t, 3>{uint8_t(x), 0, 0}; }), w2, h);
+    const Geometry g2 = eval.plan(w2, h, rng);
+    CHECK_NOTHROW(dec.decode_into(thin, "/d/ok.png", g2, out));
+  }
+}
+
 TEST_CASE("read_file refuses what is not a regular file, never opening a FIFO", "[decoder][bad][file]") {
   TempDir tmp;
   const std::string fifo = tmp / "pipe.jpg";

@@ -1,3 +1,4 @@
+#include <climits>
 // Transform geometry against torchvision's arithmetic (values worked out from
 // torchvision 0.14's functional code), determinism from (seed, epoch, index), normalisation.
 #include <catch2/catch.hpp>
@@ -17,6 +18,8 @@ TEST_CASE("Resize(shorter side) follows torchvision's integer rule", "[transform
   CHECK(resize_shorter_side(375, 500, 256) == std::array<int, 2>{256, 341});
   CHECK(resize_shorter_side(256, 300, 256) == std::array<int, 2>{256, 300});  // already there: untouched
   CHECK(resize_shorter_side(100, 100, 50) == std::array<int, 2>{50, 50});
+  // 256 * 100,000,000 overflows int: saturated (the decoder then refuses the intermediate).
+  CHECK(resize_shorter_side(1, 100000000, 256) == std::array<int, 2>{256, INT_MAX});
 }
 
 TEST_CASE("Resize(256) + CenterCrop(224) plans one resample and an exact window", "[transforms]") {
