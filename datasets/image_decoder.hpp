@@ -13,8 +13,8 @@
 // to YUV planes that libyuv scales; only the kept window is converted to RGB); PNG through
 // libspng (stb_image under kStb); binary PNM (P5/P6, 8 or 16 bit, scaled from maxval to 255
 // rounding half to even as Pillow does; but where Pillow 9.4 clips 16-bit grey to 255 on
-// convert("RGB"), it is scaled here like 16-bit colour) through our own reader; BMP, TGA, GIF (first frame), PSD and HDR through stb_image; WebP through
-// libwebp.
+// convert("RGB"), it is scaled here like 16-bit colour) through our own reader; BMP, TGA,
+// GIF (first frame), PSD and HDR through stb_image; WebP through libwebp.
 // Gray, CMYK, alpha (dropped, as PIL's convert("RGB")), palette and 16-bit become RGB8.
 // The header's dimensions are checked against `max_pixels` before anything is allocated.
 // Every failure is a DecodeError(path, one-line reason).
@@ -43,7 +43,8 @@ ImageFormat sniff_format(std::span<const uint8_t> bytes);
 enum class ResizeBackend : uint8_t {
   kFast,          ///< TurboJPEG (DCT scaling, YUV planes) / libspng / stb / libwebp + libyuv box filter
   kTurboJpegStb,  ///< TurboJPEG full decode to RGB (PNG: libspng) + stb_image_resize
-  kStb,           ///< stb_image decode + stb_image_resize
+  kStb,           ///< stb_image decode + stb_image_resize: a baseline for trusted files only
+                  ///< (stb_image 2.27's JPEG decoder overreads its buffer on some crafted files)
 };
 
 struct DecodeOptions {
