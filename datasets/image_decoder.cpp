@@ -570,6 +570,13 @@ ImageInfo ImageDecoder::probe(std::span<const uint8_t> b, const std::string& pat
         // name is refused first, so stb's lenient TGA test never sees it.
         std::string why = unrecognised_reason(b);
         if (why.rfind("unrecognised", 0) != 0) throw DecodeError(path, why);
+        // stb_image's probe tries its other formats first and is laxer than our sniffing (a
+        // JPEG after 0xFF fill bytes, found by the fuzzer, went to stb's JPEG decoder, which
+        // fails an assert on some). Only what has a TGA header goes on: a colour map type of
+        // 0 or 1 and a known image type.
+        const bool tga_header = b.size() >= 18 && b[1] <= 1 && (b[2] == 1 || b[2] == 2 || b[2] == 3 || b[2] == 9 ||
+                                                                 b[2] == 10 || b[2] == 11);
+        if (!tga_header) throw DecodeError(path, why);
         int comp = 0;
         if (stbi_info_from_memory(b.data(), checked_len(b, path), &info.width, &info.height, &comp) == 0) {
           throw DecodeError(path, why);

@@ -412,6 +412,13 @@ TEST_CASE("bad bytes give one-line DecodeErrors naming the file", "[decoder][bad
   expect(std::vector<uint8_t>(html.begin(), html.end()), "not an image: the file starts with text \"<!DOCTYPE html><\"");
   expect({'I', 'I', 42, 0, 8, 0, 0, 0, 0, 0}, "TIFF images are not supported");
   expect({0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0xfe}, "unrecognised image format (first bytes: 00 01");
+  {
+    // A JPEG behind 0xFF fill bytes: stb's probe takes it, stb's JPEG decoder can abort on
+    // such files (fuzzer); it must not reach stb by way of the TGA fallback.
+    std::vector<uint8_t> filled = {0xff, 0xff, 0xff};
+    filled.insert(filled.end(), jpg.begin() + 1, jpg.end());
+    expect(filled, "unrecognised image format (first bytes: ff ff ff d8");
+  }
   auto png = encode_png(px, 64, 64);
   expect(std::vector<uint8_t>(png.begin(), png.begin() + 60), "PNG");
   // Decompression bombs: headers declaring 100000 x 100000, refused before any allocation.
