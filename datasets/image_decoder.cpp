@@ -640,12 +640,10 @@ void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& pa
   } else {
     StbPixels keep;
     const RgbView rgb = stb_decode(b, path, info.format, keep);
-    const int w = rgb.width;
-    const int h = rgb.height;
-    if (w != info.width || h != info.height) {
+    if (rgb.width != info.width || rgb.height != info.height) {
       throw DecodeError(path, std::string("corrupt ") + format_name(info.format) + " (header says " +
                                   std::to_string(info.width) + "x" + std::to_string(info.height) + ", data " +
-                                  std::to_string(w) + "x" + std::to_string(h) + ")");
+                                  std::to_string(rgb.width) + "x" + std::to_string(rgb.height) + ")");
     }
     detail::resample_rgb(rgb, g, use_stb_resize, out.data());
   }
