@@ -7,7 +7,7 @@
 #include <limits>
 #include <string_view>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::datasets {
 

@@ -5,7 +5,8 @@
 
 #include "datasets/detail/file_reader.hpp"
 #include "datasets/detail/read_ahead.hpp"
-#include "datasets/error.hpp"
+#include "core/error.hpp"
+#include "core/fnv.hpp"
 
 namespace ringloader::datasets {
 
@@ -97,19 +98,13 @@ void ImageDataset::get(size_t index, SampleWriter& out) {
 }
 
 std::string ImageDataset::fingerprint() const {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  auto mix = [&h](std::string_view bytes) {
-    for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
-  };
+  uint64_t h = core::kFnvOffset;
   for (size_t i = 0; i < index_.size(); ++i) {
-    mix(index_.path(i));
-    const std::string label = "\t" + std::to_string(index_.label(i)) + "\n";
-    mix(label);
+    h = core::fnv1a64(index_.path(i), h);
+    h = core::fnv1a64("\t" + std::to_string(index_.label(i)) + "\n", h);
   }
-  mix(std::to_string(out_hw_[0]) + "x" + std::to_string(out_hw_[1]));
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  h = core::fnv1a64(std::to_string(out_hw_[0]) + "x" + std::to_string(out_hw_[1]), h);
+  return core::hex64(h);
 }
 
 }  // namespace ringloader::datasets

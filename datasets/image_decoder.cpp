@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "datasets/detail/resample.hpp"
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::datasets {
 

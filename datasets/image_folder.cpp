@@ -10,7 +10,7 @@
 #include <memory>
 #include <utility>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::datasets {
 

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::datasets {
 

@@ -2,7 +2,7 @@
 
 #include <set>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::datasets {
 

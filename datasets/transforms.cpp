@@ -4,7 +4,7 @@
 #include <climits>
 #include <cmath>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::datasets {
 

@@ -39,7 +39,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/image_folder.hpp"
 #include "examples/cli_common.hpp"
 #include "examples/image_gen.hpp"

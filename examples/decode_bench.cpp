@@ -21,6 +21,7 @@
 
 #include <unistd.h>
 
+#include "core/unique_handle.hpp"
 #include "datasets/detail/file_reader.hpp"
 #include "datasets/image_decoder.hpp"
 #include "datasets/image_folder.hpp"
@@ -69,11 +70,11 @@ double decode_rate(const std::vector<std::vector<uint8_t>>& files, ResizeBackend
 /// Images/s of `procs` forked processes each running the fast path over `files` at the same
 /// time, summed: what the machine's cores give to independent decoders, with no loader at all.
 double parallel_rate(const std::vector<std::vector<uint8_t>>& files, const Pipeline& p, int procs) {
-  std::vector<std::pair<ipc::WorkerProcess, ipc::UniqueFd>> kids;  // each child's rate comes back through a pipe
+  std::vector<std::pair<ipc::WorkerProcess, core::UniqueFd>> kids;  // each child's rate comes back through a pipe
   for (int k = 0; k < procs; ++k) {
     int fds[2];
     if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
-    ipc::UniqueFd read_end(fds[0]), write_end(fds[1]);
+    core::UniqueFd read_end(fds[0]), write_end(fds[1]);
     auto child = ipc::WorkerProcess::spawn([&] {
       const double r = decode_rate(files, ResizeBackend::kFast, p);
       return ::write(write_end.get(), &r, sizeof r) == static_cast<ssize_t>(sizeof r) ? 0 : 1;

@@ -30,7 +30,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/file_list_dataset.hpp"
 #include "datasets/image_folder.hpp"
 #include "examples/cli_common.hpp"

@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "loader/detail/loader_core.hpp"
 
 namespace ringloader::loader {

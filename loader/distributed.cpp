@@ -4,7 +4,7 @@
 #include <numeric>
 #include <vector>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/rng.hpp"
 
 namespace ringloader::loader {

@@ -4,7 +4,7 @@
 #include <mutex>
 #include <system_error>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "ipc/fork_server.hpp"
 #include "loader/detail/registry.hpp"
 #include "loader/detail/worker_main.hpp"

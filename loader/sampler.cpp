@@ -6,7 +6,7 @@
 #include <queue>
 #include <string>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/rng.hpp"
 
 namespace ringloader::loader {

@@ -9,14 +9,10 @@
 #include <cstring>
 #include <thread>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
+#include "core/unique_handle.hpp"
 
 namespace ringloader::datasets::detail {
-
-void UniqueFd::reset(int fd) noexcept {
-  if (fd_ >= 0) ::close(fd_);  // close() errors on a read-only fd carry no information we can act on
-  fd_ = fd;
-}
 
 const char* file_type_name(unsigned mode) {
   switch (mode & S_IFMT) {
@@ -53,7 +49,7 @@ std::vector<uint8_t> read_file(const std::string& path, size_t max_bytes, int de
   }
   // O_NONBLOCK is the second guard: should the path be swapped for a FIFO between stat and
   // open, open() returns at once instead of waiting for a writer.
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (!fd) throw_errno(path, "open", errno);
   if (::fstat(fd.get(), &st) != 0) throw_errno(path, "fstat", errno);
   if (!S_ISREG(st.st_mode)) {

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::datasets::detail {
 

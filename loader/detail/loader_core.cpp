@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "loader/distributed.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"

@@ -4,7 +4,7 @@
 
 #include <spdlog/sinks/stdout_sinks.h>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::loader::detail {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <typeinfo>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 
 namespace ringloader::loader::detail {
 namespace {

@@ -7,7 +7,7 @@
 #include <map>
 #include <sstream>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "ipc/fork_server.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"

@@ -10,7 +10,7 @@
 #include <cstdlib>
 
 #include "datasets/detail/file_reader.hpp"
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/image_decoder.hpp"
 #include "tests/datasets/image_test_util.hpp"
 

@@ -13,7 +13,7 @@
 #include <map>
 
 #include "datasets/detail/read_ahead.hpp"
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/file_list_dataset.hpp"
 #include "datasets/image_folder.hpp"
 #include "tests/datasets/image_test_util.hpp"

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <vector>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/rng.hpp"
 #include "datasets/sample_writer.hpp"
 #include "datasets/synthetic_dataset.hpp"

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <set>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/transforms.hpp"
 
 using namespace ringloader;

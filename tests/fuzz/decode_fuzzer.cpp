@@ -10,7 +10,7 @@
 #include <span>
 #include <vector>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/image_decoder.hpp"
 #include "datasets/rng.hpp"
 #include "datasets/transforms.hpp"

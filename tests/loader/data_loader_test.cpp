@@ -13,7 +13,7 @@
 #include <set>
 #include <thread>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "loader/data_loader.hpp"
 #include "tests/loader/test_datasets.hpp"
 #include "tests/support/process_check.hpp"

@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <set>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "loader/distributed.hpp"
 
 using namespace ringloader;

@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "loader/data_loader.hpp"
 #include "tests/loader/test_datasets.hpp"
 #include "tests/support/process_check.hpp"

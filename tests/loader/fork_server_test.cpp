@@ -9,7 +9,7 @@
 #include <mutex>
 #include <thread>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "loader/data_loader.hpp"
 #include "loader/init.hpp"
 #include "tests/loader/test_datasets.hpp"

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <map>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/image_folder.hpp"
 #include "examples/image_gen.hpp"
 #include "loader/data_loader.hpp"

@@ -4,7 +4,7 @@
 
 #include <thread>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "loader/data_loader.hpp"
 #include "loader/distributed.hpp"
 #include "tests/loader/test_datasets.hpp"

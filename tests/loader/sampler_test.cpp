@@ -4,7 +4,7 @@
 #include <map>
 #include <numeric>
 
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "loader/sampler.hpp"
 
 using namespace ringloader;

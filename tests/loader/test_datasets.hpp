@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "datasets/dataset.hpp"
-#include "datasets/error.hpp"
+#include "core/error.hpp"
 #include "datasets/synthetic_dataset.hpp"
 
 namespace ringloader::test {

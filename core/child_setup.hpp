@@ -1,0 +1,36 @@
+#pragma once
+// What every process ringloader forks (workers, the fork server, its pools) does first, so the
+// rules live in one place:
+//
+//   sigset_t old;
+//   core::block_all_signals(old);          // parent, just before fork()
+//   const pid_t parent = ::getpid();
+//   if (::fork() == 0) { core::become_child(parent, old); ... ::_exit(rc); }
+//   core::restore_signals(old);            // parent, after fork()
+//
+// - The child dies with the process that forked it. PR_SET_PDEATHSIG fires when the *thread*
+//   that called fork() exits, not the process; so the death signal is a real-time signal whose
+//   handler _exit()s only if getppid() shows the process itself is gone. A loader built on a
+//   thread that later ends keeps its workers.
+// - Signals arriving between fork() and this call stay blocked, so a parent's handler (a test
+//   framework's, a crash reporter's) never runs in the child.
+// - SIGINT is ignored (Ctrl-C belongs to the parent); crash signals get their default action,
+//   so a crash is reported as that signal; SIGPIPE is ignored.
+#include <signal.h>
+#include <sys/types.h>
+
+namespace ringloader::core {
+
+/// The signal a forked child receives when the thread that forked it ends.
+int parent_death_signal();
+
+/// Blocks every signal in the calling thread; the previous mask goes to `old`.
+void block_all_signals(sigset_t& old);
+/// Restores a mask saved by block_all_signals.
+void restore_signals(const sigset_t& old);
+
+/// In the child, right after fork(): sets up the rules above, then restores `old`.
+/// _exit(0)s at once if `parent` has already gone.
+void become_child(pid_t parent, const sigset_t& old);
+
+}  // namespace ringloader::core
