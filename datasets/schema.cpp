@@ -28,8 +28,27 @@ const char* dtype_name(DType t) {
 
 size_t Field::max_elements() const {
   size_t n = 1;
-  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  for (int64_t d : shape) {
+    if (d < 0 || __builtin_mul_overflow(n, static_cast<size_t>(d), &n)) {
+      throw ConfigError("field '" + name + "': its shape " + shape_text() + " has " +
+                        (d < 0 ? "a negative dimension" : std::string("more elements than size_t holds")));
+    }
+  }
   return n;
+}
+
+size_t Field::max_bytes() const {
+  size_t bytes = 0;
+  if (__builtin_mul_overflow(max_elements(), dtype_size(dtype), &bytes)) {
+    throw ConfigError("field '" + name + "': " + shape_text() + " " + dtype_name(dtype) + " elements overflow size_t bytes");
+  }
+  return bytes;
+}
+
+std::string Field::shape_text() const {
+  std::string s = "{";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "}";
 }
 
 size_t Schema::index_of(std::string_view name) const {
@@ -43,7 +62,9 @@ size_t Schema::index_of(std::string_view name) const {
 
 size_t Schema::max_sample_bytes() const {
   size_t n = 0;
-  for (const Field& f : fields) n += f.max_bytes();
+  for (const Field& f : fields) {
+    if (__builtin_add_overflow(n, f.max_bytes(), &n)) throw ConfigError("the schema's fields together overflow size_t bytes");
+  }
   return n;
 }
 
@@ -57,6 +78,7 @@ void Schema::validate() const {
       if (d < 0) throw ConfigError("field '" + f.name + "' has a negative dimension " + std::to_string(d));
     }
     if (f.shape.size() > 4) throw ConfigError("field '" + f.name + "' has more than 4 dimensions");
+    (void)f.max_bytes();  // throws if the shape overflows
   }
 }
 

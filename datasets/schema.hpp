@@ -27,8 +27,11 @@ struct Field {
   std::vector<int64_t> shape;  ///< per sample; the largest one if `variable`
   bool variable = false;
 
+  /// Elements and bytes of the largest sample; ConfigError naming the field if they overflow.
   size_t max_elements() const;
-  size_t max_bytes() const { return max_elements() * dtype_size(dtype); }
+  size_t max_bytes() const;
+  /// "{224, 224, 3}".
+  std::string shape_text() const;
 };
 
 struct Schema {
@@ -38,7 +41,7 @@ struct Schema {
   size_t index_of(std::string_view name) const;
   /// Largest bytes one sample can occupy, over all fields.
   size_t max_sample_bytes() const;
-  /// Throws ConfigError if a name repeats, a dim is negative, or there is no field.
+  /// Throws ConfigError if a name repeats, a dim is negative, a size overflows, or there is no field.
   void validate() const;
 };
 

@@ -26,7 +26,6 @@
 #include "datasets/image_decoder.hpp"
 #include "datasets/image_folder.hpp"
 #include "examples/image_gen.hpp"
-#include "ipc/unique_fd.hpp"
 #include "ipc/worker_process.hpp"
 #include "loader/data_loader.hpp"
 #include "loader/sampler.hpp"

@@ -2,8 +2,8 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,8 +15,14 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "core/child_setup.hpp"
+#include "core/posix_error.hpp"
+
 namespace ringloader::ipc {
 namespace {
+
+using core::posix_error;
+using core::UniqueFd;
 
 enum MsgType : int32_t { kSpawn = 1, kSpawned = 2, kDied = 3, kQuit = 4, kSpawnFailed = 5 };
 
@@ -29,45 +35,41 @@ struct Msg {
   int32_t value = 0;
 };
 
-std::system_error sys_error(int err, const std::string& what) { return std::system_error(err, std::generic_category(), what); }
-
 int g_server_fd = -1;  ///< main process: socket to the server; -1 if not started
 std::mutex g_server_mutex;
 
-bool send_msg(int fd, const Msg& m) {
-  for (;;) {
-    const ssize_t n = ::send(fd, &m, sizeof m, MSG_NOSIGNAL);
-    if (n == sizeof m) return true;
-    if (n < 0 && errno == EINTR) continue;
-    return false;
-  }
-}
-
-/// Sends `data` with descriptors attached.
-void send_with_fds(int sock, const std::string& data, const int* fds, int nfds) {
+/// Sends `size` bytes with up to 2 descriptors attached (`nfds` may be 0). False on failure
+/// (errno set).
+bool send_with_fds(int sock, const void* data, size_t size, const int* fds, int nfds) {
   msghdr mh{};
-  iovec iov{const_cast<char*>(data.data()), data.size()};
+  iovec iov{const_cast<void*>(data), size};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 4)]{};
-  mh.msg_control = ctrl;
-  mh.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<size_t>(nfds));
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<size_t>(nfds));
-  std::memcpy(CMSG_DATA(c), fds, sizeof(int) * static_cast<size_t>(nfds));
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 2)]{};
+  if (nfds > 0) {
+    mh.msg_control = ctrl;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<size_t>(nfds));
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<size_t>(nfds));
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * static_cast<size_t>(nfds));
+  }
   for (;;) {
-    if (::sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0) return;
-    if (errno != EINTR) throw sys_error(errno, "sendmsg(fork server)");
+    if (::sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0) return true;
+    if (errno != EINTR) return false;
   }
 }
 
-/// Receives one message with up to 2 descriptors; false on EOF.
-bool recv_with_fds(int sock, std::string& data, UniqueFd* fds) {
-  std::vector<char> buf(1 << 16);
+bool send_msg(int fd, const Msg& m, int attach_fd = -1) {
+  return send_with_fds(fd, &m, sizeof m, &attach_fd, attach_fd >= 0 ? 1 : 0);
+}
+
+/// Receives one message of at most `cap` bytes with up to 2 descriptors; its size, 0 on EOF,
+/// -1 with errno on error.
+ssize_t recv_with_fds(int sock, void* data, size_t cap, UniqueFd* fds, int flags = 0) {
   msghdr mh{};
-  iovec iov{buf.data(), buf.size()};
+  iovec iov{data, cap};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
   alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 4)]{};
@@ -75,10 +77,9 @@ bool recv_with_fds(int sock, std::string& data, UniqueFd* fds) {
   mh.msg_controllen = sizeof ctrl;
   ssize_t n;
   do {
-    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
   } while (n < 0 && errno == EINTR);
-  if (n <= 0) return false;
-  data.assign(buf.data(), static_cast<size_t>(n));
+  if (n <= 0) return n;
   int k = 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
@@ -90,22 +91,24 @@ bool recv_with_fds(int sock, std::string& data, UniqueFd* fds) {
       else ::close(fd);
     }
   }
-  return true;
+  return n;
 }
 
 [[noreturn]] void serve(int sock, PoolEntry entry) {
   ::signal(SIGCHLD, SIG_IGN);  // pools are reaped by the kernel
+  std::vector<char> buf(1 << 16);
   for (;;) {
-    std::string request;
     UniqueFd fds[2];
-    if (!recv_with_fds(sock, request, fds)) ::_exit(0);  // the main process is gone
+    const ssize_t n = recv_with_fds(sock, buf.data(), buf.size(), fds);
+    if (n <= 0) ::_exit(0);  // the main process is gone
     if (!fds[0] || !fds[1]) continue;
+    const std::string request(buf.data(), static_cast<size_t>(n));
     const pid_t server = ::getpid();
+    sigset_t old;
+    core::block_all_signals(old);
     const pid_t pid = ::fork();
     if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != server) ::_exit(0);
-      ::signal(SIGCHLD, SIG_DFL);  // the pool reaps its workers itself
+      core::become_child(server, old);  // SIGCHLD back to default: the pool reaps its workers
       ::close(sock);
       int rc = 70;
       try {
@@ -115,32 +118,46 @@ bool recv_with_fds(int sock, std::string& data, UniqueFd* fds) {
       }
       ::_exit(rc);
     }
+    core::restore_signals(old);
   }
 }
 
 }  // namespace
 
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+bool pidfd_ended(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  return r > 0;
+}
+
 void ForkServer::start(PoolEntry entry) {
   std::lock_guard<std::mutex> lock(g_server_mutex);
   if (g_server_fd >= 0) throw std::logic_error("ForkServer::start called twice");
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw sys_error(errno, "socketpair(fork server)");
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw posix_error(errno, "socketpair(fork server)");
   const pid_t parent = ::getpid();
   std::fflush(nullptr);
+  sigset_t old;
+  core::block_all_signals(old);
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;
+    core::restore_signals(old);
     ::close(sv[0]);
     ::close(sv[1]);
-    throw sys_error(err, "fork(fork server)");
+    throw posix_error(err, "fork(fork server)");
   }
   if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(0);
-    ::signal(SIGINT, SIG_IGN);
+    core::become_child(parent, old);
     ::close(sv[0]);
     serve(sv[1], entry);
   }
+  core::restore_signals(old);
   ::close(sv[1]);
   g_server_fd = sv[0];
 }
@@ -154,15 +171,19 @@ UniqueFd ForkServer::open_pool(const std::string& request, int region_fd) {
   std::lock_guard<std::mutex> lock(g_server_mutex);
   if (g_server_fd < 0) throw std::logic_error("the fork server is not running: call ringloader::init() first in main");
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw sys_error(errno, "socketpair(pool)");
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw posix_error(errno, "socketpair(pool)");
   UniqueFd mine(sv[0]), theirs(sv[1]);
   const int fds[2] = {region_fd, theirs.get()};
-  send_with_fds(g_server_fd, request, fds, 2);
+  if (!send_with_fds(g_server_fd, request.data(), request.size(), fds, 2)) {
+    throw posix_error(errno, "sendmsg(fork server): the fork server is gone");
+  }
   return mine;
 }
 
+PoolClient::PoolClient(UniqueFd channel) : channel_(std::move(channel)), owner_(::getpid()) {}
+
 PoolClient::~PoolClient() {
-  if (!channel_) return;
+  if (!channel_ || owner_ != ::getpid() || !alive_) return;
   Msg quit;
   quit.type = kQuit;
   send_msg(channel_.get(), quit);
@@ -176,46 +197,58 @@ PoolClient::~PoolClient() {
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     Msg m;
-    const ssize_t n = ::recv(channel_.get(), &m, sizeof m, 0);
-    if (n <= 0) break;  // closed: done
+    UniqueFd fds[2];
+    if (recv_with_fds(channel_.get(), &m, sizeof m, fds) <= 0) break;  // closed: done
   }
 }
 
 void PoolClient::drain(int timeout_ms) {
-  for (;;) {
+  while (alive_) {
     pollfd p{channel_.get(), POLLIN, 0};
     const int r = ::poll(&p, 1, timeout_ms);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return;
     Msg m;
-    const ssize_t n = ::recv(channel_.get(), &m, sizeof m, MSG_DONTWAIT);
-    if (n == 0) throw sys_error(EPIPE, "the fork-server pool process is gone");
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      throw sys_error(errno, "recv(pool)");
+    UniqueFd fds[2];
+    const ssize_t n = recv_with_fds(channel_.get(), &m, sizeof m, fds, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      alive_ = false;  // the pool is gone; its workers follow it (their death signal)
+      return;
     }
-    if (m.type == kDied) deaths_.push_back({m.id, m.pid, ExitStatus{m.signaled != 0, m.value}});
-    else if (m.type == kSpawned) spawned_.emplace_back(m.id, m.pid);
-    else if (m.type == kSpawnFailed) spawned_.emplace_back(m.id, -m.value);
+    if (n < 0) continue;
+    if (m.type == kDied) {
+      deaths_.push_back({m.id, m.pid, ExitStatus{m.signaled != 0, m.value}});
+    } else if (m.type == kSpawned) {
+      spawned_.emplace_back(m.id, Spawned{m.pid, std::move(fds[0])});
+    } else if (m.type == kSpawnFailed) {
+      spawned_.emplace_back(m.id, Spawned{-m.value, {}});
+    }
     timeout_ms = 0;  // only the first wait blocks
   }
 }
 
-pid_t PoolClient::spawn(int id) {
+PoolClient::Spawned PoolClient::spawn(int id) {
   Msg m;
   m.type = kSpawn;
   m.id = id;
-  if (!send_msg(channel_.get(), m)) throw sys_error(errno, "send(pool spawn)");
+  if (!alive_ || !send_msg(channel_.get(), m)) {
+    alive_ = false;
+    throw posix_error(EPIPE, "send(fork-server pool): the pool is gone");
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
     for (auto it = spawned_.begin(); it != spawned_.end(); ++it) {
       if (it->first != id) continue;
-      const pid_t pid = it->second;
+      Spawned s = std::move(it->second);
       spawned_.erase(it);
-      if (pid <= 0) throw sys_error(-pid, "fork(worker " + std::to_string(id) + ") in the fork-server pool");
-      return pid;
+      if (s.pid <= 0) throw posix_error(-s.pid, "fork(worker " + std::to_string(id) + ") in the fork-server pool");
+      if (!s.pidfd) throw posix_error(EPROTO, "the fork-server pool sent no pidfd for worker " + std::to_string(id));
+      return s;
     }
-    if (std::chrono::steady_clock::now() > deadline) throw sys_error(ETIMEDOUT, "the fork-server pool did not fork worker " + std::to_string(id));
+    if (!alive_) throw posix_error(EPIPE, "the fork-server pool died while forking worker " + std::to_string(id));
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw posix_error(ETIMEDOUT, "the fork-server pool did not fork worker " + std::to_string(id));
+    }
     drain(100);
   }
 }
@@ -223,6 +256,17 @@ pid_t PoolClient::spawn(int id) {
 std::vector<PoolClient::Death> PoolClient::poll() {
   drain(0);
   return std::exchange(deaths_, {});
+}
+
+std::optional<ExitStatus> PoolClient::death_of(int id, pid_t pid) {
+  drain(0);
+  for (auto it = deaths_.begin(); it != deaths_.end(); ++it) {
+    if (it->id != id || it->pid != pid) continue;
+    const ExitStatus st = it->status;
+    deaths_.erase(it);
+    return st;
+  }
+  return std::nullopt;
 }
 
 int run_pool_host(int channel, const std::function<int(int)>& body) {
@@ -233,17 +277,20 @@ int run_pool_host(int channel, const std::function<int(int)>& body) {
     const int r = ::poll(&p, 1, 20);
     if (r > 0) {
       Msg m;
-      const ssize_t n = ::recv(channel, &m, sizeof m, 0);
+      UniqueFd unused[2];
+      const ssize_t n = recv_with_fds(channel, &m, sizeof m, unused);
       if (n <= 0) {
-        if (n < 0 && errno == EINTR) continue;
         quitting = true;  // the main process is gone
       } else if (m.type == kQuit) {
         quitting = true;
       } else if (m.type == kSpawn) {
         Msg reply;
         reply.id = m.id;
+        UniqueFd pidfd;
         try {
           WorkerProcess w = WorkerProcess::spawn([&body, id = m.id] { return body(id); });
+          pidfd.reset(pidfd_open(w.pid()));  // before any reaping: the pid is still ours
+          if (!pidfd) throw posix_error(errno, "pidfd_open");
           reply.type = kSpawned;
           reply.pid = w.pid();
           workers[m.id] = std::move(w);
@@ -251,7 +298,7 @@ int run_pool_host(int channel, const std::function<int(int)>& body) {
           reply.type = kSpawnFailed;
           reply.value = e.code().value();
         }
-        send_msg(channel, reply);
+        send_msg(channel, reply, pidfd.get());
       }
     }
     for (auto it = workers.begin(); it != workers.end();) {
@@ -272,7 +319,7 @@ int run_pool_host(int channel, const std::function<int(int)>& body) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   for (auto& [id, w] : workers) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (!w.wait_for(std::max(left, std::chrono::milliseconds(0)))) w.terminate();
+    if (!w.wait_for(std::max(left, std::chrono::milliseconds(0)))) w.terminate(std::chrono::milliseconds(500));
   }
   return 0;
 }

@@ -11,27 +11,35 @@
 //
 //   ipc::ForkServer::start(&my_pool_entry);                       // main(), first line
 //   ipc::PoolClient pool(ipc::ForkServer::open_pool(request, ring_fd));
-//   int pid = pool.spawn(0);                                      // a worker, forked by the pool
+//   auto w = pool.spawn(0);                                       // a worker, forked by the pool
 //   for (auto& d : pool.poll()) ...                               // deaths, with exit status
 //
-// Lifetimes: the server dies with the main process (PR_SET_PDEATHSIG) or when its socket
-// closes; a pool dies with the server, or when its PoolClient says QUIT / goes away, after
-// stopping its workers; workers die with their pool. Knows no dataset: the request is text.
-// PoolClient is used by one thread; ForkServer::open_pool is thread-safe.
+// Each spawned worker comes with a pidfd (opened by the pool before it could be reaped), so
+// the main process learns that a worker is gone from the kernel itself - not from the pool's
+// channel closing, which can happen while the worker still runs - and signals it without a
+// pid-reuse race.
+//
+// Lifetimes: the server dies with the main process or when its socket closes; a pool dies
+// with the server, or when its PoolClient says QUIT / goes away, after stopping its workers;
+// workers die with their pool. Knows no dataset: the request is text. A PoolClient copy in a
+// forked child of the main process does nothing on destruction. PoolClient is used by one
+// thread; ForkServer::open_pool is thread-safe.
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "ipc/unique_fd.hpp"
+#include "core/unique_handle.hpp"
 #include "ipc/worker_process.hpp"
 
 namespace ringloader::ipc {
 
 /// Runs in a pool process: serve `channel` (see run_pool_host) with workers built from
 /// `request` and the received region. Its return value is the pool's exit code.
-using PoolEntry = int (*)(const std::string& request, UniqueFd region_fd, UniqueFd channel);
+using PoolEntry = int (*)(const std::string& request, core::UniqueFd region_fd, core::UniqueFd channel);
 
 class ForkServer {
  public:
@@ -40,7 +48,8 @@ class ForkServer {
   static void start(PoolEntry entry);
   static bool running();
   /// A new pool process for `request`, handed `region_fd`; returns the channel to it.
-  static UniqueFd open_pool(const std::string& request, int region_fd);
+  /// Throws std::system_error if the server is gone.
+  static core::UniqueFd open_pool(const std::string& request, int region_fd);
 };
 
 /// The main process's end of one pool.
@@ -51,28 +60,44 @@ class PoolClient {
     pid_t pid = -1;
     ExitStatus status;
   };
+  struct Spawned {
+    pid_t pid = -1;
+    core::UniqueFd pidfd;  ///< readable once the worker has ended
+  };
 
-  explicit PoolClient(UniqueFd channel) : channel_(std::move(channel)) {}
+  explicit PoolClient(core::UniqueFd channel);
   PoolClient(const PoolClient&) = delete;
   PoolClient& operator=(const PoolClient&) = delete;
-  /// Says QUIT and waits (at most 3 s) for the pool to stop its workers and close.
+  /// In the process that opened it: says QUIT and waits (at most 3 s) for the pool to stop its
+  /// workers and close. Elsewhere: only closes the descriptor.
   ~PoolClient();
 
-  /// Forks worker `id` in the pool; its pid. Throws std::system_error if the pool fails or
-  /// does not answer within 10 s.
-  pid_t spawn(int id);
-  /// Deaths reported since the last call (never blocks).
+  /// Forks worker `id` in the pool. Throws std::system_error if the pool fails or does not
+  /// answer within 10 s.
+  Spawned spawn(int id);
+  /// Deaths reported since the last call (never blocks, never throws).
   std::vector<Death> poll();
+  /// The reported death of worker `id` with `pid`, once reported; others stay for poll().
+  std::optional<ExitStatus> death_of(int id, pid_t pid);
+  /// False once the pool's end of the channel has closed (the pool is gone).
+  bool alive() const { return alive_; }
 
  private:
   void drain(int timeout_ms);
-  UniqueFd channel_;
-  std::vector<Death> deaths_;                 ///< reported, not yet returned by poll()
-  std::vector<std::pair<int, pid_t>> spawned_;  ///< answers to spawn() not yet taken
+  core::UniqueFd channel_;
+  pid_t owner_;
+  bool alive_ = true;
+  std::vector<Death> deaths_;  ///< reported, not yet returned by poll()
+  std::vector<std::pair<int, Spawned>> spawned_;  ///< answers to spawn() not yet taken (pid < 0: -errno)
 };
 
 /// The pool's loop: forks `body(id)` for each SPAWN, reports deaths, and on QUIT or when the
 /// main process goes away waits up to 2 s for the workers, kills the rest and returns 0.
 int run_pool_host(int channel, const std::function<int(int)>& body);
+
+/// pidfd_open(2) on `pid`; -1 with errno on failure.
+int pidfd_open(pid_t pid);
+/// Has the process behind `pidfd` ended? (Polls it without waiting.)
+bool pidfd_ended(int pidfd);
 
 }  // namespace ringloader::ipc

@@ -1,5 +1,6 @@
 #include "ipc/semaphore.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <system_error>
@@ -57,19 +58,32 @@ bool Semaphore::try_wait() {
 }
 
 bool Semaphore::wait_for(std::chrono::nanoseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    switch (wait_or_signal(std::max<std::chrono::nanoseconds>(left, std::chrono::nanoseconds(0)))) {
+      case Wake::kTaken: return true;
+      case Wake::kTimedOut: return false;
+      case Wake::kSignal: break;  // resume
+    }
+  }
+}
+
+Semaphore::Wake Semaphore::wait_or_signal(std::chrono::nanoseconds timeout) {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + timeout;
   for (;;) {
     const auto now = clock::now();
-    if (now >= deadline) return try_wait();
+    if (now >= deadline) return try_wait() ? Wake::kTaken : Wake::kTimedOut;
     const auto slice = std::min<std::chrono::nanoseconds>(deadline - now, kSlice);
     // Boost 1.74 wants an absolute wall-clock ptime; recompute it every slice.
     const auto abs = boost::posix_time::microsec_clock::universal_time() +
                      boost::posix_time::microseconds(std::chrono::duration_cast<std::chrono::microseconds>(slice).count() + 1);
     try {
-      if (sem_.timed_wait(abs)) return true;
+      if (sem_.timed_wait(abs)) return Wake::kTaken;
     } catch (const boost::interprocess::interprocess_exception& e) {
       if (!is_eintr(e)) rethrow(e, "sem_timedwait");
+      return Wake::kSignal;
     }
   }
 }

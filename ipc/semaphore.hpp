@@ -32,6 +32,11 @@ class Semaphore {
   /// Waits at most `timeout` (steady clock). True if one was taken.
   [[nodiscard]] bool wait_for(std::chrono::nanoseconds timeout);
 
+  enum class Wake { kTaken, kTimedOut, kSignal };
+  /// Like wait_for, but returns kSignal as soon as a signal handler interrupts the wait, so a
+  /// caller can act on what the handler did (a Ctrl-C) at once rather than after the timeout.
+  [[nodiscard]] Wake wait_or_signal(std::chrono::nanoseconds timeout);
+
  private:
   boost::interprocess::interprocess_semaphore sem_;
 };

@@ -13,14 +13,12 @@
 #include <system_error>
 #include <utility>
 
-#include "ipc/unique_fd.hpp"
+#include "core/posix_error.hpp"
 
 namespace ringloader::ipc {
 namespace {
 
-std::system_error sys_error(int err, const std::string& what) {
-  return std::system_error(err, std::generic_category(), what);
-}
+using core::posix_error;
 
 std::string random_name() {
   std::random_device rd;  // /dev/urandom: the name must not be guessable
@@ -40,6 +38,20 @@ std::string human(uint64_t bytes) {
 
 std::string region_dir(const RegionOptions& o) { return o.dir.empty() ? std::string("/dev/shm") : o.dir; }
 
+/// A new file in `dir` that has no name from the moment it exists, or (where the filesystem
+/// has no O_TMPFILE) one whose name is removed before this returns.
+core::UniqueFd open_nameless(const std::string& dir) {
+  core::UniqueFd fd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (fd) return fd;
+  const int err = errno;
+  if (err != EOPNOTSUPP && err != EISDIR && err != EINVAL) throw posix_error(err, "open(" + dir + ", O_TMPFILE)");
+  const std::string path = dir + "/" + random_name();
+  fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) throw posix_error(errno, "open(" + path + ")");
+  if (::unlink(path.c_str()) != 0) throw posix_error(errno, "unlink(" + path + ")");
+  return fd;
+}
+
 }  // namespace
 
 RegionTooLarge::RegionTooLarge(uint64_t needed, uint64_t free, std::string where) : needed_(needed), free_(free) {
@@ -56,93 +68,49 @@ uint64_t shm_free_bytes(const RegionOptions& options) {
   }
   struct statvfs st {};
   const std::string dir = region_dir(options);
-  if (::statvfs(dir.c_str(), &st) != 0) throw sys_error(errno, "statvfs(" + dir + ")");
+  if (::statvfs(dir.c_str(), &st) != 0) throw posix_error(errno, "statvfs(" + dir + ")");
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
 SharedRegion SharedRegion::create(size_t bytes, const RegionOptions& options) {
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   bytes = (bytes + page - 1) / page * page;
+  SharedRegion r;
   if (options.anonymous) {
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw sys_error(errno, "mmap(anonymous, " + std::to_string(bytes) + ")");
-    SharedRegion r;
+    if (p == MAP_FAILED) throw posix_error(errno, "mmap(anonymous, " + std::to_string(bytes) + ")");
     r.name_ = "(anonymous)";
-    r.data_ = static_cast<std::byte*>(p);
-    r.size_ = bytes;
+    r.map_.reset({static_cast<std::byte*>(p), bytes});
     return r;
   }
+  const std::string dir = region_dir(options);
   const uint64_t free = shm_free_bytes(options);
-  if (free < bytes) throw RegionTooLarge(bytes, free, region_dir(options));
+  if (free < bytes) throw RegionTooLarge(bytes, free, dir);
 
-  SharedRegion r;
-  r.name_ = random_name();
-  UniqueFd fd;
-  std::string path;
-  if (options.dir.empty()) {
-    path = "/dev/shm/" + r.name_;
-    fd.reset(::shm_open(("/" + r.name_).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd) throw sys_error(errno, "shm_open(/" + r.name_ + ")");
-  } else {
-    path = options.dir + "/" + r.name_;
-    fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd) throw sys_error(errno, "open(" + path + ")");
-  }
-  // Unlink on every exit path from here on; the mapping keeps the memory alive.
-  auto unlink_now = [&] {
-    if (options.dir.empty()) ::shm_unlink(("/" + r.name_).c_str());
-    else ::unlink(path.c_str());
-  };
+  core::UniqueFd fd = open_nameless(dir);
+  r.name_ = dir + " (nameless)";
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
-    const int err = errno;
-    unlink_now();
-    throw sys_error(err, "ftruncate(" + path + ", " + std::to_string(bytes) + ")");
+    throw posix_error(errno, "ftruncate(" + r.name_ + ", " + std::to_string(bytes) + ")");
   }
   // Back every page now: a full tmpfs must fail here, not as SIGBUS in a worker later.
   if (const int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); err != 0) {
-    unlink_now();
-    if (err == ENOSPC) throw RegionTooLarge(bytes, shm_free_bytes(RegionOptions{options.dir, {}}), region_dir(options));
-    throw sys_error(err, "posix_fallocate(" + path + ", " + std::to_string(bytes) + ")");
+    if (err == ENOSPC) throw RegionTooLarge(bytes, shm_free_bytes(RegionOptions{options.dir, {}}), dir);
+    throw posix_error(err, "posix_fallocate(" + r.name_ + ", " + std::to_string(bytes) + ")");
   }
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
-  const int map_err = errno;
-  unlink_now();
-  if (p == MAP_FAILED) throw sys_error(map_err, "mmap(" + path + ", " + std::to_string(bytes) + ")");
-  r.data_ = static_cast<std::byte*>(p);
-  r.size_ = bytes;
+  if (p == MAP_FAILED) throw posix_error(errno, "mmap(" + r.name_ + ", " + std::to_string(bytes) + ")");
+  r.map_.reset({static_cast<std::byte*>(p), bytes});
   if (options.keep_fd) r.fd_ = std::move(fd);
   return r;
 }
 
 SharedRegion SharedRegion::attach(int fd, size_t bytes) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) throw sys_error(errno, "mmap(received region fd " + std::to_string(fd) + ")");
+  if (p == MAP_FAILED) throw posix_error(errno, "mmap(received region fd " + std::to_string(fd) + ")");
   SharedRegion r;
   r.name_ = "(received)";
-  r.data_ = static_cast<std::byte*>(p);
-  r.size_ = bytes;
+  r.map_.reset({static_cast<std::byte*>(p), bytes});
   return r;
-}
-
-SharedRegion::SharedRegion(SharedRegion&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)),
-      size_(std::exchange(o.size_, 0)),
-      name_(std::move(o.name_)),
-      fd_(std::move(o.fd_)) {}
-
-SharedRegion& SharedRegion::operator=(SharedRegion&& o) noexcept {
-  if (this != &o) {
-    if (data_) ::munmap(data_, size_);
-    data_ = std::exchange(o.data_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-    name_ = std::move(o.name_);
-    fd_ = std::move(o.fd_);
-  }
-  return *this;
-}
-
-SharedRegion::~SharedRegion() {
-  if (data_) ::munmap(data_, size_);
 }
 
 }  // namespace ringloader::ipc

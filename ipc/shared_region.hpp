@@ -1,10 +1,12 @@
 #pragma once
-// SharedRegion: one anonymous-by-name shared-memory mapping, created by the main process
-// before it forks. Created with O_EXCL, mode 0600 and an unguessable name, backed up front
-// with posix_fallocate (after a statvfs free-space check) and unlinked as soon as it is mapped:
-// forked children inherit the mapping, and a SIGKILL of anyone leaves nothing in /dev/shm.
+// SharedRegion: one shared-memory mapping with no name, created by the main process before it
+// forks. The file is created nameless (O_TMPFILE in /dev/shm or the chosen tmpfs folder; where
+// a filesystem cannot, it is created O_EXCL, mode 0600, under an unguessable name and unlinked
+// before anything else is done with it). Only then is it sized, backed up front with
+// posix_fallocate (after a statvfs free-space check) and mapped. A SIGKILL at any moment -
+// the OOM killer strikes exactly while a large ring is being backed - leaves nothing behind.
 //
-//   auto region = ipc::SharedRegion::create(64 << 20);   // throws std::system_error / length_error
+//   auto region = ipc::SharedRegion::create(64 << 20);   // throws RegionTooLarge / std::system_error
 //   std::byte* p = region.data();
 //
 // Move-only; unmaps on destruction. The object itself is used by one thread; the bytes are
@@ -14,22 +16,22 @@
 #include <optional>
 #include <string>
 
-#include "ipc/unique_fd.hpp"
+#include "core/unique_handle.hpp"
 
 namespace ringloader::ipc {
 
 struct RegionOptions {
-  /// Folder to create the region in; empty = POSIX shared memory (shm_open, i.e. /dev/shm).
+  /// Folder to create the region in; empty = POSIX shared memory (/dev/shm).
   /// A tmpfs folder works the same way (tests use a small one).
   std::string dir;
   /// Pretend the filesystem has this many free bytes (tests; also read from the environment
   /// variable RINGLOADER_TEST_SHM_FREE_BYTES when unset).
   std::optional<uint64_t> free_bytes_override;
-  /// No name at all: MAP_SHARED | MAP_ANONYMOUS (still shared with children forked later).
+  /// No file at all: MAP_SHARED | MAP_ANONYMOUS (still shared with children forked later).
   /// Used when there are no workers (num_workers = 0), so /dev/shm is not needed.
   bool anonymous = false;
-  /// Keep the (already unlinked) file descriptor open, to hand the region to a process that
-  /// is not a child (the fork server's workers). Not with `anonymous`.
+  /// Keep the file descriptor open, to hand the region to a process that is not a child (the
+  /// fork server's workers). Not with `anonymous`.
   bool keep_fd = false;
 };
 
@@ -48,7 +50,7 @@ class RegionTooLarge : public std::exception {
 
 class SharedRegion {
  public:
-  /// Creates, backs, maps and unlinks a region of `bytes` bytes (rounded up to a page).
+  /// Creates, backs and maps a nameless region of `bytes` bytes (rounded up to a page).
   /// Throws RegionTooLarge when the filesystem lacks room, std::system_error naming the
   /// failing call otherwise.
   static SharedRegion create(size_t bytes, const RegionOptions& options = {});
@@ -58,22 +60,20 @@ class SharedRegion {
   SharedRegion() = default;
   SharedRegion(const SharedRegion&) = delete;
   SharedRegion& operator=(const SharedRegion&) = delete;
-  SharedRegion(SharedRegion&& o) noexcept;
-  SharedRegion& operator=(SharedRegion&& o) noexcept;
-  ~SharedRegion();
+  SharedRegion(SharedRegion&&) noexcept = default;
+  SharedRegion& operator=(SharedRegion&&) noexcept = default;
 
-  std::byte* data() const noexcept { return data_; }
-  size_t size() const noexcept { return size_; }
-  /// The name it had while it existed (already unlinked), for messages.
+  std::byte* data() const noexcept { return map_.get().data; }
+  size_t size() const noexcept { return map_.get().size; }
+  /// Where it lives, for messages ("/dev/shm (nameless)", "(anonymous)", "(received)").
   const std::string& name() const noexcept { return name_; }
   /// The kept descriptor (keep_fd), or -1.
   int fd() const noexcept { return fd_.get(); }
 
  private:
-  std::byte* data_ = nullptr;  ///< valid mapping of size_ bytes, or null
-  size_t size_ = 0;
   std::string name_;
-  UniqueFd fd_;  ///< only with keep_fd: the unlinked file, to pass on
+  core::UniqueFd fd_;        ///< only with keep_fd: the nameless file, to pass on
+  core::UniqueMapping map_;  ///< last: unmapped first
 };
 
 /// Free bytes of the filesystem that holds shared memory regions created with `options`.

@@ -1,11 +1,12 @@
 #include "ipc/slot_ring.hpp"
 
 #include <time.h>
+#include <unistd.h>
 
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
-#include <stdexcept>
 
 namespace ringloader::ipc {
 namespace {
@@ -13,20 +14,41 @@ namespace {
 constexpr uint64_t kMagic = 0x52494e474c4f4144ULL;  // "RINGLOAD"
 constexpr size_t kPage = 4096;
 
-size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+/// a * b, or std::length_error naming `what`.
+size_t mul(size_t a, size_t b, const char* what) {
+  size_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) throw std::length_error(std::string("SlotRing: ") + what + " overflows size_t");
+  return r;
+}
+
+size_t add(size_t a, size_t b, const char* what) {
+  size_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) throw std::length_error(std::string("SlotRing: ") + what + " overflows size_t");
+  return r;
+}
+
+size_t align_up(size_t n, size_t a, const char* what) { return add(n, a - 1, what) / a * a; }
 
 struct Layout {
-  size_t slots_off, indices_off, payload_off, payload_stride, total;
+  size_t slots_off, tasks_off, task_stride, indices_off, extra_off, payload_off, payload_stride, total;
 };
 
-Layout layout_of(const SlotRing::Config& c) {
+Layout layout_of(uint32_t num_slots, uint32_t max_batch, size_t task_bytes, size_t extra_bytes, size_t payload_bytes) {
   Layout l{};
-  l.slots_off = align_up(sizeof(RingHeader), 64);
-  l.indices_off = align_up(l.slots_off + sizeof(SlotHeader) * c.num_slots, 64);
-  l.payload_off = align_up(l.indices_off + sizeof(int64_t) * c.num_slots * c.max_batch, kPage);
-  l.payload_stride = align_up(c.payload_bytes, kPage);
-  l.total = l.payload_off + l.payload_stride * c.num_slots;
+  l.slots_off = align_up(sizeof(RingHeader), 64, "header");
+  l.tasks_off = align_up(l.slots_off + sizeof(SlotHeader) * num_slots, 64, "slot headers");
+  l.task_stride = align_up(task_bytes, 64, "task_bytes");
+  l.indices_off = align_up(add(l.tasks_off, mul(l.task_stride, num_slots, "task records"), "task records"), 64, "tasks");
+  const size_t indices = mul(mul(sizeof(int64_t), num_slots, "index lists"), max_batch, "index lists");
+  l.extra_off = align_up(add(l.indices_off, indices, "index lists"), 64, "index lists");
+  l.payload_off = align_up(add(l.extra_off, extra_bytes, "extra_bytes"), kPage, "extra_bytes");
+  l.payload_stride = align_up(payload_bytes, kPage, "payload_bytes");
+  l.total = add(l.payload_off, mul(l.payload_stride, num_slots, "payloads"), "payloads");
   return l;
+}
+
+Layout layout_of(const SlotRing::Config& c) {
+  return layout_of(c.num_slots, c.max_batch, c.task_bytes, c.extra_bytes, c.payload_bytes);
 }
 
 }  // namespace
@@ -38,6 +60,7 @@ const char* slot_state_name(SlotState s) {
     case SlotState::kClaimed: return "CLAIMED";
     case SlotState::kFilled: return "FILLED";
     case SlotState::kHandedOut: return "HANDED_OUT";
+    case SlotState::kHeld: return "HELD";
   }
   return "?";
 }
@@ -59,13 +82,20 @@ SlotRing::SlotRing(const Config& c) {
   header_->magic = kMagic;
   header_->num_slots = c.num_slots;
   header_->max_batch = c.max_batch;
+  header_->task_bytes = l.task_stride;
+  header_->extra_bytes = l.payload_off - l.extra_off;
   header_->payload_bytes = c.payload_bytes;
   slots_ = reinterpret_cast<SlotHeader*>(base + l.slots_off);
-  for (uint32_t i = 0; i < c.num_slots; ++i) ::new (&slots_[i]) SlotHeader{};
+  for (uint32_t i = 0; i < c.num_slots; ++i) {
+    ::new (&slots_[i]) SlotHeader{};
+    slots_[i].progress.store(-1, std::memory_order_relaxed);
+  }
+  tasks_ = base + l.tasks_off;
   indices_ = reinterpret_cast<int64_t*>(base + l.indices_off);
+  extra_ = base + l.extra_off;
   payloads_ = base + l.payload_off;
   payload_stride_ = l.payload_stride;
-  owner_ = true;
+  owner_pid_ = static_cast<int>(::getpid());
 }
 
 SlotRing::SlotRing(int fd, size_t bytes) {
@@ -73,80 +103,115 @@ SlotRing::SlotRing(int fd, size_t bytes) {
   std::byte* base = region_.data();
   header_ = reinterpret_cast<RingHeader*>(base);
   if (header_->magic != kMagic) throw std::runtime_error("SlotRing: the received region is not a ring");
-  const Config c{header_->num_slots, header_->max_batch, header_->payload_bytes, {}};
-  const Layout l = layout_of(c);
+  const Layout l = layout_of(header_->num_slots, header_->max_batch, header_->task_bytes, header_->extra_bytes,
+                             header_->payload_bytes);
   if (l.total > bytes) throw std::runtime_error("SlotRing: the received region is smaller than its layout");
   slots_ = reinterpret_cast<SlotHeader*>(base + l.slots_off);
+  tasks_ = base + l.tasks_off;
   indices_ = reinterpret_cast<int64_t*>(base + l.indices_off);
+  extra_ = base + l.extra_off;
   payloads_ = base + l.payload_off;
   payload_stride_ = l.payload_stride;
 }
 
 SlotRing::~SlotRing() {
-  if (header_ && owner_) header_->~RingHeader();  // sem_destroy; workers are gone by now
+  if (header_ && owner_pid_ == static_cast<int>(::getpid())) header_->~RingHeader();  // sem_destroy
 }
 
-bool SlotRing::transition(uint32_t i, SlotWord from, SlotWord to) const {
+bool SlotRing::cas(uint32_t i, SlotWord from, SlotWord to) const {
   uint64_t expected = from.pack();
   return slots_[i].state.compare_exchange_strong(expected, to.pack(), std::memory_order_acq_rel, std::memory_order_acquire);
+}
+
+void SlotRing::wake_worker() const {
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in wait_for_task
+  if (header_->sleepers.load(std::memory_order_relaxed) > 0) header_->tasks.post();
 }
 
 void SlotRing::queue(uint32_t i) const {
   const SlotWord w = word(i);
   if (w.state != SlotState::kFree) throw std::logic_error(std::string("SlotRing::queue: slot is ") + slot_state_name(w.state));
-  if (!transition(i, w, {SlotState::kQueued, -1, w.ticket + 1})) throw std::logic_error("SlotRing::queue: slot changed under main");
-  header_->tasks.post();
+  slots_[i].attempts = 0;
+  slots_[i].progress.store(-1, std::memory_order_relaxed);
+  if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) throw std::logic_error("SlotRing::queue: slot changed under main");
+  wake_worker();
+}
+
+bool SlotRing::take(uint32_t i) const {
+  const SlotWord w = word(i);
+  return w.state == SlotState::kQueued && cas(i, w, {SlotState::kHeld, -1, w.ticket});
+}
+
+bool SlotRing::requeue(uint32_t i) const {
+  const SlotWord w = word(i);
+  if (w.state != SlotState::kHeld) return false;
+  slots_[i].progress.store(-1, std::memory_order_relaxed);
+  if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) return false;
+  wake_worker();
+  return true;
+}
+
+bool SlotRing::put_filled(uint32_t i) const {
+  const SlotWord w = word(i);
+  return w.state == SlotState::kHeld && cas(i, w, {SlotState::kFilled, -1, w.ticket});
 }
 
 bool SlotRing::hand_out(uint32_t i) const {
   const SlotWord w = word(i);
-  return w.state == SlotState::kFilled && transition(i, w, {SlotState::kHandedOut, w.worker, w.ticket});
+  return w.state == SlotState::kFilled && cas(i, w, {SlotState::kHandedOut, w.worker, w.ticket});
 }
 
 bool SlotRing::release(uint32_t i) const {
+  const SlotWord w = word(i);
+  return w.state == SlotState::kHandedOut && cas(i, w, {SlotState::kFree, -1, w.ticket});
+}
+
+bool SlotRing::abandon(uint32_t i) const {
   for (;;) {
     const SlotWord w = word(i);
-    if (w.state != SlotState::kHandedOut && w.state != SlotState::kFilled && w.state != SlotState::kQueued) return false;
-    if (transition(i, w, {SlotState::kFree, -1, w.ticket})) return true;
+    if (w.state != SlotState::kQueued && w.state != SlotState::kFilled && w.state != SlotState::kHeld) return false;
+    if (cas(i, w, {SlotState::kFree, -1, w.ticket})) return true;
+    // a worker claimed it (QUEUED -> CLAIMED) meanwhile: look again
   }
 }
 
-SlotRing::GiveBack SlotRing::give_back(int worker, uint32_t max_attempts) const {
-  GiveBack out;
+std::vector<SlotRing::TakenBack> SlotRing::take_back(int worker) const {
+  std::vector<TakenBack> out;
   for (uint32_t i = 0; i < num_slots(); ++i) {
     const SlotWord w = word(i);
     if (w.state != SlotState::kClaimed || w.worker != worker) continue;
-    slots_[i].attempts += 1;  // the claimant is dead or killed: nobody else writes this slot now
-    if (slots_[i].attempts >= max_attempts) {
-      if (transition(i, w, {SlotState::kClaimed, -1, w.ticket})) out.held.push_back(i);
-    } else if (transition(i, w, {SlotState::kQueued, -1, w.ticket})) {
-      header_->tasks.post();
-      out.requeued.push_back(i);
-    }
+    // The claimant is dead: nobody else writes this slot now.
+    if (!cas(i, w, {SlotState::kHeld, -1, w.ticket})) continue;
+    slots_[i].attempts += 1;
+    out.push_back({i, slots_[i].progress.exchange(-1, std::memory_order_relaxed)});
   }
   return out;
 }
 
-std::optional<uint32_t> SlotRing::try_claim(int worker, int32_t pid) const {
+void SlotRing::reclaim_all() const {
   for (uint32_t i = 0; i < num_slots(); ++i) {
     const SlotWord w = word(i);
-    if (w.state != SlotState::kQueued) continue;
-    const int32_t target = slots_[i].target_worker;  // task fields are stable while QUEUED
-    if (target >= 0 && target != worker) continue;
-    if (transition(i, w, {SlotState::kClaimed, worker, w.ticket})) {
-      slots_[i].worker_pid.store(pid, std::memory_order_relaxed);
-      slots_[i].claimed_at_ns.store(monotonic_ns(), std::memory_order_release);
-      return i;
-    }
+    if (w.state != SlotState::kHandedOut && w.state != SlotState::kFree) cas(i, w, {SlotState::kFree, -1, w.ticket});
   }
-  return std::nullopt;
 }
 
-bool SlotRing::mark_filled(uint32_t i, int worker) const {
-  const SlotWord w = word(i);
-  if (w.state != SlotState::kClaimed || w.worker != worker) return false;
-  if (!transition(i, w, {SlotState::kFilled, worker, w.ticket})) return false;
-  header_->filled.post();
+void SlotRing::wake_main() const noexcept {
+  try {
+    header_->filled.post();
+  } catch (...) {
+    // EOVERFLOW: the main process has plenty of wake-ups already
+  }
+}
+
+void SlotRing::request_shutdown(uint32_t n) const {
+  header_->shutdown.store(1, std::memory_order_release);
+  for (uint32_t k = 0; k < n; ++k) header_->tasks.post();
+}
+
+bool SlotRing::mark_filled(const Claim& c, int worker) const {
+  if (!cas(c.slot, {SlotState::kClaimed, worker, c.ticket}, {SlotState::kFilled, worker, c.ticket})) return false;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in wait_for_fill
+  if (header_->main_waiting.exchange(0, std::memory_order_relaxed) != 0) header_->filled.post();
   return true;
 }
 

@@ -1,27 +1,43 @@
 #pragma once
-// SlotRing: the shared-memory ring of batch slots. Built by the main process inside one
-// SharedRegion before any worker is forked; forked workers use the same object (inherited
-// mapping) and never destroy it.
+// SlotRing: the shared-memory ring of batch slots, and the only code that changes a slot's
+// state. Built by the main process inside one SharedRegion before any worker is forked;
+// forked workers use the same object (inherited mapping) and never destroy it.
 //
 // Region layout (every block 64-byte aligned, payloads page aligned):
-//   RingHeader | SlotHeader[num_slots] | int64 indices[num_slots][max_batch] | payload[num_slots]
+//   RingHeader | SlotHeader[num_slots] | task[num_slots][task_bytes]
+//   | int64 indices[num_slots][max_batch] | extra[extra_bytes] | payload[num_slots]
+// `task` and `extra` belong to the layer above (the loader keeps its task record - epoch,
+// seed, the worker a task is meant for - and one status record per worker there).
 //
-// A slot's life: FREE -> QUEUED(task) -> CLAIMED(worker) -> FILLED -> HANDED_OUT -> FREE.
-// (DESIGN.md's ASSIGNED(batch, worker) is QUEUED + CLAIMED.) Each step is a compare-and-swap
-// of the slot's state word. Only the main process queues, frees and gives back a dead
-// worker's claim; only a worker claims and marks filled. The task (indices, seq, epoch...) is
-// written by the main process while the slot is FREE and read-only until it is FREE again.
+// A slot's life, each step one named operation (a compare-and-swap of the slot's state word):
 //
-// Semaphores are wake-ups: `tasks` is posted once per queued slot, `filled` once per filled
-// slot. Waiters re-check the state words, which are the truth, so a count lost or left behind
-// by a dying process costs at most one short timed wait.
+//   FREE --queue--> QUEUED --try_claim--> CLAIMED(worker) --mark_filled--> FILLED
+//     ^               |  ^                    | take_back (worker dead)        | hand_out
+//     |          take |  | requeue            v                                v
+//     |               +-> HELD (main) <-------+                           HANDED_OUT
+//     |                    | put_filled --> FILLED                             |
+//     +--- release / abandon / reclaim_all -----------------------------------+
+//
+// (DESIGN.md's ASSIGNED(batch, worker) is QUEUED + CLAIMED.) Only the main process queues,
+// takes, requeues and frees; only a worker claims and marks filled. The task (record and
+// indices) is written by the main process while the slot is FREE or HELD, and is read-only
+// while QUEUED or CLAIMED. Every queue and requeue draws a new ticket, and mark_filled needs
+// the ticket of its claim: a worker whose claim was taken back can never fill the slot's next
+// task.
+//
+// Semaphores are wake-ups, posted only when someone sleeps: `tasks` when a worker is (about
+// to be) asleep in wait_for_task, `filled` when the main process is in wait_for_fill. Sleepers
+// re-check the state words, which are the truth, so a count lost or left behind by a dying
+// process costs at most one short timed wait, and the counts stay small however long the ring
+// runs (they are not a tally of batches).
 //
 //   ipc::SlotRing ring({.num_slots = 4, .max_batch = 256, .payload_bytes = 40 << 20});
-//   // main:   fill ring.indices(s), ring.slot(s).seq...; ring.queue(s);
-//   // worker: if (auto s = ring.try_claim(id)) { ...write ring.payload(*s)...; ring.mark_filled(*s, id); }
+//   // main:   write ring.indices(s), ring.task<MyTask>(s)...; ring.queue(s);
+//   // worker: if (auto c = ring.try_claim(id)) { ...write ring.payload(c->slot)...; ring.mark_filled(*c, id); }
 //
 // Thread-safe and process-safe through the state words; the task fields follow the rules above.
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -34,14 +50,17 @@
 
 namespace ringloader::ipc {
 
-enum class SlotState : uint8_t { kFree = 0, kQueued = 1, kClaimed = 2, kFilled = 3, kHandedOut = 4 };
+/// CLOCK_MONOTONIC in nanoseconds: comparable across processes of one machine.
+int64_t monotonic_ns();
+
+enum class SlotState : uint8_t { kFree = 0, kQueued = 1, kClaimed = 2, kFilled = 3, kHandedOut = 4, kHeld = 5 };
 const char* slot_state_name(SlotState s);
 
 /// Decoded state word: state | (worker + 1) << 8 | ticket << 32.
 struct SlotWord {
   SlotState state = SlotState::kFree;
   int worker = -1;      ///< the claiming / filling worker, -1 if none
-  uint32_t ticket = 0;  ///< bumped on every queue(): tells one task from the next
+  uint32_t ticket = 0;  ///< drawn anew by queue() and requeue(): tells one task from the next
 
   static SlotWord unpack(uint64_t w) {
     return {static_cast<SlotState>(w & 0xff), static_cast<int>((w >> 8) & 0xffffff) - 1, static_cast<uint32_t>(w >> 32)};
@@ -52,41 +71,36 @@ struct SlotWord {
   }
 };
 
-/// Shared-memory header of the whole ring. Layout: fixed fields, then two semaphores.
+/// Shared-memory header of the whole ring. Layout: fixed fields, counters, two semaphores.
 struct alignas(64) RingHeader {
   uint64_t magic;
   uint32_t num_slots;
   uint32_t max_batch;
-  uint64_t payload_bytes;
+  uint64_t task_bytes;     ///< per slot, 64-byte multiple
+  uint64_t extra_bytes;    ///< 64-byte multiple
+  uint64_t payload_bytes;  ///< per slot, as configured
   std::atomic<uint32_t> shutdown;    ///< set by main: workers exit
-  std::atomic<uint64_t> generation;  ///< current iteration; claims of older ones are abandoned
-  Semaphore tasks;                   ///< one post per queued slot (a wake-up)
-  Semaphore filled;                  ///< one post per filled slot (a wake-up)
+  std::atomic<int32_t> sleepers;     ///< workers in wait_for_task
+  std::atomic<uint64_t> generation;  ///< the layer above's current iteration
+  std::atomic<uint32_t> main_waiting;  ///< 1 while the main process is in wait_for_fill
+  uint32_t pad0;
+  Semaphore tasks;   ///< wakes a worker asleep in wait_for_task
+  Semaphore filled;  ///< wakes the main process asleep in wait_for_fill
 };
 
-/// Shared-memory header of one slot: 128 bytes, two cache lines (state word alone on the first).
+/// Shared-memory header of one slot: 64 bytes, one cache line.
 struct alignas(64) SlotHeader {
-  std::atomic<uint64_t> state;         ///< SlotWord packed
-  std::atomic<int64_t> claimed_at_ns;  ///< CLOCK_MONOTONIC of the claim; valid while CLAIMED
-  std::atomic<int32_t> worker_pid;     ///< pid of the claiming worker; valid while CLAIMED/FILLED
-  uint32_t pad0;
+  std::atomic<uint64_t> state;    ///< SlotWord packed
   std::atomic<int64_t> progress;  ///< free for the layer above (the loader: the sample being filled)
+  std::atomic<int64_t> claimed_at_ns;   ///< monotonic_ns() of the claim whose ticket is claim_ticket
+  std::atomic<uint32_t> claim_ticket;   ///< stamped by the claimant after its claim (0: none yet)
+  uint32_t attempts;                    ///< claims taken back from dead workers since queue(); main only
   uint64_t pad1[4];
-  // The task: written by main while FREE, read-only afterwards.
-  uint64_t seq;         ///< batch number within the iteration
-  uint64_t generation;  ///< iteration the task belongs to
-  uint64_t epoch;
-  uint64_t seed;
-  uint32_t count;         ///< number of indices
-  int32_t target_worker;  ///< -1: any worker may claim it; else only this one (stream datasets)
-  uint32_t attempts;      ///< times this task was given back after its worker died or hung
-  uint32_t flags;         ///< free for the layer above
-  uint64_t pad2[2];
 };
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free &&
               std::atomic<int32_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
-static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 128);
+static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 64);
 static_assert(std::is_standard_layout_v<RingHeader>);
 
 class SlotRing {
@@ -96,18 +110,32 @@ class SlotRing {
     uint32_t max_batch = 0;    ///< most indices one task holds
     size_t payload_bytes = 0;  ///< bytes of one slot's payload
     RegionOptions region;
+    size_t task_bytes = 64;    ///< bytes of the layer above's task record per slot
+    size_t extra_bytes = 0;    ///< bytes for the layer above, once per ring
+  };
+  /// A worker's claim: the slot and the ticket of the task it claimed.
+  struct Claim {
+    uint32_t slot = 0;
+    uint32_t ticket = 0;
+  };
+  /// A claim taken back from a dead worker: now HELD by the main process.
+  struct TakenBack {
+    uint32_t slot = 0;
+    int64_t progress = -1;  ///< what the worker had published in SlotHeader::progress
   };
 
-  /// Bytes of the shared region this config needs.
+  /// Bytes of the shared region this config needs. Throws std::length_error if it overflows.
   static size_t region_bytes(const Config& c);
 
-  /// Main process, before fork. Throws RegionTooLarge / std::system_error.
+  /// Main process, before fork. Throws RegionTooLarge / std::system_error / std::length_error.
   explicit SlotRing(const Config& c);
   /// Attaches to a ring another process created, received as a descriptor of `bytes` bytes
   /// (a fork-server pool). Does not own the semaphores: never destroys them.
   SlotRing(int fd, size_t bytes);
   SlotRing(const SlotRing&) = delete;
   SlotRing& operator=(const SlotRing&) = delete;
+  /// In the process that created the ring: destroys the semaphores (workers are gone by then).
+  /// In any other process (a fork of it): only unmaps.
   ~SlotRing();
 
   uint32_t num_slots() const { return header_->num_slots; }
@@ -117,47 +145,116 @@ class SlotRing {
   /// The region's descriptor when created with region.keep_fd, else -1.
   int region_fd() const { return region_.fd(); }
   RingHeader& ring() const { return *header_; }
-  SlotHeader& slot(uint32_t i) const { return slots_[i]; }
+  const SlotHeader& slot(uint32_t i) const { return slots_[i]; }
   std::span<int64_t> indices(uint32_t i) const { return {indices_ + size_t{i} * header_->max_batch, header_->max_batch}; }
   std::byte* payload(uint32_t i) const { return payloads_ + size_t{i} * payload_stride_; }
+  std::byte* extra() const { return extra_; }
+  /// The layer above's task record of slot i (T must fit in task_bytes and be trivially copyable).
+  template <class T>
+  T& task(uint32_t i) const {
+    static_assert(std::is_trivially_copyable_v<T> && alignof(T) <= 64);
+    return *reinterpret_cast<T*>(tasks_ + size_t{i} * header_->task_bytes);
+  }
+  /// Where the filler publishes what it is doing (the loader: the sample index being filled).
+  std::atomic<int64_t>& progress(uint32_t i) const { return slots_[i].progress; }
 
   SlotWord word(uint32_t i) const { return SlotWord::unpack(slots_[i].state.load(std::memory_order_acquire)); }
-  /// CAS the state word from exactly `from` to `to`. True on success.
-  bool transition(uint32_t i, SlotWord from, SlotWord to) const;
+  /// When the claim with `ticket` was made (monotonic_ns), if its claimant has stamped it yet.
+  std::optional<int64_t> claimed_at(uint32_t i, uint32_t ticket) const {
+    if (slots_[i].claim_ticket.load(std::memory_order_acquire) != ticket) return std::nullopt;
+    return slots_[i].claimed_at_ns.load(std::memory_order_relaxed);
+  }
 
   // --- main process ---
-  /// FREE -> QUEUED with a new ticket; posts `tasks`. The task fields must be written already.
+  /// FREE -> QUEUED with a new ticket, attempts 0; wakes a sleeping worker. The task must be
+  /// written already. Throws std::logic_error if the slot is not FREE.
   void queue(uint32_t i) const;
+  /// QUEUED -> HELD: the main process fills it itself (no workers). False if not QUEUED.
+  bool take(uint32_t i) const;
+  /// HELD -> QUEUED with a new ticket; wakes a sleeping worker. False if not HELD.
+  bool requeue(uint32_t i) const;
+  /// HELD -> FILLED: the main process wrote the payload (a result or an error). False if not HELD.
+  bool put_filled(uint32_t i) const;
   /// FILLED -> HANDED_OUT. False if the slot was not FILLED.
   bool hand_out(uint32_t i) const;
-  /// HANDED_OUT or FILLED or QUEUED -> FREE. False if the slot was in another state.
+  /// HANDED_OUT -> FREE (the Batch is done with it). False if the slot was in another state.
   bool release(uint32_t i) const;
-  /// A dead (or killed) worker's CLAIMED slots: attempts + 1; those still under
-  /// `max_attempts` go back to QUEUED (`tasks` posted), the others stay CLAIMED by nobody
-  /// (worker -1: held by the main process, which decides what they become).
-  struct GiveBack {
-    std::vector<uint32_t> requeued;
-    std::vector<uint32_t> held;
-  };
-  GiveBack give_back(int worker, uint32_t max_attempts = UINT32_MAX) const;
+  /// QUEUED, FILLED or HELD -> FREE: the task is no longer wanted. False if CLAIMED (a worker
+  /// is still writing it: it comes back through mark_filled or take_back), HANDED_OUT or FREE.
+  bool abandon(uint32_t i) const;
+  /// Every slot CLAIMED by `worker` (which is dead: nobody writes those slots any more) ->
+  /// HELD, attempts + 1. The main process then requeues, fills or abandons each.
+  std::vector<TakenBack> take_back(int worker) const;
+  /// After every worker is gone: every slot but HANDED_OUT -> FREE.
+  void reclaim_all() const;
+  /// Sleeps until `ready()` holds or a worker fills a slot, at most `timeout`. Returns kSignal
+  /// early when a signal handler interrupts the sleep. `ready` is checked after announcing
+  /// the sleep, so a fill that happens meanwhile is never slept through.
+  template <class Ready>
+  Semaphore::Wake wait_for_fill(Ready ready, std::chrono::nanoseconds timeout) const {
+    header_->main_waiting.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in mark_filled
+    if (ready()) {
+      header_->main_waiting.store(0, std::memory_order_relaxed);
+      return Semaphore::Wake::kTaken;
+    }
+    const auto w = header_->filled.wait_or_signal(timeout);
+    header_->main_waiting.store(0, std::memory_order_relaxed);
+    return w;
+  }
+  /// Wakes the main process if it sleeps in wait_for_fill. Async-signal-safe.
+  void wake_main() const noexcept;
+  /// Sets the shutdown flag (workers leave their loop) and wakes `n` sleeping workers.
+  void request_shutdown(uint32_t n) const;
+  /// Clears the shutdown flag once the workers are gone.
+  void clear_shutdown() const { header_->shutdown.store(0, std::memory_order_release); }
 
   // --- worker process ---
-  /// Claim one QUEUED slot this worker may take (QUEUED -> CLAIMED(worker)), or nothing.
-  [[nodiscard]] std::optional<uint32_t> try_claim(int worker, int32_t pid) const;
-  /// CLAIMED(worker) -> FILLED(worker); posts `filled`. False if the claim was taken away.
-  bool mark_filled(uint32_t i, int worker) const;
+  /// Claims one QUEUED slot whose task `accept(slot)` takes (QUEUED -> CLAIMED(worker)).
+  template <class Accept>
+  [[nodiscard]] std::optional<Claim> try_claim(int worker, Accept accept) const {
+    for (uint32_t i = 0; i < num_slots(); ++i) {
+      const SlotWord w = word(i);
+      if (w.state != SlotState::kQueued || !accept(i)) continue;  // the task is stable while QUEUED
+      if (cas(i, w, {SlotState::kClaimed, worker, w.ticket})) {
+        slots_[i].claimed_at_ns.store(monotonic_ns(), std::memory_order_relaxed);
+        slots_[i].claim_ticket.store(w.ticket, std::memory_order_release);
+        return Claim{i, w.ticket};
+      }
+    }
+    return std::nullopt;
+  }
+  [[nodiscard]] std::optional<Claim> try_claim(int worker) const {
+    return try_claim(worker, [](uint32_t) { return true; });
+  }
+  /// CLAIMED(worker, ticket) -> FILLED; wakes the main process if it sleeps. False if the claim
+  /// was taken back meanwhile.
+  bool mark_filled(const Claim& c, int worker) const;
+  /// Sleeps until a task `accept` takes may be QUEUED, at most `timeout`.
+  template <class Accept>
+  void wait_for_task(Accept accept, std::chrono::nanoseconds timeout) const {
+    header_->sleepers.fetch_add(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in wake_worker
+    bool any = false;
+    for (uint32_t i = 0; i < num_slots() && !any; ++i) any = word(i).state == SlotState::kQueued && accept(i);
+    if (!any && !header_->shutdown.load(std::memory_order_acquire)) (void)header_->tasks.wait_for(timeout);
+    header_->sleepers.fetch_sub(1, std::memory_order_relaxed);
+  }
 
  private:
+  bool cas(uint32_t i, SlotWord from, SlotWord to) const;
+  /// Posts `tasks` if a worker sleeps (or is about to) in wait_for_task.
+  void wake_worker() const;
+
   SharedRegion region_;  ///< owns the mapping; everything below points into it
   RingHeader* header_ = nullptr;
   SlotHeader* slots_ = nullptr;
+  std::byte* tasks_ = nullptr;
   int64_t* indices_ = nullptr;
+  std::byte* extra_ = nullptr;
   std::byte* payloads_ = nullptr;
   size_t payload_stride_ = 0;
-  bool owner_ = false;  ///< created (not attached): destroys the semaphores
+  int owner_pid_ = 0;  ///< the process that created (not attached) the ring: destroys the semaphores
 };
-
-/// CLOCK_MONOTONIC in nanoseconds: comparable across processes of one machine.
-int64_t monotonic_ns();
 
 }  // namespace ringloader::ipc

@@ -1,17 +1,21 @@
 #include "ipc/worker_process.hpp"
 
-#include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
+
+#include "core/child_setup.hpp"
+#include "core/posix_error.hpp"
 
 namespace ringloader::ipc {
 namespace {
@@ -21,40 +25,41 @@ ExitStatus decode(int wstatus) {
   return {false, WEXITSTATUS(wstatus)};
 }
 
+/// Children killed whose reaping outlived terminate()'s wait; reaped by later calls.
+std::mutex g_late_mutex;
+std::vector<pid_t> g_late;
+
+void reap_late() {
+  std::lock_guard lock(g_late_mutex);
+  std::erase_if(g_late, [](pid_t p) {
+    int ws = 0;
+    const pid_t r = ::waitpid(p, &ws, WNOHANG);
+    return r == p || (r < 0 && errno == ECHILD);
+  });
+}
+
 }  // namespace
 
 std::string ExitStatus::describe() const {
   if (signaled) return "killed by signal " + std::to_string(value) + " (" + ::strsignal(value) + ")";
+  if (value < 0) return "ended (exit status unknown)";
   return "exited with code " + std::to_string(value);
 }
 
 WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
+  reap_late();
   const pid_t parent = ::getpid();
   std::fflush(nullptr);  // buffered output must not be written twice
-  // Block every signal across fork: a signal that reaches the child before it has reset the
-  // parent's handlers would run them (a test framework's, a crash reporter's) in the child.
-  sigset_t all, old;
-  ::sigfillset(&all);
-  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  sigset_t old;
+  core::block_all_signals(old);
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    throw std::system_error(err, std::generic_category(), "fork");
+    core::restore_signals(old);
+    throw core::posix_error(err, "fork");
   }
-  if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
-    ::signal(SIGINT, SIG_IGN);
-    ::signal(SIGTERM, SIG_DFL);
-    ::signal(SIGPIPE, SIG_IGN);
-    // A crash in dataset code must end the worker by that signal so the main process can
-    // say which; the parent's handlers (a test framework's, a crash reporter's) must not run.
-    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGUSR1, SIGUSR2, SIGALRM, SIGHUP, SIGQUIT}) {
-      ::signal(sig, SIG_DFL);
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    core::become_child(parent, old);
     int rc = 70;
     try {
       rc = body();
@@ -64,29 +69,34 @@ WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
     std::fflush(nullptr);
     ::_exit(rc);
   }
+  core::restore_signals(old);
   WorkerProcess w;
   w.pid_ = pid;
+  w.owner_ = parent;
   return w;
 }
 
+bool WorkerProcess::mine() const { return pid_ > 0 && owner_ == ::getpid(); }
+
 WorkerProcess::WorkerProcess(WorkerProcess&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), status_(std::exchange(o.status_, std::nullopt)) {}
+    : pid_(std::exchange(o.pid_, -1)), owner_(std::exchange(o.owner_, -1)), status_(std::exchange(o.status_, std::nullopt)) {}
 
 WorkerProcess& WorkerProcess::operator=(WorkerProcess&& o) noexcept {
   if (this != &o) {
-    if (running()) terminate();
+    if (running() && mine()) terminate();
     pid_ = std::exchange(o.pid_, -1);
+    owner_ = std::exchange(o.owner_, -1);
     status_ = std::exchange(o.status_, std::nullopt);
   }
   return *this;
 }
 
 WorkerProcess::~WorkerProcess() {
-  if (running()) terminate();
+  if (running() && mine()) terminate();
 }
 
 std::optional<ExitStatus> WorkerProcess::poll() {
-  if (status_ || pid_ <= 0) return status_;
+  if (status_ || !mine()) return status_;
   int ws = 0;
   pid_t r;
   do {
@@ -102,27 +112,27 @@ std::optional<ExitStatus> WorkerProcess::wait_for(std::chrono::milliseconds time
   auto pause = std::chrono::microseconds(100);
   for (;;) {
     if (auto st = poll()) return st;
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    if (!mine() || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(10000));
   }
 }
 
 void WorkerProcess::kill(int sig) {
-  if (running()) ::kill(pid_, sig);
+  if (running() && mine()) ::kill(pid_, sig);
 }
 
-ExitStatus WorkerProcess::terminate() {
-  if (status_) return *status_;
-  if (pid_ <= 0) return {};
+std::optional<ExitStatus> WorkerProcess::terminate(std::chrono::milliseconds timeout) {
+  if (status_) return status_;
+  if (!mine()) return std::nullopt;
   ::kill(pid_, SIGKILL);
-  int ws = 0;
-  pid_t r;
-  do {
-    r = ::waitpid(pid_, &ws, 0);
-  } while (r < 0 && errno == EINTR);
-  status_ = r == pid_ ? decode(ws) : ExitStatus{false, -1};
-  return *status_;
+  if (auto st = wait_for(timeout)) return st;
+  // Stuck in the kernel (D state): it dies when the kernel lets it. Reap it later instead of
+  // blocking here.
+  std::lock_guard lock(g_late_mutex);
+  g_late.push_back(pid_);
+  status_ = ExitStatus{true, SIGKILL};
+  return std::nullopt;
 }
 
 int thread_count() {

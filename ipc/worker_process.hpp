@@ -1,15 +1,17 @@
 #pragma once
-// WorkerProcess: one forked child running a function, owned by the main process.
+// WorkerProcess: one forked child running a function, owned by the process that forked it.
 //
 //   auto w = ipc::WorkerProcess::spawn([&] { return run_worker(); });   // child: body, then _exit
 //   if (auto st = w.poll()) spdlog::warn("worker {} {}", w.pid(), st->describe());
 //
-// The child gets PR_SET_PDEATHSIG(SIGKILL) and checks getppid() right after fork, so it never
-// outlives the main process; it ignores SIGINT (Ctrl-C is the main process's to handle), has
-// default handlers for crash signals (so a crash is reported as that signal), and
-// leaves only through _exit(): no parent static destructor or atexit handler runs twice.
-// Destroying a live WorkerProcess SIGKILLs and reaps it: no zombie, no orphan.
-// Move-only; used by the main process's threads one at a time.
+// The child is set up by core::become_child (it dies with this process, not with the thread
+// that forked it; Ctrl-C is ours; crash signals keep their default action) and leaves only
+// through _exit(): no parent static destructor or atexit handler runs twice.
+// Destroying a live WorkerProcess SIGKILLs and reaps it, waiting a bounded time: no zombie, no
+// orphan, and no hang on a child stuck in the kernel (one that outlives the wait is reaped
+// later, by the next spawn or poll). In any process other than the one that forked the
+// child (a fork of it), every operation is a no-op: a copy never kills or reaps.
+// Move-only; used by one thread at a time.
 #include <sys/types.h>
 
 #include <chrono>
@@ -21,7 +23,7 @@ namespace ringloader::ipc {
 
 struct ExitStatus {
   bool signaled = false;
-  int value = 0;  ///< exit code, or signal number when `signaled`
+  int value = 0;  ///< exit code, or signal number when `signaled`; -1 with !signaled: unknown
   bool clean() const { return !signaled && value == 0; }
   /// "exited with code 3" / "killed by signal 9 (Killed)".
   std::string describe() const;
@@ -48,11 +50,14 @@ class WorkerProcess {
   std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout);
   /// Sends `sig` if the child is still running.
   void kill(int sig);
-  /// SIGKILL (if running) and reap, blocking.
-  ExitStatus terminate();
+  /// SIGKILL (if running) and reap, waiting at most `timeout`; nothing if the child has not
+  /// been reaped by then (a process in uninterruptible sleep): it is reaped later.
+  std::optional<ExitStatus> terminate(std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 
  private:
-  pid_t pid_ = -1;                   ///< child pid, -1 when empty
+  bool mine() const;
+  pid_t pid_ = -1;                    ///< child pid, -1 when empty
+  pid_t owner_ = -1;                  ///< the process that forked it
   std::optional<ExitStatus> status_;  ///< set once reaped
 };
 

@@ -20,6 +20,16 @@ void TensorView::check_type(size_t size, int code) const {
   }
 }
 
+Batch::Batch(Parts p)
+    : core_(std::move(p.core)),
+      slot_(p.slot),
+      count_(p.count),
+      indices_(p.indices),
+      payload_(p.payload),
+      seq_(p.seq),
+      epoch_(p.epoch),
+      skipped_(std::move(p.skipped)) {}
+
 Batch::Batch(Batch&& o) noexcept
     : core_(std::move(o.core_)),
       slot_(o.slot_),

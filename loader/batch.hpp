@@ -69,7 +69,19 @@ struct SkippedSample {
 
 class Batch {
  public:
+  /// What the loader hands a Batch (user code gets Batches from DataLoader, not from this).
+  struct Parts {
+    std::shared_ptr<detail::LoaderCore> core;  ///< releases the slot; keeps the ring mapped
+    uint32_t slot = 0;
+    size_t count = 0;
+    const int64_t* indices = nullptr;  ///< in the slot
+    std::byte* payload = nullptr;
+    uint64_t seq = 0, epoch = 0;
+    std::vector<SkippedSample> skipped;
+  };
+
   Batch() = default;
+  explicit Batch(Parts p);
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
   Batch(Batch&& o) noexcept;
@@ -101,7 +113,6 @@ class Batch {
   void release() noexcept;
 
  private:
-  friend class detail::LoaderCore;
   std::shared_ptr<detail::LoaderCore> core_;  ///< keeps the ring mapped; null when empty
   uint32_t slot_ = 0;
   size_t count_ = 0;

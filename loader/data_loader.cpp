@@ -56,6 +56,10 @@ LoaderStats DataLoader::stats() const { return core_->stats(); }
 std::string DataLoader::state() const { return core_->state(); }
 void DataLoader::load_state(const std::string& json) { core_->load_state(json); }
 
+void DataLoader::interrupt() noexcept {
+  if (core_) core_->interrupt();
+}
+
 void set_log_level(const std::string& level) { detail::set_level(level); }
 
 }  // namespace ringloader::loader

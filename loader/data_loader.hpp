@@ -25,21 +25,6 @@
 
 namespace ringloader::loader {
 
-/// A dataset named by a factory registered with ringloader::register_dataset (loader/init.hpp)
-/// and its argument string: what the fork-server start method sends to its pool.
-struct DatasetRecipe {
-  std::string factory;
-  std::string args;
-};
-
-struct LoaderStats {
-  uint64_t batches = 0;          ///< delivered, over the loader's life
-  uint64_t samples = 0;          ///< delivered
-  uint64_t worker_restarts = 0;  ///< workers that died or hung and were replaced
-  uint64_t epochs = 0;           ///< epochs started
-  uint64_t threaded_forks = 0;   ///< workers forked while this process ran other threads
-};
-
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<datasets::Dataset> dataset, LoaderOptions options = {});
@@ -101,6 +86,9 @@ class DataLoader {
   /// begin()/next() resumes that epoch. ConfigError names what differs (dataset fingerprint,
   /// world size, rank, seed, batches per epoch).
   void load_state(const std::string& json);
+  /// Makes a next() that waits (or the next call to it) throw ringloader::Interrupted soon,
+  /// leaving the loader usable. Async-signal-safe: meant for a SIGINT/SIGTERM handler.
+  void interrupt() noexcept;
   /// Samples skipped under on_error=skip, over the loader's life.
   const std::vector<SkippedSample>& skipped() const;
   LoaderStats stats() const;

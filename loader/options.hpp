@@ -46,7 +46,10 @@ struct LoaderOptions {
   size_t prefetch_factor = 2;
   /// Keep the workers alive across epochs (same pids) instead of forking them per epoch.
   bool persistent_workers = false;
-  /// A batch not filled within this gets its worker killed and is retried; 0 = no limit.
+  /// Bounds every wait of next() (PyTorch's `timeout`; 0 = no bound). Past it next() raises a
+  /// TimeoutError saying what it waited for, and nothing is lost: call next() again to go on.
+  /// Also the watchdog's limit: a worker that has held a batch (or been starting up) this long
+  /// is killed, and the batch retried; a batch that hangs `max_retries` workers is given up.
   std::chrono::milliseconds timeout{0};
   /// Runs in each worker after fork (and once in-process), after Dataset::on_worker_start.
   std::function<void(const datasets::WorkerInfo&)> worker_init_fn;
@@ -56,12 +59,36 @@ struct LoaderOptions {
   bool in_order = true;
   /// Dataset exceptions: raise at the batch's place, or skip the sample and report it.
   OnError on_error = OnError::kRaise;
-  /// A batch that takes down (or hangs) workers this many times is reported and given up.
+  /// A sample that is being filled each time a worker dies (or hangs), this many times, is
+  /// blamed: its batch is given up (BatchError / TimeoutError at its place) or, under kSkip,
+  /// the sample is dropped and reported. Deaths spread over different samples (external kills,
+  /// the OOM killer) are not blamed on any: the batch is retried.
   size_t max_retries = 3;
   /// Where the ring's shared memory lives; "" = POSIX shared memory (/dev/shm).
   std::string shm_dir;
   /// kForkServer: workers come from ringloader::init()'s server, safe in a threaded program.
   StartMethod start_method = StartMethod::kFork;
+  /// Called at least every 100 ms while next() waits, and at once when a signal interrupts the
+  /// wait. Throw from it to abandon the wait: the exception leaves next() as it is, and the
+  /// loader stays usable. (The Python binding raises KeyboardInterrupt this way.)
+  std::function<void()> interrupt_check;
+};
+
+/// A dataset named by a factory registered with ringloader::register_dataset (loader/init.hpp)
+/// and its argument string: what the fork-server start method sends to its pool.
+struct DatasetRecipe {
+  std::string factory;
+  std::string args;
+};
+
+struct LoaderStats {
+  uint64_t batches = 0;          ///< delivered, over the loader's life
+  uint64_t samples = 0;          ///< delivered
+  uint64_t worker_restarts = 0;  ///< workers that died or hung and were replaced
+  uint64_t worker_deaths = 0;    ///< workers that died (or were killed by the watchdog), replaced or not
+  uint64_t timeouts = 0;         ///< TimeoutErrors raised by next() for a wait past `timeout`
+  uint64_t epochs = 0;           ///< epochs started
+  uint64_t threaded_forks = 0;   ///< workers forked while this process ran other threads
 };
 
 }  // namespace ringloader::loader

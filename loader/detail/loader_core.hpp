@@ -1,10 +1,17 @@
 #pragma once
-// LoaderCore: the DataLoader's engine, shared by the DataLoader handle and every live Batch
-// (so the ring stays mapped while a Batch exists). Runs in the main process; its worker_main()
-// runs in forked workers on the inherited copy of this object.
+// LoaderCore: the DataLoader's engine - the hand-out path. It queues the epoch's batches into
+// free slots, waits (bounded, interruptible) for the next one, and hands it out as a Batch.
+// Workers belong to its WorkerPool, the batch order and resumable position to its EpochPlan,
+// the fate of a dead worker's batch to its Recovery, the slot protocol to the SlotRing.
+// Shared by the DataLoader handle and every live Batch (so the ring stays mapped while a
+// Batch exists). Runs in the main process; worker_main() runs in forked workers on their
+// inherited copy of this object.
 //
 // Thread-safety: start_epoch/next/shutdown from one thread; release_slot from any thread
-// (a CAS on the slot's state word).
+// (a CAS on the slot's state word); interrupt from anywhere, a signal handler included.
+// Only the process that built it touches its ring or workers: in a fork of that process
+// (Python's multiprocessing, a helper that exits) destroying a copy only unmaps.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -12,12 +19,15 @@
 #include <vector>
 
 #include "datasets/dataset.hpp"
-#include "ipc/fork_server.hpp"
 #include "ipc/slot_ring.hpp"
-#include "ipc/worker_process.hpp"
 #include "loader/batch.hpp"
-#include "loader/data_loader.hpp"
+#include "loader/detail/epoch_plan.hpp"
+#include "loader/detail/records.hpp"
+#include "loader/detail/recovery.hpp"
+#include "loader/detail/resolved_options.hpp"
 #include "loader/detail/slot_layout.hpp"
+#include "loader/detail/worker_pool.hpp"
+#include "loader/options.hpp"
 
 namespace ringloader::loader::detail {
 
@@ -30,98 +40,74 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
 
   void start_epoch();
   std::optional<Batch> next();
-  /// Abandons the epoch and stops the workers. Idempotent.
+  /// Abandons the epoch and stops the workers: bounded (seconds), never throws, never
+  /// respawns. Idempotent. In a process other than the creator: nothing.
   void shutdown() noexcept;
-  void release_slot(uint32_t slot) noexcept { ring_->release(slot); }
+  void release_slot(uint32_t slot) noexcept;
+  /// Makes the current (or next) wait of next() throw Interrupted. Async-signal-safe.
+  void interrupt() noexcept;
 
   const SlotLayout& layout() const { return layout_; }
-  size_t size() const;
-  void set_epoch(uint64_t e) { next_epoch_ = e; }
-  uint64_t epoch() const { return epoch_; }
-  uint64_t seed() const { return seed_; }
+  size_t size() const { return plan_.batches_per_epoch(); }
+  void set_epoch(uint64_t e) { plan_.set_next_epoch(e); }
+  uint64_t epoch() const { return plan_.epoch(); }
+  uint64_t seed() const { return plan_.seed(); }
   size_t num_slots() const { return ring_->num_slots(); }
   size_t ring_bytes() const { return ring_->region_size(); }
   std::vector<int> worker_pids() const;
   const std::vector<SkippedSample>& skipped() const { return skipped_; }
-  LoaderStats stats() const { return stats_; }
-  std::string state() const;
+  LoaderStats stats() const;
+  std::string state() const { return plan_.state(active_); }
   void load_state(const std::string& json);
 
  private:
-  /// One worker: our child (kFork) or a fork-server pool's (remote_pid).
-  struct Worker {
-    ipc::WorkerProcess proc;  ///< kFork: reaped on destruction
-    int id = 0;
-    pid_t remote_pid = -1;                       ///< kForkServer: the pool's child
-    std::optional<ipc::ExitStatus> remote_status;  ///< kForkServer: reported by the pool
-    pid_t pid() const { return remote_pid > 0 ? remote_pid : proc.pid(); }
-    bool running() const { return remote_pid > 0 ? !remote_status : proc.running(); }
-  };
-  std::optional<ipc::ExitStatus> poll_worker(Worker& w);
-  void kill_worker(Worker& w, int sig);
-
   bool stream() const { return stream_ds_ != nullptr; }
-  size_t workers_wanted() const { return opts_.num_workers; }
-  void start_workers();
-  void spawn_worker(int id);
-  void stop_workers() noexcept;
-  void abandon_epoch();
+  bool mine() const;
+  void abandon_epoch() noexcept;
   void end_epoch();
   /// Queues planned batches into FREE slots.
   void refill();
-  /// Reaps dead workers: gives their batches back, replaces them, enforces max_retries.
-  void check_workers();
-  /// Kills workers whose claim is older than `timeout`.
-  void check_timeouts();
+  /// Reaps dead workers (their batches retried or given up), replaces them, runs the
+  /// watchdog. Throws WorkerError when the respawn budget is spent.
+  void supervise();
   /// In-process (num_workers = 0): fills slot `s` now.
   void fill_inline(uint32_t s);
-  std::optional<uint32_t> pick_ready();
+  /// The slot to hand out next (in_order: the next batch in sequence, whatever its state).
+  std::optional<uint32_t> pick_ready() const;
+  bool ready_now() const;
+  void check_interrupt();
   [[noreturn]] void throw_held_error() const;
+  [[noreturn]] void throw_timeout(int64_t waited_ns);
   std::string describe_task(uint32_t s) const;
+  std::string source_of(int64_t index) const;
   std::string dataset_fingerprint() const;
-  int rank() const;
-  int world_size() const;
-  std::string describe_culprits(uint32_t s) const;
-  /// A batch that reached max_retries: its error, or (skip) a retry without the culprits.
-  void give_up(uint32_t s, int pid, const ipc::ExitStatus& st);
   /// FILLED -> HANDED_OUT: the Batch, nothing for an empty batch; throws a dataset error.
   std::optional<Batch> hand_out(uint32_t s);
-
   int worker_main(int id);
+  WorkerRecord* records() const { return reinterpret_cast<WorkerRecord*>(ring_->extra()); }
 
-  // Member order is teardown order (reverse): workers die before the ring is unmapped.
-  LoaderOptions opts_;
+  // Member order is teardown order (reverse): the pool stops before the ring is unmapped.
+  ResolvedOptions opts_;
   std::shared_ptr<datasets::Dataset> map_ds_;
   std::shared_ptr<datasets::IterableDataset> stream_ds_;
-  std::shared_ptr<BatchSampler> batch_sampler_;
+  std::optional<DatasetRecipe> recipe_;
   datasets::Schema schema_;
   SlotLayout layout_;
-  uint64_t seed_ = 0;
-  size_t batch_capacity_ = 0;
   std::unique_ptr<ipc::SlotRing> ring_;
-  std::optional<DatasetRecipe> recipe_;
-  std::unique_ptr<ipc::PoolClient> pool_;  ///< kForkServer: the pool that forks our workers
-  std::vector<Worker> workers_;
-  int parent_pid_ = 0;
+  EpochPlan plan_;
+  std::unique_ptr<Recovery> recovery_;
+  std::unique_ptr<WorkerPool> pool_;  ///< null when num_workers = 0
+  int owner_pid_ = 0;
+  std::atomic<bool> interrupt_{false};
+  static_assert(std::atomic<bool>::is_always_lock_free);
 
   // Iteration state (main process).
   bool active_ = false;
   bool inproc_started_ = false;
   uint64_t generation_ = 0;
-  uint64_t next_epoch_ = 0;
-  uint64_t epoch_ = 0;
-  BatchPlan plan_;                 ///< this epoch's batches still to queue (all, or those a resume left)
-  std::vector<uint64_t> plan_seq_;  ///< plan_ batch b is batch plan_seq_[b] of the full epoch
-  size_t epoch_batches_ = 0;        ///< batches in the full epoch
-  std::vector<uint8_t> done_;       ///< by full-epoch seq: returned (or raised) this epoch
-  std::optional<std::vector<uint8_t>> resume_done_;  ///< from load_state, for epoch resume_epoch_
-  uint64_t resume_epoch_ = 0;
-  uint64_t queued_ = 0;     ///< batches queued so far this epoch (= next seq to queue)
+  uint64_t queued_ = 0;     ///< batches queued so far this epoch (= index of the next in the plan)
   uint64_t delivered_ = 0;  ///< batches consumed (delivered, raised, or empty) this epoch
-  std::vector<int64_t> slot_seq_;  ///< seq of this epoch's task in slot i, -1 if none
-  std::vector<uint8_t> timed_out_;  ///< slot i's last retry was a timeout kill
-  std::vector<std::vector<int64_t>> culprits_;  ///< slot i: the sample each dead worker was filling
-  std::vector<std::vector<SkippedSample>> pending_skips_;  ///< slot i: samples dropped by the main process
+  std::vector<int64_t> slot_seq_;  ///< queue order of this epoch's task in slot i, -1 if none
   // Stream datasets.
   std::vector<uint8_t> exhausted_;  ///< per worker
   size_t round_robin_ = 0;
@@ -130,8 +116,7 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
 
   std::vector<SkippedSample> skipped_;
   LoaderStats stats_;
-  bool warned_threads_ = false;
-  int64_t last_check_ns_ = 0;  ///< when check_workers last ran (it runs at least every kPoll)
+  int64_t last_check_ns_ = 0;  ///< when supervise last ran (it runs at least every kPoll)
 };
 
 }  // namespace ringloader::loader::detail

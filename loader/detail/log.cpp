@@ -1,10 +1,15 @@
 #include "loader/detail/log.hpp"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
 
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include "core/error.hpp"
+#include "loader/detail/records.hpp"
 
 namespace ringloader::loader::detail {
 namespace {
@@ -17,10 +22,7 @@ spdlog::level::level_enum parse(const std::string& s) {
   return l;
 }
 
-std::shared_ptr<spdlog::logger> make(const std::string& pattern) {
-  // Not registered with spdlog's registry: its mutex must not be shared across fork.
-  auto l = std::make_shared<spdlog::logger>("ringloader", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  l->set_pattern(pattern);
+spdlog::level::level_enum env_level() {
   spdlog::level::level_enum lvl = spdlog::level::warn;
   if (const char* env = std::getenv("RINGLOADER_LOG_LEVEL"); env && *env) {
     try {
@@ -28,7 +30,31 @@ std::shared_ptr<spdlog::logger> make(const std::string& pattern) {
     } catch (const ConfigError&) {
     }
   }
-  l->set_level(lvl);
+  return lvl;
+}
+
+/// Copies each message (its text only) into WorkerRecord::last_log.
+class LastLineSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit LastLineSink(WorkerRecord* r) : record_(r) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    const size_t n = std::min(msg.payload.size(), sizeof record_->last_log - 1);
+    std::memcpy(record_->last_log, msg.payload.data(), n);
+    record_->last_log[n] = '\0';
+  }
+  void flush_() override {}
+
+ private:
+  WorkerRecord* record_;
+};
+
+std::shared_ptr<spdlog::logger> make(const std::string& pattern) {
+  // Not registered with spdlog's registry: its mutex must not be shared across fork.
+  auto l = std::make_shared<spdlog::logger>("ringloader", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  l->set_pattern(pattern);
+  l->set_level(env_level());
   return l;
 }
 
@@ -41,10 +67,18 @@ std::shared_ptr<spdlog::logger>& instance() {
 
 spdlog::logger& log() { return *instance(); }
 
-void use_worker_logger(int worker_id) {
+void use_worker_logger(int worker_id, WorkerRecord* record) {
   const auto level = instance()->level();
-  auto l = make("[%H:%M:%S.%e] [ringloader worker " + std::to_string(worker_id) + " pid %P] [%l] %v");
-  l->set_level(level);
+  auto console = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  console->set_pattern("[%H:%M:%S.%e] [ringloader worker " + std::to_string(worker_id) + " pid %P] [%l] %v");
+  console->set_level(level);
+  auto l = std::make_shared<spdlog::logger>("ringloader", console);
+  if (record) {
+    auto last = std::make_shared<LastLineSink>(record);
+    last->set_level(spdlog::level::warn);  // kept whatever the console shows
+    l->sinks().push_back(last);
+  }
+  l->set_level(std::min(level, spdlog::level::warn));
   // The parent's logger object is left as it was (its mutex may be held by a thread that
   // does not exist here); it is never destroyed because the worker leaves through _exit.
   new (&instance()) std::shared_ptr<spdlog::logger>(std::move(l));

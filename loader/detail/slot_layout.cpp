@@ -3,6 +3,11 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <new>
+#include <system_error>
+#include <thread>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -10,11 +15,31 @@
 #include <typeinfo>
 
 #include "core/error.hpp"
+#include "core/posix_error.hpp"
 
 namespace ringloader::loader::detail {
 namespace {
 
-size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+/// Pauses before each retry of a sample that failed for want of a resource.
+constexpr std::chrono::milliseconds kResourceRetries[] = {std::chrono::milliseconds(10), std::chrono::milliseconds(100),
+                                                          std::chrono::milliseconds(500)};
+
+/// Checked size arithmetic for the layout: ConfigError naming `what` on overflow.
+struct Sizes {
+  std::string what;
+  size_t add(size_t a, size_t b) const {
+    size_t r = 0;
+    if (__builtin_add_overflow(a, b, &r)) fail();
+    return r;
+  }
+  size_t mul(size_t a, size_t b) const {
+    size_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r)) fail();
+    return r;
+  }
+  size_t align64(size_t n) const { return add(n, 63) / 64 * 64; }
+  [[noreturn]] void fail() const { throw ConfigError("a batch slot's size overflows: " + what); }
+};
 
 void copy_str(char* dst, size_t cap, const std::string& s) {
   const size_t n = std::min(cap - 1, s.size());
@@ -30,6 +55,7 @@ void reset_meta(BatchMeta* m) {
   m->error_index = -1;
   m->error_pid = 0;
   m->error_kind = ErrorKind::kSample;
+  m->error_errno = 0;
   m->error_type[0] = m->error_path[0] = m->error_message[0] = '\0';
 }
 
@@ -45,13 +71,13 @@ void prepare_targets(const SlotLayout& layout, std::byte* payload, size_t pos, S
     const auto& fd = fields[f];
     auto& tg = t.targets[f];
     if (!fd.variable) {
-      tg.data = layout.field_data(payload, f) + pos * fd.max_bytes();
-      tg.capacity = fd.max_bytes();
+      tg.data = layout.field_data(payload, f) + pos * layout.field_bytes(f);
+      tg.capacity = layout.field_bytes(f);
       tg.shape_out = nullptr;
     } else {
       int64_t* offs = layout.var_offsets(payload, f);
       tg.data = layout.field_data(payload, f) + static_cast<size_t>(offs[pos]) * datasets::dtype_size(fd.dtype);
-      tg.capacity = fd.max_bytes();
+      tg.capacity = layout.field_bytes(f);
       tg.shape_out = layout.var_shapes(payload, f) + pos * fd.shape.size();
       for (size_t d = 0; d < fd.shape.size(); ++d) tg.shape_out[d] = fd.shape[d];  // default: the largest
     }
@@ -101,12 +127,33 @@ std::string path_of(const std::string& writer_source) {
   }
 }
 
-/// Records the failure of sample `index` under the policy: a skip record (true: go on filling)
-/// or the batch's error record (false: stop).
+/// The errno of the exception being handled if it is the system running short of a resource
+/// (descriptors, memory, processes), else 0.
+int resource_errno() {
+  try {
+    throw;
+  } catch (const ResourceError& e) {
+    return e.error_number() != 0 ? e.error_number() : ENOMEM;
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  } catch (const std::system_error& e) {
+    const int v = e.code().value();
+    if ((e.code().category() == std::generic_category() || e.code().category() == std::system_category()) &&
+        core::is_resource_errno(v)) {
+      return v;
+    }
+  } catch (...) {
+  }
+  return 0;
+}
+
+/// Records the failure of sample `index`: a skip record (true: go on filling) under kSkip,
+/// else - or whatever the policy when `err` says the system ran short of a resource - the
+/// batch's error record (false: stop).
 bool record_failure(const SlotLayout& layout, std::byte* payload, const FillContext& ctx, int64_t index,
-                    const std::string& path, const std::string& type, const std::string& what) {
+                    const std::string& path, const std::string& type, const std::string& what, int err = 0) {
   BatchMeta* meta = layout.meta(payload);
-  if (ctx.on_error == OnError::kSkip) {
+  if (ctx.on_error == OnError::kSkip && err == 0) {
     // A stream can fail more samples than a batch holds: the last record then names the latest.
     const uint32_t k = std::min<uint32_t>(meta->num_skipped, static_cast<uint32_t>(layout.max_batch()) - 1);
     meta->num_skipped = k + 1;
@@ -119,6 +166,8 @@ bool record_failure(const SlotLayout& layout, std::byte* payload, const FillCont
   meta->status = BatchStatus::kError;
   meta->error_index = index;
   meta->error_pid = ctx.pid;
+  meta->error_kind = err != 0 ? ErrorKind::kResource : ErrorKind::kSample;
+  meta->error_errno = err;
   copy_str(meta->error_type, sizeof meta->error_type, type);
   copy_str(meta->error_path, sizeof meta->error_path, path);
   copy_str(meta->error_message, sizeof meta->error_message, what);
@@ -128,21 +177,28 @@ bool record_failure(const SlotLayout& layout, std::byte* payload, const FillCont
 }  // namespace
 
 SlotLayout::SlotLayout(const datasets::Schema& schema, size_t max_batch) : schema_(schema), max_batch_(max_batch) {
-  size_t off = align64(sizeof(BatchMeta));
+  const auto& fields = schema.fields;
+  Sizes z{"batch " + std::to_string(max_batch) + " x the skip and index records"};
+  size_t off = z.align64(sizeof(BatchMeta));
   skips_off_ = off;
-  off = align64(off + sizeof(SkipRecord) * max_batch);
+  off = z.align64(z.add(off, z.mul(sizeof(SkipRecord), max_batch)));
   delivered_off_ = off;
-  off = align64(off + sizeof(int64_t) * max_batch);
-  var_off_.assign(schema.fields.size(), 0);
-  for (size_t f = 0; f < schema.fields.size(); ++f) {
-    if (!schema.fields[f].variable) continue;
+  off = z.align64(z.add(off, z.mul(sizeof(int64_t), max_batch)));
+  var_off_.assign(fields.size(), 0);
+  field_bytes_.assign(fields.size(), 0);
+  for (size_t f = 0; f < fields.size(); ++f) {
+    field_bytes_[f] = fields[f].max_bytes();  // ConfigError naming the field if its shape overflows
+    if (!fields[f].variable) continue;
+    z.what = "field '" + fields[f].name + "': offsets and shapes of batch " + std::to_string(max_batch);
     var_off_[f] = off;
-    off = align64(off + sizeof(int64_t) * ((max_batch + 1) + max_batch * schema.fields[f].shape.size()));
+    off = z.align64(z.add(off, z.mul(sizeof(int64_t), z.add(z.add(max_batch, 1), z.mul(max_batch, fields[f].shape.size())))));
   }
-  data_off_.assign(schema.fields.size(), 0);
-  for (size_t f = 0; f < schema.fields.size(); ++f) {
+  data_off_.assign(fields.size(), 0);
+  for (size_t f = 0; f < fields.size(); ++f) {
+    z.what = "field '" + fields[f].name + "' " + fields[f].shape_text() + " " + datasets::dtype_name(fields[f].dtype) +
+             " x batch " + std::to_string(max_batch);
     data_off_[f] = off;
-    off = align64(off + max_batch * schema.fields[f].max_bytes());
+    off = z.align64(z.add(off, z.mul(max_batch, field_bytes_[f])));
   }
   total_ = off;
 }
@@ -199,22 +255,35 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
     datasets::SampleWriter writer(layout.schema(), t.targets,
                                   datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id});
     if (ctx.progress) ctx.progress->store(index, std::memory_order_relaxed);
-    try {
-      ds.get(static_cast<size_t>(index), writer);
-    } catch (...) {
-      std::string type;
-      const std::string what = describe_current("unknown", type);
-      std::string path = path_of(writer.source());
-      if (path.empty()) {
-        try {
-          path = ds.source(static_cast<size_t>(index));
-        } catch (...) {
+    bool ok = false;
+    for (size_t attempt = 0;; ++attempt) {
+      try {
+        ds.get(static_cast<size_t>(index), writer);
+        ok = true;
+        break;
+      } catch (...) {
+        const int err = resource_errno();
+        if (err != 0 && attempt < std::size(kResourceRetries) && !(ctx.abandoned && ctx.abandoned())) {
+          std::this_thread::sleep_for(kResourceRetries[attempt]);  // the system may recover: try again
+          prepare_targets(layout, payload, pos, t);
+          continue;
         }
+        std::string type;
+        std::string what = describe_current("unknown", type);
+        if (err != 0) what += " (tried " + std::to_string(attempt + 1) + " times; the system ran short of a resource)";
+        std::string path = path_of(writer.source());
+        if (path.empty()) {
+          try {
+            path = ds.source(static_cast<size_t>(index));
+          } catch (...) {
+          }
+        }
+        if (record_failure(layout, payload, ctx, index, path, type, what, err)) break;
+        meta->count = static_cast<uint32_t>(pos);
+        return;
       }
-      if (record_failure(layout, payload, ctx, index, path, type, what)) continue;
-      meta->count = static_cast<uint32_t>(pos);
-      return;
     }
+    if (!ok) continue;
     commit_sample(layout, payload, pos);
     delivered[pos] = index;
     ++pos;
@@ -244,10 +313,11 @@ void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, 
     try {
       got = ds.next(writer);
     } catch (...) {
+      const int err = resource_errno();  // a stream cannot retry a sample: raised at once
       std::string type;
       const std::string what = describe_current("unknown", type);
       ++stream_position;
-      if (record_failure(layout, payload, ctx, index, path_of(writer.source()), type, what)) continue;
+      if (record_failure(layout, payload, ctx, index, path_of(writer.source()), type, what, err)) continue;
       break;
     }
     if (!got) {

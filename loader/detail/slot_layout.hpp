@@ -34,7 +34,7 @@ static_assert(std::is_trivially_copyable_v<SkipRecord> && sizeof(SkipRecord) == 
 
 enum class BatchStatus : uint32_t { kOk = 0, kError = 1, kAbandoned = 2 };
 /// What kind of error a kError batch carries.
-enum class ErrorKind : uint32_t { kSample = 0, kWorker = 1, kTimeout = 2 };
+enum class ErrorKind : uint32_t { kSample = 0, kWorker = 1, kTimeout = 2, kResource = 3 };
 
 /// Header of a filled batch, written by the filler. 3 KiB + a few words.
 struct BatchMeta {
@@ -45,6 +45,8 @@ struct BatchMeta {
   int64_t error_index;   ///< valid when status == kError
   int32_t error_pid;
   ErrorKind error_kind;
+  int32_t error_errno;   ///< kResource: the errno (EMFILE, ENOMEM, ...)
+  uint32_t pad0;
   char error_type[128];
   char error_path[512];
   char error_message[2048];
@@ -54,6 +56,7 @@ static_assert(std::is_trivially_copyable_v<BatchMeta> && std::is_standard_layout
 class SlotLayout {
  public:
   SlotLayout() = default;
+  /// Throws ConfigError naming the field when a size overflows.
   SlotLayout(const datasets::Schema& schema, size_t max_batch);
 
   size_t payload_bytes() const { return total_; }
@@ -69,6 +72,8 @@ class SlotLayout {
     return var_off_[f] ? reinterpret_cast<int64_t*>(p + var_off_[f]) + max_batch_ + 1 : nullptr;
   }
   std::byte* field_data(std::byte* p, size_t f) const { return p + data_off_[f]; }
+  /// Bytes of field f's largest sample.
+  size_t field_bytes(size_t f) const { return field_bytes_[f]; }
 
  private:
   datasets::Schema schema_;
@@ -76,6 +81,7 @@ class SlotLayout {
   size_t skips_off_ = 0, delivered_off_ = 0, total_ = 0;
   std::vector<size_t> var_off_;   ///< 0 for fixed fields
   std::vector<size_t> data_off_;
+  std::vector<size_t> field_bytes_;
 };
 
 /// Everything fill_batch needs besides the dataset and the bytes.
@@ -93,7 +99,10 @@ struct FillContext {
 };
 
 /// Fills one batch of a map-style dataset. Never throws for dataset errors: they become the
-/// meta's error record (raise) or skip records (skip).
+/// meta's error record (raise) or skip records (skip). A sample that fails because the system
+/// ran short of a resource (ResourceError, std::bad_alloc, EMFILE/ENOMEM/EAGAIN) is retried a
+/// few times with a pause, then recorded as an error of kind kResource under either policy:
+/// it is never skipped as a bad sample.
 void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices,
                 const FillContext& ctx);
 

@@ -28,56 +28,77 @@ void tune_worker_heap() {
   ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
+void set_phase(WorkerRecord& rec, WorkerPhase p) {
+  rec.phase_since_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+  rec.phase.store(static_cast<uint32_t>(p), std::memory_order_release);
+}
+
 }  // namespace
 
 int run_worker(const WorkerEnv& env, int id) {
-  use_worker_logger(id);
-  tune_worker_heap();
+  WorkerRecord& rec = env.records[id];
   const int pid = static_cast<int>(::getpid());
+  rec.pid.store(pid, std::memory_order_relaxed);
+  use_worker_logger(id, &rec);
+  tune_worker_heap();
   datasets::WorkerInfo info{id, env.num_workers, env.seed, pid};
+  set_phase(rec, WorkerPhase::kStartHook);
   try {
     if (env.map_ds) env.map_ds->on_worker_start(info);
     if (env.init_fn) env.init_fn(info);
   } catch (const std::exception& e) {
-    log().error("worker {} (pid {}) failed to start: {}", id, pid, e.what());
-    return kInitFailedExit;
+    log().error("on_worker_start / worker_init_fn threw {}: {}", current_exception_type(), e.what());
+    return kStartHookFailedExit;
+  } catch (...) {
+    log().error("on_worker_start / worker_init_fn threw {}", current_exception_type());
+    return kStartHookFailedExit;
   }
-  auto& hdr = env.ring->ring();
+  set_phase(rec, WorkerPhase::kIdle);
+  const ipc::SlotRing& ring = *env.ring;
+  auto& hdr = ring.ring();
+  const auto mine = [&ring, id](uint32_t s) {
+    const int32_t target = ring.task<TaskRecord>(s).target_worker;
+    return target < 0 || target == id;
+  };
   bool exhausted = false;
   int64_t stream_pos = 0;
   uint64_t stream_gen = 0;
   for (;;) {
     if (hdr.shutdown.load(std::memory_order_acquire)) return 0;
     if (::getppid() != env.parent_pid) return 0;  // the main process is gone
-    (void)hdr.tasks.wait_for(kWorkerIdle);
     while (!hdr.shutdown.load(std::memory_order_acquire)) {
-      const auto s = env.ring->try_claim(id, pid);
-      if (!s) break;
-      const ipc::SlotHeader& sh = env.ring->slot(*s);
-      const uint64_t gen = sh.generation;
+      const auto claim = ring.try_claim(id, mine);
+      if (!claim) break;
+      set_phase(rec, WorkerPhase::kFilling);
+      const uint32_t s = claim->slot;
+      const TaskRecord& task = ring.task<TaskRecord>(s);
+      const uint64_t gen = task.generation;
       FillContext ctx;
-      ctx.epoch = sh.epoch;
-      ctx.seed = sh.seed;
+      ctx.epoch = task.epoch;
+      ctx.seed = task.seed;
       ctx.worker_id = id;
       ctx.pid = pid;
       ctx.on_error = env.on_error;
-      ctx.progress = &env.ring->slot(*s).progress;
+      ctx.progress = &ring.progress(s);
       ctx.abandoned = [&hdr, gen] {
         return hdr.generation.load(std::memory_order_relaxed) != gen || hdr.shutdown.load(std::memory_order_relaxed);
       };
       if (env.map_ds) {
-        fill_batch(*env.map_ds, *env.layout, env.ring->payload(*s), std::span<const int64_t>(env.ring->indices(*s).data(), sh.count), ctx);
+        fill_batch(*env.map_ds, *env.layout, ring.payload(s), std::span<const int64_t>(ring.indices(s).data(), task.count),
+                   ctx);
       } else {
         if (gen != stream_gen) {
-          env.stream_ds->start(info, sh.epoch);
+          env.stream_ds->start(info, task.epoch);
           exhausted = false;
           stream_pos = 0;
           stream_gen = gen;
         }
-        fill_stream_batch(*env.stream_ds, *env.layout, env.ring->payload(*s), sh.count, ctx, exhausted, stream_pos);
+        fill_stream_batch(*env.stream_ds, *env.layout, ring.payload(s), task.count, ctx, exhausted, stream_pos);
       }
-      env.ring->mark_filled(*s, id);
+      if (ring.mark_filled(*claim, id)) rec.batches.fetch_add(1, std::memory_order_relaxed);
+      set_phase(rec, WorkerPhase::kIdle);
     }
+    ring.wait_for_task(mine, kWorkerIdle);
   }
 }
 
@@ -94,7 +115,7 @@ std::string pool_request(const std::string& factory, const std::string& args, si
   return o.str();
 }
 
-int pool_main(const std::string& request, ipc::UniqueFd region_fd, ipc::UniqueFd channel) {
+int pool_main(const std::string& request, core::UniqueFd region_fd, core::UniqueFd channel) {
   std::map<std::string, std::string> kv;
   size_t pos = 0;
   while (pos < request.size()) {
@@ -109,7 +130,7 @@ int pool_main(const std::string& request, ipc::UniqueFd region_fd, ipc::UniqueFd
     kv[key] = request.substr(eq + 1, nl == std::string::npos ? std::string::npos : nl - eq - 1);
     pos = nl == std::string::npos ? request.size() : nl + 1;
   }
-  use_worker_logger(-1);
+  use_worker_logger(-1, nullptr);
   std::shared_ptr<datasets::Dataset> ds;
   try {
     ds = make_registered_dataset(kv["factory"], kv["args"]);
@@ -123,6 +144,7 @@ int pool_main(const std::string& request, ipc::UniqueFd region_fd, ipc::UniqueFd
   WorkerEnv env;
   env.ring = &ring;
   env.layout = &layout;
+  env.records = reinterpret_cast<WorkerRecord*>(ring.extra());
   env.map_ds = ds.get();
   env.on_error = static_cast<OnError>(std::stoi(kv["on_error"]));
   env.num_workers = std::stoi(kv["num_workers"]);

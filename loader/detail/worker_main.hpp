@@ -2,19 +2,21 @@
 // The worker loop, shared by workers forked from the main process and workers forked by a
 // fork-server pool. Runs in the worker process only.
 #include <functional>
+#include <string>
 
+#include "core/unique_handle.hpp"
 #include "datasets/dataset.hpp"
 #include "ipc/slot_ring.hpp"
+#include "loader/detail/records.hpp"
 #include "loader/detail/slot_layout.hpp"
 
 namespace ringloader::loader::detail {
-
-constexpr int kInitFailedExit = 3;  ///< a worker's on_worker_start / worker_init_fn threw
 
 /// What a worker needs; everything points into the worker's own (inherited) memory.
 struct WorkerEnv {
   const ipc::SlotRing* ring = nullptr;
   const SlotLayout* layout = nullptr;
+  WorkerRecord* records = nullptr;  ///< num_workers of them, in the ring's extra area
   datasets::Dataset* map_ds = nullptr;
   datasets::IterableDataset* stream_ds = nullptr;
   OnError on_error = OnError::kRaise;
@@ -29,7 +31,7 @@ int run_worker(const WorkerEnv& env, int id);
 
 /// The fork-server pool's entry point (ipc::PoolEntry): rebuilds the dataset from the
 /// request's recipe, attaches the ring and serves worker spawns.
-int pool_main(const std::string& request, ipc::UniqueFd region_fd, ipc::UniqueFd channel);
+int pool_main(const std::string& request, core::UniqueFd region_fd, core::UniqueFd channel);
 
 /// Request text for pool_main.
 std::string pool_request(const std::string& factory, const std::string& args, size_t ring_bytes, int num_workers,

@@ -3,13 +3,30 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "ipc/slot_ring.hpp"
 #include "tests/support/process_check.hpp"
 
 using namespace ringloader;
 using ipc::SlotState;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// The test's own task record: which worker may claim the slot.
+struct Task {
+  int32_t target = -1;
+  uint32_t pad[15];
+};
+
+auto for_worker(const ipc::SlotRing& ring, int id) {
+  return [&ring, id](uint32_t s) { return ring.task<Task>(s).target < 0 || ring.task<Task>(s).target == id; };
+}
+
+}  // namespace
 
 TEST_CASE("slot state words pack and unpack", "[slot_ring]") {
   ipc::SlotWord w{SlotState::kClaimed, 7, 123456};
@@ -21,74 +38,144 @@ TEST_CASE("slot state words pack and unpack", "[slot_ring]") {
 }
 
 TEST_CASE("a slot goes FREE -> QUEUED -> CLAIMED -> FILLED -> HANDED_OUT -> FREE", "[slot_ring]") {
-  ipc::SlotRing ring({.num_slots = 2, .max_batch = 4, .payload_bytes = 1000, .region = {}});
+  ipc::SlotRing ring({.num_slots = 2, .max_batch = 4, .payload_bytes = 1000});
   CHECK(reinterpret_cast<uintptr_t>(ring.payload(0)) % 64 == 0);
   CHECK(reinterpret_cast<uintptr_t>(ring.payload(1)) % 64 == 0);
-  ring.slot(0).target_worker = -1;
   ring.queue(0);
   CHECK(ring.word(0).state == SlotState::kQueued);
   CHECK_THROWS(ring.queue(0));
-  auto s = ring.try_claim(3, 99);
-  REQUIRE(s);
-  CHECK(*s == 0);
+  auto c = ring.try_claim(3);
+  REQUIRE(c);
+  CHECK(c->slot == 0);
   CHECK(ring.word(0).worker == 3);
-  CHECK(ring.slot(0).worker_pid == 99);
-  CHECK_FALSE(ring.try_claim(4, 100));
-  CHECK_FALSE(ring.mark_filled(0, 4));  // not its claim
-  CHECK(ring.mark_filled(0, 3));
-  CHECK(ring.ring().filled.try_wait());
+  CHECK(ring.claimed_at(0, c->ticket));
+  CHECK_FALSE(ring.try_claim(4));
+  CHECK_FALSE(ring.mark_filled(*c, 4));  // not its claim
+  CHECK(ring.mark_filled(*c, 3));
   CHECK(ring.hand_out(0));
   CHECK(ring.word(0).state == SlotState::kHandedOut);
+  CHECK_FALSE(ring.abandon(0));  // a Batch holds it
   CHECK(ring.release(0));
   CHECK(ring.word(0).state == SlotState::kFree);
   CHECK_FALSE(ring.release(0));
 }
 
-TEST_CASE("a dead worker's claim goes back to the queue with its attempt counted", "[slot_ring]") {
-  ipc::SlotRing ring({.num_slots = 3, .max_batch = 4, .payload_bytes = 64, .region = {}});
-  for (uint32_t i = 0; i < 3; ++i) {
-    ring.slot(i).target_worker = -1;
-    ring.queue(i);
-  }
-  REQUIRE(ring.try_claim(1, 10));
-  REQUIRE(ring.try_claim(2, 11));
-  const auto back = ring.give_back(1, 3).requeued;
+TEST_CASE("a dead worker's claim is taken back HELD - then requeued with a new ticket", "[slot_ring]") {
+  ipc::SlotRing ring({.num_slots = 3, .max_batch = 4, .payload_bytes = 64});
+  for (uint32_t i = 0; i < 3; ++i) ring.queue(i);
+  const auto c1 = ring.try_claim(1);
+  REQUIRE(c1);
+  ring.progress(c1->slot).store(42);
+  REQUIRE(ring.try_claim(2));
+  const auto back = ring.take_back(1);
   REQUIRE(back.size() == 1);
-  CHECK(ring.word(back[0]).state == SlotState::kQueued);
-  CHECK(ring.slot(back[0]).attempts == 1);
-  CHECK(ring.give_back(1).requeued.empty());
-  // At the attempt limit the slot is held for the main process instead of requeued.
-  REQUIRE(ring.try_claim(1, 10));
-  ring.slot(back[0]).attempts = 2;
-  const auto gb = ring.give_back(1, 3);
-  CHECK(gb.requeued.empty());
-  REQUIRE(gb.held.size() == 1);
-  CHECK(ring.word(gb.held[0]).state == SlotState::kClaimed);
-  CHECK(ring.word(gb.held[0]).worker == -1);
+  CHECK(back[0].slot == c1->slot);
+  CHECK(back[0].progress == 42);
+  CHECK(ring.word(c1->slot).state == SlotState::kHeld);
+  CHECK(ring.slot(c1->slot).attempts == 1);
+  CHECK(ring.take_back(1).empty());
+  CHECK(ring.requeue(c1->slot));
+  CHECK(ring.word(c1->slot).state == SlotState::kQueued);
+  CHECK(ring.word(c1->slot).ticket != c1->ticket);
+  // The old claim is void: a writer that still held it cannot mark the new task filled.
+  const auto c2 = ring.try_claim(1);
+  REQUIRE(c2);
+  CHECK(c2->slot == c1->slot);
+  CHECK_FALSE(ring.mark_filled(*c1, 1));
+  CHECK(ring.mark_filled(*c2, 1));
+}
+
+TEST_CASE("the main process fills a held slot itself or gives it up", "[slot_ring]") {
+  ipc::SlotRing ring({.num_slots = 1, .max_batch = 1, .payload_bytes = 64});
+  ring.queue(0);
+  CHECK(ring.take(0));  // in-process filling
+  CHECK(ring.word(0).state == SlotState::kHeld);
+  CHECK_FALSE(ring.try_claim(0));
+  CHECK(ring.put_filled(0));
+  CHECK(ring.word(0).state == SlotState::kFilled);
+  CHECK(ring.abandon(0));
+  CHECK(ring.word(0).state == SlotState::kFree);
+}
+
+TEST_CASE("abandon leaves a claim alone - reclaim_all frees everything but handed-out slots", "[slot_ring]") {
+  ipc::SlotRing ring({.num_slots = 3, .max_batch = 1, .payload_bytes = 64});
+  for (uint32_t i = 0; i < 3; ++i) ring.queue(i);
+  const auto a = ring.try_claim(0);
+  const auto b = ring.try_claim(0);
+  REQUIRE(a);
+  REQUIRE(b);
+  REQUIRE(ring.mark_filled(*b, 0));
+  REQUIRE(ring.hand_out(b->slot));
+  CHECK_FALSE(ring.abandon(a->slot));  // CLAIMED: a worker may still be writing it
+  ring.reclaim_all();
+  CHECK(ring.word(a->slot).state == SlotState::kFree);
+  CHECK(ring.word(b->slot).state == SlotState::kHandedOut);
 }
 
 TEST_CASE("targeted tasks are claimed only by their worker", "[slot_ring]") {
-  ipc::SlotRing ring({.num_slots = 1, .max_batch = 1, .payload_bytes = 64, .region = {}});
-  ring.slot(0).target_worker = 2;
+  ipc::SlotRing ring({.num_slots = 1, .max_batch = 1, .payload_bytes = 64});
+  ring.task<Task>(0).target = 2;
   ring.queue(0);
-  CHECK_FALSE(ring.try_claim(1, 1));
-  CHECK(ring.try_claim(2, 2));
+  CHECK_FALSE(ring.try_claim(1, for_worker(ring, 1)));
+  CHECK(ring.try_claim(2, for_worker(ring, 2)));
+}
+
+TEST_CASE("wake-up counts stay small however many batches go round", "[slot_ring][wakeups]") {
+  // Before: every queue posted `tasks` and every fill posted `filled`, so a ring whose
+  // consumer never had to wait gained one count per batch (EOVERFLOW after 2^31).
+  ipc::SlotRing ring({.num_slots = 4, .max_batch = 1, .payload_bytes = 64});
+  for (int round = 0; round < 10000; ++round) {
+    for (uint32_t s = 0; s < 4; ++s) ring.queue(s);
+    while (auto c = ring.try_claim(0)) {
+      REQUIRE(ring.mark_filled(*c, 0));
+      REQUIRE(ring.hand_out(c->slot));
+      REQUIRE(ring.release(c->slot));
+    }
+  }
+  int tasks = 0, filled = 0;
+  while (ring.ring().tasks.try_wait()) ++tasks;
+  while (ring.ring().filled.try_wait()) ++filled;
+  CHECK(tasks == 0);
+  CHECK(filled == 0);
+}
+
+TEST_CASE("a sleeping worker wakes for a queued task - a sleeping main process for a fill", "[slot_ring][wakeups]") {
+  ipc::SlotRing ring({.num_slots = 1, .max_batch = 1, .payload_bytes = 64});
+  const pid_t kid = ::fork();
+  if (kid == 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::optional<ipc::SlotRing::Claim> c;
+    while (!(c = ring.try_claim(0)) && std::chrono::steady_clock::now() - t0 < 5s) {
+      ring.wait_for_task([](uint32_t) { return true; }, 10s);
+    }
+    if (!c) ::_exit(1);
+    std::this_thread::sleep_for(50ms);
+    ::_exit(ring.mark_filled(*c, 0) ? 0 : 2);
+  }
+  std::this_thread::sleep_for(50ms);  // the worker is asleep by now
+  const auto t0 = std::chrono::steady_clock::now();
+  ring.queue(0);
+  const auto filled = [&] { return ring.word(0).state == SlotState::kFilled; };
+  while (!filled() && std::chrono::steady_clock::now() - t0 < 5s) (void)ring.wait_for_fill(filled, 10s);
+  CHECK(filled());
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);  // woken, not timed out (10 s)
+  int st = 0;
+  REQUIRE(::waitpid(kid, &st, 0) == kid);
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
 }
 
 TEST_CASE("forked workers claim every queued slot exactly once", "[slot_ring][fork]") {
   constexpr uint32_t kSlots = 64;
-  ipc::SlotRing ring({.num_slots = kSlots, .max_batch = 1, .payload_bytes = 64, .region = {}});
-  for (uint32_t i = 0; i < kSlots; ++i) {
-    ring.slot(i).target_worker = -1;
-    ring.queue(i);
-  }
+  ipc::SlotRing ring({.num_slots = kSlots, .max_batch = 1, .payload_bytes = 64});
+  for (uint32_t i = 0; i < kSlots; ++i) ring.queue(i);
   pid_t kids[4];
   for (int w = 0; w < 4; ++w) {
     kids[w] = ::fork();
     if (kids[w] == 0) {
-      while (auto s = ring.try_claim(w, ::getpid())) {
-        std::memcpy(ring.payload(*s), &w, sizeof w);
-        if (!ring.mark_filled(*s, w)) ::_exit(1);
+      while (auto c = ring.try_claim(w)) {
+        std::memcpy(ring.payload(c->slot), &w, sizeof w);
+        if (!ring.mark_filled(*c, w)) ::_exit(1);
       }
       ::_exit(0);
     }
@@ -106,4 +193,10 @@ TEST_CASE("forked workers claim every queued slot exactly once", "[slot_ring][fo
     CHECK(w == ring.word(i).worker);
   }
   CHECK(test::own_children().empty());
+}
+
+TEST_CASE("a ring whose size overflows is refused before anything is allocated", "[slot_ring]") {
+  CHECK_THROWS_AS(ipc::SlotRing({.num_slots = 4, .max_batch = 1, .payload_bytes = SIZE_MAX / 2}), std::length_error);
+  CHECK_THROWS_AS(ipc::SlotRing({.num_slots = UINT32_MAX, .max_batch = UINT32_MAX, .payload_bytes = 64}),
+                  std::length_error);
 }

@@ -1,0 +1,121 @@
+#include "loader/detail/recovery.hpp"
+
+#include <algorithm>
+
+#include "loader/detail/log.hpp"
+#include "loader/detail/records.hpp"
+
+namespace ringloader::loader::detail {
+
+Recovery::Recovery(const ipc::SlotRing& ring, const SlotLayout& layout, const ResolvedOptions& options,
+                   std::function<std::string(uint32_t)> describe_task, std::function<std::string(int64_t)> source_of)
+    : ring_(ring),
+      layout_(layout),
+      opts_(options),
+      describe_task_(std::move(describe_task)),
+      source_of_(std::move(source_of)),
+      hist_(ring.num_slots()) {}
+
+void Recovery::reset(uint32_t s) { hist_[s] = History{}; }
+
+std::vector<SkippedSample> Recovery::take_skips(uint32_t s) { return std::exchange(hist_[s].skips, {}); }
+
+std::vector<int64_t> Recovery::take_culprits(uint32_t s) {
+  std::vector<int64_t> c = std::move(hist_[s].culprits);
+  hist_[s].culprits.clear();
+  std::erase(c, -1);
+  return c;
+}
+
+std::string Recovery::describe_culprits(const History& h) const {
+  std::vector<int64_t> u = h.culprits;
+  std::erase(u, -1);
+  if (u.empty()) return {};
+  std::sort(u.begin(), u.end());
+  u.erase(std::unique(u.begin(), u.end()), u.end());
+  std::string d = ", in sample";
+  d += u.size() > 1 ? "s " : " ";
+  for (size_t i = 0; i < u.size() && i < 8; ++i) {
+    const std::string src = source_of_(u[i]);
+    d += (i ? ", " : "") + std::to_string(u[i]) + (src.empty() ? "" : " (" + src + ")");
+  }
+  return d;
+}
+
+void Recovery::on_taken_back(const WorkerDeath& d, const ipc::SlotRing::TakenBack& tb) {
+  const uint32_t s = tb.slot;
+  History& h = hist_[s];
+  h.culprits.push_back(tb.progress);
+  h.timed_out = d.killed_by_watchdog;
+  if (tb.progress >= 0 && tb.progress == h.streak_sample) {
+    ++h.streak;
+  } else {
+    h.streak_sample = tb.progress;
+    h.streak = tb.progress >= 0 ? 1 : 0;
+  }
+  const size_t attempts = ring_.slot(s).attempts;
+  const size_t max = opts_.user.max_retries;
+  std::vector<int64_t> blamed;
+  if (h.streak >= max) blamed.push_back(h.streak_sample);
+  const bool spent = attempts >= 4 * max;
+  std::string in_sample;
+  if (tb.progress >= 0) {
+    const std::string src = source_of_(tb.progress);
+    in_sample = ", in sample " + std::to_string(tb.progress) + (src.empty() ? "" : " (" + src + ")");
+  }
+  if (blamed.empty() && !spent) {
+    log().warn("{} while filling {}{}; retrying the batch (attempt {})", d.describe(), describe_task_(s), in_sample,
+               attempts + 1);
+    ring_.requeue(s);
+    return;
+  }
+  give_up(s, d, h, blamed);
+}
+
+void Recovery::give_up(uint32_t s, const WorkerDeath& d, History& h, const std::vector<int64_t>& blamed) {
+  auto& task = ring_.task<TaskRecord>(s);
+  const size_t attempts = ring_.slot(s).attempts;
+  std::string msg = describe_task_(s);
+  const std::string pid = std::to_string(d.pid);
+  if (h.timed_out) {
+    msg += " was not filled within timeout=" + std::to_string(opts_.user.timeout.count()) + " ms by " +
+           std::to_string(attempts) + " workers in turn (the last, pid " + pid + ", was killed)" +
+           (h.culprits.empty() || describe_culprits(h).empty() ? std::string("; the samples that hang are among its indices")
+                                                               : "; they hung" + describe_culprits(h));
+  } else {
+    msg += " took down " + std::to_string(attempts) + " workers (max_retries=" + std::to_string(opts_.user.max_retries) +
+           (blamed.empty() ? ", and no sample was in progress at each death" : "") + "); the last, pid " + pid + ", " +
+           d.status.describe() + (describe_culprits(h).empty() ? std::string() : "; they died" + describe_culprits(h));
+  }
+  log().error("{}", msg);
+  const std::span<const int64_t> indices(ring_.indices(s).data(), task.count);
+  if (opts_.user.on_error == OnError::kSkip) {
+    // Drop only the samples to blame (or, with none, those the workers died in); retry the rest.
+    std::vector<int64_t> drop = blamed;
+    if (drop.empty()) {
+      drop = h.culprits;
+      std::erase(drop, -1);
+    }
+    std::vector<int64_t> keep;
+    for (int64_t i : indices) {
+      if (std::find(drop.begin(), drop.end(), i) == drop.end()) keep.push_back(i);
+    }
+    if (!keep.empty() && keep.size() < indices.size()) {
+      for (int64_t i : indices) {
+        if (std::find(keep.begin(), keep.end(), i) == keep.end()) h.skips.push_back({i, source_of_(i), msg});
+      }
+      std::copy(keep.begin(), keep.end(), ring_.indices(s).begin());
+      task.count = static_cast<uint32_t>(keep.size());
+      h.culprits.clear();
+      h.streak = 0;
+      h.streak_sample = -1;
+      ring_.requeue(s);
+      return;
+    }
+  }
+  give_up_batch(layout_, ring_.payload(s), indices, h.timed_out ? ErrorKind::kTimeout : ErrorKind::kWorker, msg,
+                opts_.user.on_error);
+  ring_.put_filled(s);
+}
+
+}  // namespace ringloader::loader::detail

@@ -1,0 +1,132 @@
+#pragma once
+// WorkerPool: the one place that owns a loader's worker processes - spawn, reap, watchdog,
+// respawn budget, bounded stop - for both start methods (an ipc::Launcher hides which).
+// Main process, one thread (the loader's). What becomes of a dead worker's batches is the
+// loader's decision: service() hands them over, HELD.
+//
+//   WorkerPool pool(ring, records, std::make_unique<ipc::ForkLauncher>(body), config);
+//   pool.start();
+//   for (;;) {
+//     auto report = pool.service();          // deaths, with the batches they held
+//     ... requeue or give up report.deaths[i].held ...
+//     if (report.fatal) throw WorkerError(*report.fatal);
+//     pool.watchdog();                       // kills workers stuck past config.timeout
+//   }
+//   pool.stop();                             // bounded; also on destruction
+//
+// The budget. A worker that dies without holding a batch and without having filled one
+// since it was forked (at start-up, or idle) is "fruitless"; it is respawned (at once the first
+// time, then after 100 ms, 200 ms, ...), and the third fruitless death in a row of the same
+// worker is fatal.
+// A worker whose start hook (on_worker_start / worker_init_fn) throws is fatal at once.
+// Deaths while holding a batch are the batch's business (the loader blames a sample only when
+// deaths recur on it). A fork that fails (EAGAIN under ulimit -u) is retried with backoff; it
+// is fatal after `max_spawn_failures` in a row while no worker runs. Fatal means service()
+// reports it: the loader raises a WorkerError naming the pid, signal or exit code and the
+// worker's last log line.
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ipc/launcher.hpp"
+#include "ipc/slot_ring.hpp"
+#include "loader/detail/records.hpp"
+
+namespace ringloader::loader::detail {
+
+/// A worker that ended, and what it left.
+struct WorkerDeath {
+  int id = -1;
+  int pid = -1;
+  ipc::ExitStatus status;
+  WorkerPhase phase = WorkerPhase::kStarting;  ///< what it was doing when it died
+  std::string last_log;                        ///< its last warning or error, "" if none
+  bool killed_by_watchdog = false;             ///< past `timeout`: a hang, not a crash
+  std::vector<ipc::SlotRing::TakenBack> held;  ///< its claims, now HELD by the main process
+  /// "worker 1 (pid 123) killed by signal 9 (Killed)" (+ " while idle" when it held no batch,
+  /// + its last log line).
+  std::string describe() const;
+};
+
+struct PoolConfig {
+  size_t num_workers = 1;
+  std::chrono::milliseconds timeout{0};  ///< watchdog limit; 0 = none
+  int max_fruitless_deaths = 3;
+  int max_spawn_failures = 5;
+  bool warn_threaded_fork = true;  ///< fork start method: warn once when forking a threaded process
+  /// Describes the task in slot s for log lines ("batch 3 (indices 12,13; first file a.jpg)").
+  std::function<std::string(uint32_t)> describe_task;
+};
+
+class WorkerPool {
+ public:
+  WorkerPool(const ipc::SlotRing& ring, std::span<WorkerRecord> records, std::unique_ptr<ipc::Launcher> launcher,
+             PoolConfig config);
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  ~WorkerPool() { stop(); }
+
+  /// Forks every worker. Throws IpcError naming the worker and the failing call.
+  void start();
+  /// Started and not stopped.
+  bool running() const { return running_; }
+
+  struct Report {
+    std::vector<WorkerDeath> deaths;
+    std::optional<std::string> fatal;  ///< the budget is spent: what to raise
+  };
+  /// Reaps dead workers (taking their claims back), charges the budget, and forks the
+  /// replacements that are due. Never blocks for long and never throws for a worker's sake.
+  Report service();
+  /// Kills (SIGKILL) workers that have held a claim, or been starting up, longer than the
+  /// timeout. Their deaths come out of a later service() marked killed_by_watchdog.
+  void watchdog();
+  /// Stops every worker: asks, waits up to 2 s, SIGKILLs the rest, reaps with a bounded wait,
+  /// frees every slot not handed out. Never respawns, never throws. Only in the process that
+  /// made the pool; elsewhere (a fork of it) a no-op.
+  void stop() noexcept;
+
+  std::vector<int> pids() const;
+  /// One clause per worker for messages: "worker 0 (pid 12) in on_worker_start for 2.3 s, stopped".
+  std::string describe_workers() const;
+  uint64_t restarts() const { return restarts_; }
+  uint64_t deaths() const { return deaths_; }
+  uint64_t threaded_forks() const { return threaded_forks_; }
+
+ private:
+  struct Worker {
+    std::unique_ptr<ipc::Child> child;  ///< null while dead or not yet started
+    int fruitless = 0;                  ///< fruitless deaths in a row
+    int64_t not_before_ns = 0;          ///< backoff: no fork before this
+    bool watchdog_killed = false;
+    bool started_once = false;
+  };
+  void launch(size_t id);
+  void respawn_due(Report& r);
+  bool any_running() const;
+
+  const ipc::SlotRing& ring_;
+  std::span<WorkerRecord> records_;
+  std::unique_ptr<ipc::Launcher> launcher_;
+  PoolConfig cfg_;
+  std::vector<Worker> workers_;
+  struct Watch {
+    uint64_t key = 0;  ///< SlotWord of the claim being timed (ticket + worker), 0 = none
+    int64_t since_ns = 0;
+  };
+  std::vector<Watch> watch_;  ///< per slot: when the main process first saw its current claim
+  bool running_ = false;
+  pid_t owner_;
+  int spawn_failures_ = 0;
+  uint64_t restarts_ = 0, deaths_ = 0, threaded_forks_ = 0;
+  bool warned_threads_ = false;
+};
+
+}  // namespace ringloader::loader::detail
