@@ -11,6 +11,11 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
+# bash with pipefail: a recipe that pipes a command through a filter fails when the command
+# does, so a failed build stops `make test` instead of leaving it to run stale binaries.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 .PHONY: deps build demo test asan tsan bench clean
 
 # Open MPI is needed by the suite's mpirun test; other optional groups: fuzz, torch, plot.
@@ -19,9 +24,11 @@ DEPS_GROUPS ?= mpi
 deps:
 	@.ci/install-deps $(DEPS_GROUPS)
 
+# The build's progress lines are filtered out; grep -v exits 1 when that leaves no line (an
+# up-to-date build), which is not a failure: pipefail reports cmake's status, not grep's.
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(BUILD) -j$(JOBS) 2>&1 | grep -v -E '^(\[ *[0-9]+%\] (Building|Linking|Built)|Consolidate|Scanning)' || true
+	@cmake --build $(BUILD) -j$(JOBS) 2>&1 | { grep -v -E '^(\[ *[0-9]+%\] (Building|Linking|Built)|Consolidate|Scanning)' || true; }
 	@test -x $(BUILD)/bin/ringloader-quickstart
 
 demo: build

@@ -256,7 +256,7 @@ void print_row(const Result& r, const Options& o) {
               j["median_ips"].get<double>(), j["min_ips"].get<double>(), j["max_ips"].get<double>(),
               r.main_cpu_share * 100, r.main_peak_rss_mb, r.worker_peak_rss_mb, r.ceiling_ips,
               j["ceiling_fraction"].get<double>());
-  std::printf("%s\n", j.dump().c_str());
+  std::printf("%s\n", examples::dump_json(j).c_str());
   std::fflush(stdout);
 }
 
@@ -551,9 +551,9 @@ int main(int argc, char** argv) {
       ceilings[{d, f}] = c;
       std::printf("ceiling: %-9s %-6s %8.1f images/s on one thread (dataset get(), in-process)\n", examples::backend_name(d),
                   output_name(f), c);
-      std::printf("%s\n", json({{"bench", "ceiling"}, {"decoder", examples::backend_name(d)}, {"output", output_name(f)},
-                                {"ceiling_ips", c}, {"images", std::min(indices.size(), o.ceiling_images)}})
-                              .dump()
+      std::printf("%s\n", examples::dump_json(json({{"bench", "ceiling"}, {"decoder", examples::backend_name(d)},
+                                                     {"output", output_name(f)}, {"ceiling_ips", c},
+                                                     {"images", std::min(indices.size(), o.ceiling_images)}}))
                               .c_str());
     }
   }
@@ -594,7 +594,7 @@ int main(int argc, char** argv) {
             }
             std::printf("%-7d %-5d %-9s %-6s %9.1f %9.1f %9.1f   ringloader/PyTorch:%s\n", w, b, "pytorch", output_name(f),
                         t->median, t->min, t->max, ratios.c_str());
-            std::printf("%s\n", j.dump().c_str());
+            std::printf("%s\n", examples::dump_json(j).c_str());
             std::fflush(stdout);
             torch.push_back(*t);
           }

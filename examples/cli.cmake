@@ -1,7 +1,7 @@
 # ringloader-imagefolder (the image-folder CLI) and ringloader-bench (the throughput harness).
 # Included from examples/CMakeLists.txt, after image_gen.cmake (ringloader::image_gen).
 add_library(ringloader_cli_common STATIC ${CMAKE_CURRENT_LIST_DIR}/cli_common.cpp)
-target_link_libraries(ringloader_cli_common PUBLIC ringloader::datasets CLI11::CLI11)
+target_link_libraries(ringloader_cli_common PUBLIC ringloader::datasets CLI11::CLI11 nlohmann_json::nlohmann_json)
 target_compile_features(ringloader_cli_common PUBLIC cxx_std_20)
 ringloader_enable_warnings(ringloader_cli_common)
 ringloader_sanitize(ringloader_cli_common)

@@ -174,6 +174,10 @@ std::string one_line(const std::string& text) {
   return out;
 }
 
+std::string dump_json(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 volatile std::sig_atomic_t g_stop_signal = 0;
 
 namespace {

@@ -1,7 +1,7 @@
 #pragma once
 // What ringloader-imagefolder and ringloader-bench share: the transform a few flags describe,
-// decoder names, a streaming 64-bit hash of delivered pixels, one-line CLI11 errors, and the
-// SIGINT/SIGTERM flag both programs stop on.
+// decoder names, a streaming 64-bit hash of delivered pixels, one-line CLI11 errors, JSON output
+// that survives file names that are not UTF-8, and the SIGINT/SIGTERM flag both programs stop on.
 //
 //   examples::PixelHash h;
 //   for (auto& b : loader) h.update(b.field("image").data, b.field("image").nbytes());
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "datasets/image_decoder.hpp"
 #include "datasets/transforms.hpp"
@@ -65,6 +66,11 @@ std::vector<std::string> split_list(const std::string& text);
 
 /// A CLI11 error (which may span lines) as one line for stderr.
 std::string one_line(const std::string& text);
+
+/// `j` as one line of JSON; every byte that is not valid UTF-8 becomes U+FFFD. File names are
+/// bytes, and a plain dump() throws (type_error 316) on one that is not UTF-8: the program would
+/// abort and lose its summary. Use this for every JSON the programs print or write.
+std::string dump_json(const nlohmann::json& j);
 
 /// Set by SIGINT/SIGTERM once install_stop_handlers() ran; the programs stop at the next batch.
 extern volatile std::sig_atomic_t g_stop_signal;

@@ -443,7 +443,7 @@ void run(const Options& o, loader::DataLoader& loader, const loader::Sampler* sh
                                        {"pixel_hash", hash.save()},
                                        {"audit", audit.save()}};
             std::ofstream f(o.save_state_path);
-            f << st.dump() << '\n';
+            f << examples::dump_json(st) << '\n';
             if (!f) usage_error("--save-state " + o.save_state_path + ": cannot write");
           }
           break;
@@ -605,7 +605,7 @@ int main(int argc, char** argv) {
   if (indices_out) indices_out->flush();
   if (!o.errors_path.empty()) write_errors_tsv(o.errors_path, s);
   if (o.json) {
-    std::printf("%s\n", to_json(s).dump().c_str());
+    std::printf("%s\n", examples::dump_json(to_json(s)).c_str());
   } else {
     print_human(s, stdout);
   }

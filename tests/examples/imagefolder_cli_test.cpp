@@ -304,6 +304,62 @@ TEST_CASE("on-error raise stops at the first bad file with exit code 1", "[cli]"
   CHECK(err[0].find(".jpg") != std::string::npos);
 }
 
+namespace {
+
+// A file name is bytes: one that is not UTF-8 still gets a JSON summary, with U+FFFD for each
+// invalid byte (nlohmann::json would otherwise throw type_error 316 and abort the program).
+constexpr char kInvalidByte[] = "\xff";
+constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD in UTF-8
+
+/// A copy of the good folder at `root` plus a truncated JPEG named `name` in class_00.
+void copy_with_truncated(const std::string& root, const std::string& name) {
+  std::filesystem::copy(good_root(), root, std::filesystem::copy_options::recursive);
+  std::string jpeg;
+  for (const auto& e : std::filesystem::directory_iterator(root + "/class_01")) {
+    if (e.path().extension() == ".jpg") {
+      jpeg = slurp(e.path().string());
+      break;
+    }
+  }
+  REQUIRE(jpeg.size() > 600);
+  std::ofstream(root + "/class_00/" + name, std::ios::binary) << jpeg.substr(0, jpeg.size() / 3);
+}
+
+}  // namespace
+
+TEST_CASE("a failing file whose name is not UTF-8 is listed in the JSON summary", "[cli][utf8]") {
+  TempDir tmp;
+  const std::string root = tmp / "photos";
+  copy_with_truncated(root, std::string("broken") + kInvalidByte + "bad.jpg");
+  const auto r = run(cli({root, "--workers", "2", "--json", "-q"}));
+  INFO(r.err);
+  CHECK(r.exit_code == 1);  // a file failed: the normal code, not an abort
+  const json j = parse_json(r);
+  CHECK(j["images"] == kGood);
+  CHECK(j["skipped_samples"] == 1);
+  REQUIRE(j["errors"].size() == 1);
+  const std::string path = j["errors"][0]["path"];
+  CHECK(std::filesystem::path(path).filename() == std::string("broken") + kReplacement + "bad.jpg");
+  CHECK(std::string(j["errors"][0]["reason"]).find("truncated") != std::string::npos);
+}
+
+TEST_CASE("a dataset root whose name is not UTF-8 gets a JSON summary", "[cli][utf8]") {
+  TempDir tmp;
+  const std::string root = tmp / (std::string("root") + kInvalidByte);
+  copy_with_truncated(root, "cut.jpg");
+  const auto r = run(cli({root, "--workers", "1", "--json", "-q"}));
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  const json j = parse_json(r);
+  CHECK(j["images"] == kGood);
+  const std::string source = j["source"];
+  CHECK(source.find(std::string("root") + kReplacement) != std::string::npos);
+  CHECK(source.find(kInvalidByte) == std::string::npos);
+  REQUIRE(j["errors"].size() == 1);
+  const std::string path = j["errors"][0]["path"];
+  CHECK(path.find(std::string("root") + kReplacement + "/class_00/cut.jpg") != std::string::npos);
+}
+
 TEST_CASE("file-list reads samples from a list instead of a class tree", "[cli]") {
   TempDir tmp;
   std::ofstream list(tmp / "list.tsv");
