@@ -132,7 +132,7 @@ bool pidfd_ended(int pidfd) {
   do {
     r = ::poll(&p, 1, 0);
   } while (r < 0 && errno == EINTR);
-  return r > 0;
+  return r > 0 && (p.revents & (POLLIN | POLLHUP)) != 0;
 }
 
 void ForkServer::start(PoolEntry entry) {

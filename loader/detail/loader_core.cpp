@@ -111,6 +111,7 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
     pc.num_workers = workers;
     pc.timeout = o.timeout;
     pc.warn_threaded_fork = o.start_method == StartMethod::kFork;
+    pc.kill_stuck_claims = !stream();
     pc.describe_task = [this](uint32_t s) { return describe_task(s); };
     pool_ = std::make_unique<WorkerPool>(*ring_, std::span<WorkerRecord>(records(), workers), std::move(launcher), pc);
   }
@@ -336,11 +337,13 @@ void LoaderCore::supervise() {
   auto report = pool_->service();
   for (const auto& d : report.deaths) {
     if (d.held.empty()) log().warn("{}; replacing it", d.describe());
-    if (stream()) {
+    if (stream() && d.stream_generation == generation_ && d.stream_batches > 0) {
       abandon_epoch();
       throw WorkerError(d.describe() + " while reading a stream dataset: its shard's position is lost and a stream "
                                        "cannot replay it; the epoch is abandoned (start the next one to go on)");
     }
+    // A stream worker that had filled nothing of this epoch's shard: its replacement starts
+    // the shard from the beginning, so its batch is simply retried.
     for (const auto& tb : d.held) {
       if (slot_seq_[tb.slot] < 0) ring_->abandon(tb.slot);  // an abandoned epoch's task
       else recovery_->on_taken_back(d, tb);

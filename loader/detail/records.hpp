@@ -42,7 +42,9 @@ struct alignas(64) WorkerRecord {
   std::atomic<int32_t> pid;             ///< the worker process, 0 before it has started
   std::atomic<uint64_t> batches;        ///< batches this process has filled
   std::atomic<int64_t> phase_since_ns;  ///< monotonic_ns() of the last phase change
-  uint64_t pad0[5];
+  std::atomic<uint64_t> stream_generation;  ///< stream datasets: the iteration whose shard it reads
+  std::atomic<uint64_t> stream_batches;     ///< ... and how many batches of it it has filled
+  uint64_t pad0[3];
   /// The last warning or error the worker logged (NUL-terminated; written by the worker only,
   /// read by the main process once the worker is dead).
   char last_log[192];

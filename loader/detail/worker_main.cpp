@@ -88,6 +88,8 @@ int run_worker(const WorkerEnv& env, int id) {
                    ctx);
       } else {
         if (gen != stream_gen) {
+          rec.stream_batches.store(0, std::memory_order_relaxed);
+          rec.stream_generation.store(gen, std::memory_order_release);
           env.stream_ds->start(info, task.epoch);
           exhausted = false;
           stream_pos = 0;
@@ -95,7 +97,10 @@ int run_worker(const WorkerEnv& env, int id) {
         }
         fill_stream_batch(*env.stream_ds, *env.layout, ring.payload(s), task.count, ctx, exhausted, stream_pos);
       }
-      if (ring.mark_filled(*claim, id)) rec.batches.fetch_add(1, std::memory_order_relaxed);
+      if (ring.mark_filled(*claim, id)) {
+        rec.batches.fetch_add(1, std::memory_order_relaxed);
+        if (env.stream_ds) rec.stream_batches.fetch_add(1, std::memory_order_relaxed);
+      }
       set_phase(rec, WorkerPhase::kIdle);
     }
     ring.wait_for_task(mine, kWorkerIdle);

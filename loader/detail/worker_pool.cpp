@@ -86,12 +86,14 @@ WorkerPool::WorkerPool(const ipc::SlotRing& ring, std::span<WorkerRecord> record
       watch_(ring.num_slots()),
       owner_(::getpid()) {}
 
-void WorkerPool::launch(size_t id) {
+void WorkerPool::launch(size_t id, bool replacement) {
   WorkerRecord& rec = records_[id];
   rec.phase.store(static_cast<uint32_t>(WorkerPhase::kStarting), std::memory_order_relaxed);
   rec.pid.store(0, std::memory_order_relaxed);
   rec.batches.store(0, std::memory_order_relaxed);
   rec.phase_since_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+  rec.stream_generation.store(0, std::memory_order_relaxed);
+  rec.stream_batches.store(0, std::memory_order_relaxed);
   rec.last_log[0] = '\0';
   if (cfg_.warn_threaded_fork) {
     if (const int threads = ipc::thread_count(); threads > 1) {
@@ -109,16 +111,17 @@ void WorkerPool::launch(size_t id) {
   Worker& w = workers_[id];
   w.child = launcher_->launch(static_cast<int>(id));
   w.watchdog_killed = false;
-  if (w.started_once) ++restarts_;
-  w.started_once = true;
+  if (replacement) ++restarts_;
   log().debug("worker {} started, pid {}", id, w.child->pid());
 }
 
 void WorkerPool::start() {
   running_ = true;
+  spawn_failures_ = 0;
   for (size_t id = 0; id < workers_.size(); ++id) {
     try {
-      launch(id);
+      workers_[id] = Worker{};
+      launch(id, false);
     } catch (const std::system_error& e) {
       stop();
       throw IpcError("starting worker " + std::to_string(id) + " of " + std::to_string(workers_.size()) + ": " + e.what());
@@ -148,6 +151,8 @@ WorkerPool::Report WorkerPool::service() {
     d.last_log = last_log_of(rec);
     d.killed_by_watchdog = w.watchdog_killed;
     d.held = ring_.take_back(static_cast<int>(id));  // it is gone: nobody writes its slots now
+    d.stream_generation = rec.stream_generation.load(std::memory_order_acquire);
+    d.stream_batches = rec.stream_batches.load(std::memory_order_relaxed);
     const bool filled_any = rec.batches.load(std::memory_order_relaxed) > 0;
     w.child.reset();
     ++deaths_;
@@ -156,15 +161,20 @@ WorkerPool::Report WorkerPool::service() {
                 ") failed in on_worker_start / worker_init_fn" +
                 (d.last_log.empty() ? std::string() : ": " + d.last_log) + "; not restarting it";
     } else if (d.held.empty() && !filled_any) {
+      const bool at_start = d.phase == WorkerPhase::kStarting || d.phase == WorkerPhase::kStartHook;
       w.fruitless += 1;
-      if (w.fruitless >= cfg_.max_fruitless_deaths) {
-        r.fatal = "worker " + std::to_string(id) + " died " + std::to_string(w.fruitless) +
-                  " times in a row before filling any batch; the last, " + d.describe() + "; not restarting it";
+      w.startup_deaths = at_start ? w.startup_deaths + 1 : 0;
+      if (w.startup_deaths >= cfg_.max_startup_deaths || w.fruitless >= cfg_.max_fruitless_deaths) {
+        const int n = w.startup_deaths >= cfg_.max_startup_deaths ? w.startup_deaths : w.fruitless;
+        r.fatal = "worker " + std::to_string(id) + " died " + std::to_string(n) + " times in a row " +
+                  (at_start ? "while starting, " : "") + "before filling any batch; the last, " + d.describe() +
+                  "; not restarting it";
       } else {
-        w.not_before_ns = now + backoff_ns(w.fruitless);
+        w.not_before_ns = now + backoff_ns(std::max(w.startup_deaths, w.fruitless / 3));
       }
     } else {
       w.fruitless = 0;
+      w.startup_deaths = 0;
       w.not_before_ns = now;
     }
     r.deaths.push_back(std::move(d));
@@ -179,7 +189,7 @@ void WorkerPool::respawn_due(Report& r) {
     Worker& w = workers_[id];
     if (w.child || now < w.not_before_ns) continue;
     try {
-      launch(id);
+      launch(id, true);
       spawn_failures_ = 0;
     } catch (const std::system_error& e) {
       ++spawn_failures_;
@@ -199,7 +209,7 @@ void WorkerPool::watchdog() {
   if (!running_ || cfg_.timeout.count() <= 0) return;
   const int64_t now = ipc::monotonic_ns();
   const int64_t limit = ns(cfg_.timeout);
-  for (uint32_t s = 0; s < ring_.num_slots(); ++s) {
+  for (uint32_t s = 0; s < ring_.num_slots() && cfg_.kill_stuck_claims; ++s) {
     const ipc::SlotWord w = ring_.word(s);
     Watch& wt = watch_[s];
     if (w.state != ipc::SlotState::kClaimed || w.worker < 0 || static_cast<size_t>(w.worker) >= workers_.size()) {

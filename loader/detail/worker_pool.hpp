@@ -14,10 +14,12 @@
 //   }
 //   pool.stop();                             // bounded; also on destruction
 //
-// The budget. A worker that dies without holding a batch and without having filled one
-// since it was forked (at start-up, or idle) is "fruitless"; it is respawned (at once the first
-// time, then after 100 ms, 200 ms, ...), and the third fruitless death in a row of the same
-// worker is fatal.
+// The budget. A worker that dies without holding a batch and without having filled one since
+// it was forked is "fruitless"; it is respawned (at once the first time, then after 100 ms,
+// 200 ms, ...). Three fruitless deaths in a row of the same worker during start-up (before
+// or inside on_worker_start) are fatal, and so are ten in a row once started (a worker that
+// crashes while idle); an external kill rarely repeats that often before a worker has filled
+// anything.
 // A worker whose start hook (on_worker_start / worker_init_fn) throws is fatal at once.
 // Deaths while holding a batch are the batch's business (the loader blames a sample only when
 // deaths recur on it). A fork that fails (EAGAIN under ulimit -u) is retried with backoff; it
@@ -50,6 +52,8 @@ struct WorkerDeath {
   std::string last_log;                        ///< its last warning or error, "" if none
   bool killed_by_watchdog = false;             ///< past `timeout`: a hang, not a crash
   std::vector<ipc::SlotRing::TakenBack> held;  ///< its claims, now HELD by the main process
+  uint64_t stream_generation = 0;  ///< stream datasets: the iteration whose shard it was reading ...
+  uint64_t stream_batches = 0;     ///< ... and the batches of it it had filled
   /// "worker 1 (pid 123) killed by signal 9 (Killed)" (+ " while idle" when it held no batch,
   /// + its last log line).
   std::string describe() const;
@@ -58,9 +62,13 @@ struct WorkerDeath {
 struct PoolConfig {
   size_t num_workers = 1;
   std::chrono::milliseconds timeout{0};  ///< watchdog limit; 0 = none
-  int max_fruitless_deaths = 3;
+  int max_startup_deaths = 3;    ///< fruitless deaths in a row during start-up before it is fatal
+  int max_fruitless_deaths = 10;  ///< fruitless deaths in a row, wherever they happen
   int max_spawn_failures = 5;
   bool warn_threaded_fork = true;  ///< fork start method: warn once when forking a threaded process
+  /// Kill a worker whose claim is older than the timeout (its batch is retried). Off for
+  /// stream datasets, whose shard position a kill would lose: there next() only raises.
+  bool kill_stuck_claims = true;
   /// Describes the task in slot s for log lines ("batch 3 (indices 12,13; first file a.jpg)").
   std::function<std::string(uint32_t)> describe_task;
 };
@@ -73,7 +81,8 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
   ~WorkerPool() { stop(); }
 
-  /// Forks every worker. Throws IpcError naming the worker and the failing call.
+  /// Forks every worker (afresh: the budget starts over). Throws IpcError naming the worker
+  /// and the failing call.
   void start();
   /// Started and not stopped.
   bool running() const { return running_; }
@@ -85,8 +94,8 @@ class WorkerPool {
   /// Reaps dead workers (taking their claims back), charges the budget, and forks the
   /// replacements that are due. Never blocks for long and never throws for a worker's sake.
   Report service();
-  /// Kills (SIGKILL) workers that have held a claim, or been starting up, longer than the
-  /// timeout. Their deaths come out of a later service() marked killed_by_watchdog.
+  /// Kills (SIGKILL) workers that have held a claim (kill_stuck_claims), or been starting up,
+  /// longer than the timeout. Their deaths come out of a later service() marked killed_by_watchdog.
   void watchdog();
   /// Stops every worker: asks, waits up to 2 s, SIGKILLs the rest, reaps with a bounded wait,
   /// frees every slot not handed out. Never respawns, never throws. Only in the process that
@@ -104,11 +113,12 @@ class WorkerPool {
   struct Worker {
     std::unique_ptr<ipc::Child> child;  ///< null while dead or not yet started
     int fruitless = 0;                  ///< fruitless deaths in a row
+    int startup_deaths = 0;             ///< of which, in a row, during start-up
     int64_t not_before_ns = 0;          ///< backoff: no fork before this
     bool watchdog_killed = false;
-    bool started_once = false;
   };
-  void launch(size_t id);
+  /// Forks worker `id` (a `replacement` for a dead one counts as a restart).
+  void launch(size_t id, bool replacement);
   void respawn_due(Report& r);
   bool any_running() const;
 

@@ -23,6 +23,10 @@ class HookDataset : public datasets::SyntheticDataset {
  public:
   explicit HookDataset(size_t n) : SyntheticDataset(n, 8, 8, 3, 10) {}
   std::function<void(size_t, SampleWriter&)> before;
+  std::function<void(const datasets::WorkerInfo&)> start;
+  void on_worker_start(const datasets::WorkerInfo& info) override {
+    if (start) start(info);
+  }
   void get(size_t index, SampleWriter& out) override {
     if (before) before(index, out);
     SyntheticDataset::get(index, out);

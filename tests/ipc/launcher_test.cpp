@@ -1,0 +1,97 @@
+// Launchers: fork and fork-server workers behind one interface; a pool's worker is alive until
+// the kernel says it ended (its pidfd), not until its pool's channel closes.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "core/child_setup.hpp"
+#include "ipc/launcher.hpp"
+#include "ipc/shared_region.hpp"
+#include "tests/support/child.hpp"
+#include "tests/support/process_check.hpp"
+
+using namespace ringloader;
+using namespace std::chrono_literals;
+
+namespace {
+
+int parent_of(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(f, line);
+  const auto rp = line.rfind(')');
+  char state = 0;
+  int ppid = 0;
+  if (rp == std::string::npos || std::sscanf(line.c_str() + rp + 1, " %c %d", &state, &ppid) != 2) return -1;
+  return ppid;
+}
+
+/// A pool whose workers outlive it (they ignore the parent-death signal), so the test can
+/// close the pool's channel while a worker still runs.
+int stubborn_pool(const std::string&, core::UniqueFd, core::UniqueFd channel) {
+  return ipc::run_pool_host(channel.get(), [](int) {
+    ::signal(core::parent_death_signal(), SIG_IGN);
+    for (;;) ::pause();
+    return 0;
+  });
+}
+
+std::optional<ipc::ExitStatus> poll_for(ipc::Child& c, std::chrono::milliseconds limit) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    if (auto st = c.poll()) return st;
+    if (std::chrono::steady_clock::now() - t0 > limit) return std::nullopt;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a fork launcher's child reports its exit status and is reaped", "[launcher]") {
+  ipc::ForkLauncher launcher([](int id) { return 40 + id; });
+  auto c = launcher.launch(2);
+  const auto st = poll_for(*c, 5000ms);
+  REQUIRE(st);
+  CHECK(st->value == 42);
+  c.reset();
+  CHECK(test::own_children().empty());
+}
+
+TEST_CASE("a pool's worker counts as alive until it ends, even after its pool's channel closed", "[launcher][pool]") {
+  // Before: EOF on the pool channel marked every worker dead at once, while they could still
+  // run and write their slots.
+  const auto r = test::run_in_child(
+      [](test::Report& out) {
+        ipc::ForkServer::start(&stubborn_pool);
+        ipc::RegionOptions ro;
+        ro.keep_fd = true;
+        auto region = ipc::SharedRegion::create(1 << 16, ro);
+        ipc::PoolLauncher launcher([] { return std::string("stub"); }, region.fd());
+        auto w = launcher.launch(0);
+        const int pool = parent_of(w->pid());
+        if (pool <= 1) return 2;
+        std::this_thread::sleep_for(300ms);  // the worker has ignored its parent-death signal by now
+        ::kill(pool, SIGKILL);  // the channel closes; the worker lives on
+        if (poll_for(*w, 1500ms)) {
+          out << "reported dead while it still ran";
+          return 3;
+        }
+        if (::kill(w->pid(), 0) != 0) return 4;
+        w->kill(SIGKILL);  // through its pidfd
+        const auto st = poll_for(*w, 3000ms);
+        if (!st) {
+          out << "not reported dead after it ended";
+          return 5;
+        }
+        out << st->describe();
+        return 0;
+      },
+      20s);
+  INFO(r.text);
+  CHECK(r.code == 0);
+}
