@@ -74,6 +74,17 @@ void ImageDataset::get(size_t index, SampleWriter& out) {
   }
   const std::string file = path(index);
   out.set_source(file);
+  try {
+    load(index, file, out);
+  } catch (const ResourceError& e) {
+    // The system ran short (descriptors, memory): the loader retries or raises it, and the
+    // sample it names is the one to retry.
+    if (e.index() >= 0) throw;
+    throw ResourceError(e.what(), e.error_number(), e.path().empty() ? file : e.path(), static_cast<int64_t>(index));
+  }
+}
+
+void ImageDataset::load(size_t index, const std::string& file, SampleWriter& out) {
   std::optional<std::vector<uint8_t>> fetched;
   if (reader_ && reader_pid_ == ::getpid()) fetched = reader_->take(static_cast<int64_t>(index));
   const std::vector<uint8_t> bytes = fetched ? std::move(*fetched) : read(index);

@@ -10,7 +10,9 @@
 //
 // Schema: "image" uint8 [H, W, 3] (or float32 [3, H, W] after Pipeline::to_float) with H x W the
 // pipeline's fixed output size, and "label" int64 []. Failures of one sample (bad file, read
-// error) are DecodeErrors naming the file; the loader's on_error policy decides.
+// error) are DecodeErrors naming the file; the loader's on_error policy decides. A shortage of
+// the system's (EMFILE, ENFILE, ENOMEM, EAGAIN: too many open files, out of memory) is a
+// ResourceError naming the file, the call and the sample index: never a bad file.
 //
 // Built in the main process, before fork, with no threads. on_worker_start() starts the
 // reader threads in the process that calls it (a worker, or the main process when
@@ -80,6 +82,7 @@ class ImageDataset : public Dataset {
 
  private:
   std::vector<uint8_t> read(size_t index) const;
+  void load(size_t index, const std::string& file, SampleWriter& out);
 
   ImageDatasetOptions options_;
   ImageDecoder decoder_;
