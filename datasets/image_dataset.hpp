@@ -16,7 +16,9 @@
 //
 // Built in the main process, before fork, with no threads. on_worker_start() starts the
 // reader threads in the process that calls it (a worker, or the main process when
-// num_workers = 0); prefetch() feeds them. get() is thread-safe.
+// num_workers = 0); prefetch() feeds them. get() is thread-safe. Threads the system refuses
+// (RLIMIT_NPROC, ...) do not fail the worker: it reads ahead with those that started, or
+// reads in get() if none did, and worker_start_warning() says how many of how many, and why.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -63,6 +65,8 @@ class ImageDataset : public Dataset {
   /// A hash of every (relative path, label) of the index and of the output geometry.
   std::string fingerprint() const override;
   void on_worker_start(const WorkerInfo& info) override;
+  /// "" unless fewer reader threads than reader_threads started in this process.
+  std::string worker_start_warning() const override;
   void prefetch(std::span<const int64_t> indices) override;
 
   /// Full path of sample `index`.
@@ -73,6 +77,9 @@ class ImageDataset : public Dataset {
   const ImageDatasetOptions& options() const { return options_; }
   /// Bytes of the index (paths, offsets, labels): what each worker shares copy-on-write.
   size_t index_bytes() const { return index_.memory_bytes(); }
+  /// Reader threads running in this process (0 before on_worker_start(), with
+  /// reader_threads = 0, or if the system refused every one).
+  int reader_threads_started() const;
 
  protected:
   /// `base` prefixes every relative path of the index ("" or ending in '/').
@@ -89,9 +96,13 @@ class ImageDataset : public Dataset {
   std::array<int, 2> out_hw_{};
   std::string base_;
   detail::PathIndex index_;
-  /// Reader threads of the process that started them (reader_pid_); null until then.
+  /// Reader threads of the process that started them (reader_pid_); null until then, and
+  /// if no thread could start.
   std::unique_ptr<detail::ReadAhead> reader_;
+  /// The process that ran on_worker_start() (0: none yet); reader_ and reader_warning_ are
+  /// its, and another process (a forked copy) must ignore them.
   int reader_pid_ = 0;
+  std::string reader_warning_;  ///< see worker_start_warning()
 };
 
 }  // namespace ringloader::datasets
