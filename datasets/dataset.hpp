@@ -44,6 +44,10 @@ class Dataset {
   virtual std::string source(size_t /*index*/) const { return {}; }
   /// Called once in each worker right after it starts (and once in-process), before any get().
   virtual void on_worker_start(const WorkerInfo& /*info*/) {}
+  /// After on_worker_start(), in the same process: a degradation it accepted rather than fail
+  /// the worker (e.g. fewer reader threads than asked, the system refusing the rest), for the
+  /// caller to log once as a warning. "" if none.
+  virtual std::string worker_start_warning() const { return {}; }
   /// Identifies the data (e.g. a hash of the file list): a saved loader state is refused on a
   /// dataset whose fingerprint differs. "" = only size and schema are compared.
   virtual std::string fingerprint() const { return {}; }

@@ -8,6 +8,8 @@
 #include <string_view>
 
 #include "core/error.hpp"
+#include "core/posix_error.hpp"
+#include "datasets/detail/resource_error.hpp"
 
 namespace ringloader::datasets {
 
@@ -48,8 +50,14 @@ bool unquote(std::string_view in, std::string& out) {
 
 FileListDataset::FileListDataset(const std::string& list_path, ImageDatasetOptions options)
     : ImageDataset(std::move(options), folder_of(list_path)) {
+  errno = 0;
   std::ifstream in(list_path);
-  if (!in) throw ConfigError("cannot open file list " + list_path + ": " + std::strerror(errno));
+  if (!in) {
+    const int err = errno;
+    // Out of descriptors or memory: the system's shortage, not a wrong option.
+    if (core::is_resource_errno(err)) throw detail::resource_error(list_path, "cannot open file list", err);
+    throw ConfigError("cannot open file list " + list_path + ": " + std::strerror(err));
+  }
   detail::PathIndex& index = mutable_index();
   std::string line;
   std::string path;

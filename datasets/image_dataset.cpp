@@ -56,11 +56,26 @@ std::vector<uint8_t> ImageDataset::read(size_t index) const {
 void ImageDataset::on_worker_start(const WorkerInfo& /*info*/) {
   if (options_.reader_threads == 0) return;
   const int pid = ::getpid();
-  if (reader_ && reader_pid_ == pid) return;  // already running in this process
+  if (reader_pid_ == pid) return;  // already done in this process (even if no thread started)
   if (reader_) static_cast<void>(reader_.release());  // inherited through fork: see ~ImageDataset
-  reader_ = std::make_unique<detail::ReadAhead>(options_.reader_threads, options_.prefetch_files, options_.prefetch_bytes,
-                                                [this](int64_t i) { return read(static_cast<size_t>(i)); });
+  reader_warning_.clear();
+  auto reader = std::make_unique<detail::ReadAhead>(options_.reader_threads, options_.prefetch_files, options_.prefetch_bytes,
+                                                    [this](int64_t i) { return read(static_cast<size_t>(i)); });
   reader_pid_ = pid;
+  if (reader->started_threads() < options_.reader_threads) {
+    reader_warning_ = reader->start_failure() + (reader->started_threads() == 0
+                                                     ? "; files are read in get(), as with reader_threads = 0"
+                                                     : "; reading ahead with those");
+  }
+  if (reader->started_threads() > 0) reader_ = std::move(reader);
+}
+
+std::string ImageDataset::worker_start_warning() const {
+  return reader_pid_ == ::getpid() ? reader_warning_ : std::string();
+}
+
+int ImageDataset::reader_threads_started() const {
+  return reader_ && reader_pid_ == ::getpid() ? reader_->started_threads() : 0;
 }
 
 void ImageDataset::prefetch(std::span<const int64_t> indices) {
@@ -74,6 +89,17 @@ void ImageDataset::get(size_t index, SampleWriter& out) {
   }
   const std::string file = path(index);
   out.set_source(file);
+  try {
+    load(index, file, out);
+  } catch (const ResourceError& e) {
+    // The system ran short (descriptors, memory): the loader retries or raises it, and the
+    // sample it names is the one to retry.
+    if (e.index() >= 0) throw;
+    throw ResourceError(e.what(), e.error_number(), e.path().empty() ? file : e.path(), static_cast<int64_t>(index));
+  }
+}
+
+void ImageDataset::load(size_t index, const std::string& file, SampleWriter& out) {
   std::optional<std::vector<uint8_t>> fetched;
   if (reader_ && reader_pid_ == ::getpid()) fetched = reader_->take(static_cast<int64_t>(index));
   const std::vector<uint8_t> bytes = fetched ? std::move(*fetched) : read(index);

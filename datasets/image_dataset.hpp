@@ -10,11 +10,15 @@
 //
 // Schema: "image" uint8 [H, W, 3] (or float32 [3, H, W] after Pipeline::to_float) with H x W the
 // pipeline's fixed output size, and "label" int64 []. Failures of one sample (bad file, read
-// error) are DecodeErrors naming the file; the loader's on_error policy decides.
+// error) are DecodeErrors naming the file; the loader's on_error policy decides. A shortage of
+// the system's (EMFILE, ENFILE, ENOMEM, EAGAIN: too many open files, out of memory) is a
+// ResourceError naming the file, the call and the sample index: never a bad file.
 //
 // Built in the main process, before fork, with no threads. on_worker_start() starts the
 // reader threads in the process that calls it (a worker, or the main process when
-// num_workers = 0); prefetch() feeds them. get() is thread-safe.
+// num_workers = 0); prefetch() feeds them. get() is thread-safe. Threads the system refuses
+// (RLIMIT_NPROC, ...) do not fail the worker: it reads ahead with those that started, or
+// reads in get() if none did, and worker_start_warning() says how many of how many, and why.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +65,8 @@ class ImageDataset : public Dataset {
   /// A hash of every (relative path, label) of the index and of the output geometry.
   std::string fingerprint() const override;
   void on_worker_start(const WorkerInfo& info) override;
+  /// "" unless fewer reader threads than reader_threads started in this process.
+  std::string worker_start_warning() const override;
   void prefetch(std::span<const int64_t> indices) override;
 
   /// Full path of sample `index`.
@@ -71,6 +77,9 @@ class ImageDataset : public Dataset {
   const ImageDatasetOptions& options() const { return options_; }
   /// Bytes of the index (paths, offsets, labels): what each worker shares copy-on-write.
   size_t index_bytes() const { return index_.memory_bytes(); }
+  /// Reader threads running in this process (0 before on_worker_start(), with
+  /// reader_threads = 0, or if the system refused every one).
+  int reader_threads_started() const;
 
  protected:
   /// `base` prefixes every relative path of the index ("" or ending in '/').
@@ -80,15 +89,20 @@ class ImageDataset : public Dataset {
 
  private:
   std::vector<uint8_t> read(size_t index) const;
+  void load(size_t index, const std::string& file, SampleWriter& out);
 
   ImageDatasetOptions options_;
   ImageDecoder decoder_;
   std::array<int, 2> out_hw_{};
   std::string base_;
   detail::PathIndex index_;
-  /// Reader threads of the process that started them (reader_pid_); null until then.
+  /// Reader threads of the process that started them (reader_pid_); null until then, and
+  /// if no thread could start.
   std::unique_ptr<detail::ReadAhead> reader_;
+  /// The process that ran on_worker_start() (0: none yet); reader_ and reader_warning_ are
+  /// its, and another process (a forked copy) must ignore them.
   int reader_pid_ = 0;
+  std::string reader_warning_;  ///< see worker_start_warning()
 };
 
 }  // namespace ringloader::datasets

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <string_view>
 
 #include "datasets/detail/resample.hpp"
+#include "datasets/detail/resource_error.hpp"
 #include "core/error.hpp"
 
 namespace ringloader::datasets {
@@ -72,6 +74,22 @@ std::string unrecognised_reason(std::span<const uint8_t> b) {
     hex += (i ? " " : "") + std::string(h);
   }
   return "unrecognised image format (first bytes: " + hex + ")";
+}
+
+// The libraries report a failed allocation as one more error (stb: "outofmem", libjpeg:
+// "Insufficient memory", libwebp: a null result), and some report a size check that a crafted
+// file fails with the same words. Only a failed malloc sets errno to ENOMEM, so with errno
+// cleared before the call it tells the two apart: the system's shortage is a ResourceError
+// (out_of_memory()), never a DecodeError that would drop a good file as bad.
+bool malloc_failed() { return errno == ENOMEM; }
+
+ResourceError out_of_memory(const std::string& path, const std::string& library) {
+  return detail::resource_error(path, "cannot decode: " + library, ENOMEM);
+}
+
+bool tj_out_of_memory(const std::string& msg) {
+  return malloc_failed() && (msg.find("Insufficient memory") != std::string::npos ||
+                             msg.find("Memory allocation failure") != std::string::npos);
 }
 
 uint32_t be32(const uint8_t* p) {
@@ -135,11 +153,12 @@ TjHandle& tj_thread_handle() {
   return handle;
 }
 
-tjhandle tj_decompressor() {
+tjhandle tj_decompressor(const std::string& path) {
   TjHandle& handle = tj_thread_handle();
   if (handle.h == nullptr) {
     handle.h = tjInitDecompress();
-    if (handle.h == nullptr) throw Error(std::string("tjInitDecompress failed: ") + tjGetErrorStr2(nullptr));
+    // It fails only when its allocations do: the system's shortage, not this file's fault.
+    if (handle.h == nullptr) throw out_of_memory(path, std::string("tjInitDecompress (") + tjGetErrorStr2(nullptr) + ")");
   }
   return handle.h;
 }
@@ -162,9 +181,14 @@ bool ends_with_eoi(std::span<const uint8_t> b) {
   return false;
 }
 
+// errno must be cleared before the call (see malloc_failed()).
 void tj_check(int rc, tjhandle h, std::span<const uint8_t> b, const std::string& path) {
   if (rc == 0) return;
   const std::string msg = tjGetErrorStr2(h);
+  if (tj_out_of_memory(msg)) {
+    tj_reset();
+    throw out_of_memory(path, "TurboJPEG (" + msg + ")");
+  }
   if (tjGetErrorCode(h) == TJERR_WARNING) {
     if (msg.find("Premature end") != std::string::npos) {
       tj_reset();
@@ -181,12 +205,15 @@ struct JpegHeader {
 };
 
 JpegHeader jpeg_header(std::span<const uint8_t> b, const std::string& path) {
-  tjhandle h = tj_decompressor();
+  tjhandle h = tj_decompressor(path);
   JpegHeader hd;
+  errno = 0;
   if (tjDecompressHeader3(h, b.data(), static_cast<unsigned long>(b.size()), &hd.width, &hd.height, &hd.subsamp,
                           &hd.colorspace) != 0) {
     const std::string msg = tjGetErrorStr2(h);
+    const bool oom = tj_out_of_memory(msg);
     tj_reset();
+    if (oom) throw out_of_memory(path, "TurboJPEG (" + msg + ")");
     throw DecodeError(path, std::string(ends_with_eoi(b) ? "corrupt" : "truncated or corrupt") + " JPEG header (" + msg + ")");
   }
   if (hd.width <= 0 || hd.height <= 0) {  // tables-only stream, or cut before the frame header
@@ -209,7 +236,7 @@ void cmyk_to_rgb(const uint8_t* cmyk, size_t pixels, uint8_t* rgb) {
 // Whole JPEG (at 1/`denom` scale) to RGB in `buf`.
 RgbView jpeg_to_rgb(std::span<const uint8_t> b, const std::string& path, const JpegHeader& hd, int denom,
                     std::vector<uint8_t>& buf) {
-  tjhandle h = tj_decompressor();
+  tjhandle h = tj_decompressor(path);
   const tjscalingfactor sf{1, denom};
   const int w = TJSCALED(hd.width, sf);
   const int ht = TJSCALED(hd.height, sf);
@@ -217,11 +244,13 @@ RgbView jpeg_to_rgb(std::span<const uint8_t> b, const std::string& path, const J
   const bool cmyk = hd.colorspace == TJCS_CMYK || hd.colorspace == TJCS_YCCK;
   if (cmyk) {
     std::vector<uint8_t> tmp(pixels * 4);
+    errno = 0;
     tj_check(tjDecompress2(h, b.data(), static_cast<unsigned long>(b.size()), tmp.data(), w, 0, ht, TJPF_CMYK, kTjFlags), h, b, path);
     buf.resize(pixels * 3);
     cmyk_to_rgb(tmp.data(), pixels, buf.data());
   } else {
     buf.resize(pixels * 3);
+    errno = 0;
     tj_check(tjDecompress2(h, b.data(), static_cast<unsigned long>(b.size()), buf.data(), w, 0, ht, TJPF_RGB, kTjFlags), h, b, path);
   }
   return RgbView{buf.data(), w, ht, static_cast<size_t>(w) * 3};
@@ -278,7 +307,8 @@ void jpeg_fast(std::span<const uint8_t> b, const std::string& path, const Geomet
     pv[c] = detail::PlaneView{buf.data(), c == 0 ? sw : std::min(pw, (sw + sub_x - 1) / sub_x),
                               c == 0 ? sh : std::min(ph, (sh + sub_y - 1) / sub_y), pw, sub_x, sub_y};
   }
-  tjhandle h = tj_decompressor();
+  tjhandle h = tj_decompressor(path);
+  errno = 0;
   tj_check(tjDecompressToYUVPlanes(h, b.data(), static_cast<unsigned long>(b.size()), dst, sw, strides, sh, kTjFlags), h, b, path);
   detail::resample_yuv_full_range(pv[0], pv[1], pv[2], sg.source, sg, out);
 }
@@ -322,9 +352,11 @@ RgbView stb_decode(std::span<const uint8_t> b, const std::string& path, ImageFor
   int h = 0;
   const int len = checked_len(b, path);
   if (fmt == ImageFormat::kPng) check_png_chunks(b, path);
+  errno = 0;
   keep.reset(stbi_load_from_memory(b.data(), len, &w, &h, &comp, 3));
   if (!keep) {
     const char* why = stbi_failure_reason();
+    if (why != nullptr && std::strcmp(why, "outofmem") == 0 && malloc_failed()) throw out_of_memory(path, "stb_image");
     throw DecodeError(path, std::string("corrupt ") + format_name(fmt) + " (" + (why ? why : "stb_image failed") + ")");
   }
   return RgbView{keep.get(), w, h, static_cast<size_t>(w) * 3};
@@ -427,6 +459,7 @@ RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, i
   const std::unique_ptr<spng_ctx, SpngFree> ctx(spng_ctx_new(0));
   if (!ctx) throw std::bad_alloc();
   auto check = [&](int rc, const char* what) {
+    if (rc == SPNG_EMEM) throw out_of_memory(path, std::string("libspng (") + what + ")");
     if (rc != 0) throw DecodeError(path, std::string("corrupt PNG (") + what + ": " + spng_strerror(rc) + ")");
   };
   check(spng_set_png_buffer(ctx.get(), b.data(), b.size()), "buffer");
@@ -450,7 +483,9 @@ RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, i
 
 RgbView webp_decode(std::span<const uint8_t> b, const std::string& path, int w, int h, std::vector<uint8_t>& buf) {
   buf.resize(static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+  errno = 0;
   if (WebPDecodeRGBInto(b.data(), b.size(), buf.data(), buf.size(), w * 3) == nullptr) {
+    if (malloc_failed()) throw out_of_memory(path, "libwebp");
     throw DecodeError(path, "corrupt or truncated WebP");
   }
   return RgbView{buf.data(), w, h, static_cast<size_t>(w) * 3};
@@ -652,6 +687,8 @@ void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& pa
   throw;
 } catch (const ConfigError&) {
   throw;  // the caller's geometry or buffer is wrong, not the file
+} catch (const ResourceError&) {
+  throw;  // the system ran short (memory): not the file's fault, never a bad file
 } catch (const Error& e) {
   // A library refusing the geometry (found by the fuzzer: a 65535-wide TGA that libyuv's
   // scaler rejects) is still this file's decode failure.

@@ -17,7 +17,8 @@
 // GIF (first frame), PSD and HDR through stb_image; WebP through libwebp.
 // Gray, CMYK, alpha (dropped, as PIL's convert("RGB")), palette and 16-bit become RGB8.
 // The header's dimensions are checked against `max_pixels` before anything is allocated.
-// Every failure is a DecodeError(path, one-line reason).
+// Every failure is a DecodeError(path, one-line reason), except an allocation that fails
+// (a library's out-of-memory, errno ENOMEM): a ResourceError, as that is not the file's fault.
 //
 // Thread-safe: const methods, per-thread scratch buffers and TurboJPEG handles. Safe to
 // build before fork and use in the forked workers.

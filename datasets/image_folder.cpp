@@ -11,6 +11,8 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/posix_error.hpp"
+#include "datasets/detail/resource_error.hpp"
 
 namespace ringloader::datasets {
 
@@ -45,6 +47,12 @@ std::string lower(std::string s) {
   return s;
 }
 
+// A scan error leaves the folder or file out of the dataset. Running short of descriptors or
+// memory says nothing about them: that is a ResourceError, not a silently smaller dataset.
+void throw_if_resource(const std::string& path, const char* call, int err) {
+  if (core::is_resource_errno(err)) throw detail::resource_error(path, std::string("cannot scan: ") + call, err);
+}
+
 // What `full` is, following symlinks; readdir's d_type spares a stat for plain files/folders.
 Entry classify(const std::string& full, unsigned char d_type) {
   if (d_type == DT_DIR) return {Kind::kDir, {}};
@@ -52,6 +60,7 @@ Entry classify(const std::string& full, unsigned char d_type) {
   struct stat st {};
   if (::stat(full.c_str(), &st) != 0) {
     const int err = errno;
+    throw_if_resource(full, "stat", err);
     if (err == ENOENT) return {Kind::kUnreadable, "broken symbolic link (its target does not exist)"};
     if (err == ELOOP) return {Kind::kUnreadable, "symbolic link loop (too many levels of symbolic links)"};
     return {Kind::kUnreadable, std::string("stat: ") + std::strerror(err)};
@@ -105,14 +114,18 @@ class Scanner {
   bool list(const std::string& dir, F&& each) {
     UniqueDir d(::opendir(dir.c_str()));
     if (!d) {
-      errors_.push_back({dir, std::string("cannot list folder: opendir: ") + std::strerror(errno)});
+      const int err = errno;
+      throw_if_resource(dir, "opendir", err);
+      errors_.push_back({dir, std::string("cannot list folder: opendir: ") + std::strerror(err)});
       return false;
     }
     for (;;) {
       errno = 0;
       const dirent* e = ::readdir(d.get());
       if (e == nullptr) {
-        if (errno != 0) errors_.push_back({dir, std::string("cannot list folder: readdir: ") + std::strerror(errno)});
+        const int err = errno;
+        throw_if_resource(dir, "readdir", err);
+        if (err != 0) errors_.push_back({dir, std::string("cannot list folder: readdir: ") + std::strerror(err)});
         break;
       }
       const std::string name = e->d_name;
@@ -127,7 +140,9 @@ class Scanner {
     const std::string dir = root + "/" + rel;
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0) {
-      errors_.push_back({dir, std::string("stat: ") + std::strerror(errno)});
+      const int err = errno;
+      throw_if_resource(dir, "stat", err);
+      errors_.push_back({dir, std::string("stat: ") + std::strerror(err)});
       return;
     }
     const DevIno id{st.st_dev, st.st_ino};
@@ -170,7 +185,9 @@ ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options)
     : ImageDataset(options, strip_trailing_slashes(root) + "/"), root_(strip_trailing_slashes(root)) {
   struct stat st {};
   if (::stat(root_.c_str(), &st) != 0) {
-    throw ConfigError("ImageFolder root " + root_ + ": stat: " + std::strerror(errno));
+    const int err = errno;
+    throw_if_resource(root_, "stat", err);
+    throw ConfigError("ImageFolder root " + root_ + ": stat: " + std::strerror(err));
   }
   if (!S_ISDIR(st.st_mode)) throw ConfigError("ImageFolder root " + root_ + " is not a folder");
   if (options.extensions.empty()) throw ConfigError("ImageFolder: extensions is empty");

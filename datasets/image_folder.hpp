@@ -10,9 +10,11 @@
 //   for (auto& e : ds->scan_errors()) spdlog::warn("{}: {}", e.path, e.reason);
 //
 // Symlinks are followed. What can never be read - a broken link, a symlink loop, a folder
-// that cannot be listed - goes to scan_errors() and is left out; it is not fatal. Any other
-// matching name is a sample (as in torchvision); a bad file surfaces from get() as a
-// DecodeError naming it. See ImageDataset for get(), threads and fork.
+// that cannot be listed - goes to scan_errors() and is left out; it is not fatal. Running out
+// of descriptors or memory while scanning is no such thing: a ResourceError, so that a folder
+// is never left out for it. Any other matching name is a sample (as in torchvision); a bad
+// file surfaces from get() as a DecodeError naming it. See ImageDataset for get(), threads
+// and fork.
 #include <string>
 #include <vector>
 
@@ -39,7 +41,8 @@ struct ScanError {
 class ImageFolder : public ImageDataset {
  public:
   /// Scans `root` now (main process). Throws ConfigError if root is not a folder, has no
-  /// class folder, or (unless allow_empty) a class has no image.
+  /// class folder, or (unless allow_empty) a class has no image; ResourceError if the system
+  /// runs short of descriptors or memory during the scan.
   explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
 
   const std::string& root() const { return root_; }

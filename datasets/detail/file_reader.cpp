@@ -10,7 +10,9 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/posix_error.hpp"
 #include "core/unique_handle.hpp"
+#include "datasets/detail/resource_error.hpp"
 
 namespace ringloader::datasets::detail {
 
@@ -29,7 +31,10 @@ const char* file_type_name(unsigned mode) {
 
 namespace {
 
+// EMFILE, ENOMEM, ... are the system's shortage, not the file's: a ResourceError, which the
+// loader retries or raises, where a DecodeError would drop a good sample as a bad file.
 [[noreturn]] void throw_errno(const std::string& path, const char* call, int err) {
+  if (core::is_resource_errno(err)) throw resource_error(path, std::string("cannot read file: ") + call, err);
   throw DecodeError(path, std::string("cannot read file: ") + call + ": " + std::strerror(err));
 }
 

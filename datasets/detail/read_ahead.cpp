@@ -10,7 +10,19 @@ ReadAhead::ReadAhead(int threads, size_t max_entries, size_t max_bytes, ReadFn r
     : max_entries_(std::max<size_t>(1, max_entries)), max_bytes_(max_bytes), read_(std::move(read)) {
   if (threads <= 0) throw ConfigError("reader_threads must be positive to read ahead, got " + std::to_string(threads));
   threads_.reserve(static_cast<size_t>(threads));
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  for (int i = 0; i < threads; ++i) {
+    try {
+      threads_.emplace_back([this] { run(); });  // reserved: a throw leaves threads_ as it was
+    } catch (const std::exception& e) {
+      // std::system_error (EAGAIN) when the system refuses a thread, bad_alloc for its state.
+      // Unwinding the constructor now would destroy joinable threads: std::terminate. Keep
+      // those that started; the caller reads the rest itself.
+      start_failure_ = "started " + std::to_string(i) + " of " + std::to_string(threads) + " reader threads; starting thread " +
+                       std::to_string(i + 1) + " failed: " + e.what() +
+                       " (a process or thread limit such as RLIMIT_NPROC / ulimit -u, or no memory for its stack)";
+      break;
+    }
+  }
 }
 
 ReadAhead::~ReadAhead() {
@@ -46,6 +58,7 @@ bool ReadAhead::evict_one() {
 }
 
 void ReadAhead::hint(std::span<const int64_t> indices) {
+  if (threads_.empty()) return;  // no reader would ever take them: take() returns nullopt
   bool queued = false;
   {
     std::lock_guard lock(mu_);

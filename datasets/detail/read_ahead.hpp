@@ -10,6 +10,11 @@
 // Created in the process that uses it, after fork (Dataset::on_worker_start): its threads do
 // not survive a fork. The destructor stops and joins them. Thread-safe.
 //
+// Threads the system refuses (EAGAIN: RLIMIT_NPROC / `ulimit -u`, the kernel's thread limit,
+// no memory for a stack) are not an error: it reads ahead with those that started, and with
+// none hint() does nothing and take() returns nullopt, so the caller reads in its own thread.
+// started_threads() and start_failure() say so, for the caller to report.
+//
 // Memory is bounded: at most `max_entries` files hinted and not yet taken, and readers stop
 // starting new reads while the finished, untaken ones hold more than `max_bytes`. When full,
 // the oldest untaken entries (hints that were never asked for) are dropped.
@@ -22,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -48,6 +54,13 @@ class ReadAhead {
   /// Entries held now (queued, reading or read); for tests.
   size_t pending() const;
 
+  /// Reader threads running: the number asked for, or fewer (maybe 0) if the system refused
+  /// some. Fixed after construction.
+  int started_threads() const { return static_cast<int>(threads_.size()); }
+  /// "" if every thread started, else "started 3 of 16 reader threads; starting the 4th
+  /// failed: Resource temporarily unavailable (...)". Fixed after construction.
+  const std::string& start_failure() const { return start_failure_; }
+
  private:
   enum class State : uint8_t { kQueued, kReading, kDone };
   struct Entry {
@@ -73,6 +86,7 @@ class ReadAhead {
   size_t bytes_held_ = 0;                           ///< sum of bytes of kDone entries
   uint64_t next_seq_ = 0;
   bool stop_ = false;
+  std::string start_failure_;         ///< set in the constructor only
   std::vector<std::thread> threads_;  // last member: started after, joined before the rest dies
 };
 
