@@ -44,7 +44,10 @@ int run_worker(const WorkerEnv& env, int id) {
   datasets::WorkerInfo info{id, env.num_workers, env.seed, pid};
   set_phase(rec, WorkerPhase::kStartHook);
   try {
-    if (env.map_ds) env.map_ds->on_worker_start(info);
+    if (env.map_ds) {
+      env.map_ds->on_worker_start(info);
+      if (const std::string w = env.map_ds->worker_start_warning(); !w.empty()) log().warn("{}", w);
+    }
     if (env.init_fn) env.init_fn(info);
   } catch (const std::exception& e) {
     log().error("on_worker_start / worker_init_fn threw {}: {}", current_exception_type(), e.what());
