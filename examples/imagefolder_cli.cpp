@@ -94,6 +94,7 @@ struct Summary {
   std::vector<ErrorEntry> errors;  ///< scan errors, then each failing file once
   uint64_t skipped_samples = 0;    ///< skips over every epoch (a bad file counts once per epoch)
   uint64_t worker_restarts = 0;
+  uint64_t timeouts = 0;           ///< next() waits past --timeout (the run goes on)
   uint64_t unique_indices = 0;     ///< sum over epochs of distinct indices delivered
   uint64_t duplicate_indices = 0;  ///< deliveries beyond an index's first in its epoch
   uint64_t missing_indices = 0;    ///< over completed epochs: neither delivered nor reported skipped
@@ -288,7 +289,9 @@ Options parse(int argc, char** argv) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--prefetch", o.prefetch, "Batch slots per worker")->type_name("K")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--timeout", o.timeout_s, "Kill and retry a worker whose batch takes longer (0 = no limit)")
+  app.add_option("--timeout", o.timeout_s,
+                 "Bound each wait for a batch; a worker stuck longer on one is killed and the batch retried "
+                 "(0 = no limit)")
       ->type_name("SEC")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--decoder", o.decoder, "Decode path: fast (TurboJPEG DCT scaling + libyuv), turbojpeg, stb")
       ->capture_default_str()->check(CLI::IsMember({"fast", "turbojpeg", "stb"}));
@@ -368,6 +371,11 @@ loader::LoaderOptions build_loader_options(const Options& o, size_t dataset_size
   lo.prefetch_factor = static_cast<size_t>(o.prefetch);
   lo.persistent_workers = o.epochs > 1;
   lo.timeout = std::chrono::milliseconds(std::llround(o.timeout_s * 1000));
+  // Ctrl-C / SIGTERM end a wait at once (the wait is interrupted by the signal), even one on a
+  // stopped or hung worker.
+  lo.interrupt_check = [] {
+    if (examples::g_stop_signal != 0) throw Interrupted("stopped by signal " + std::to_string(examples::g_stop_signal));
+  };
   lo.seed = o.seed;
   lo.in_order = true;  // the checksum and --indices-out follow sampler order
   lo.on_error = o.on_error == "raise" ? loader::OnError::kRaise : loader::OnError::kSkip;
@@ -448,7 +456,17 @@ void run(const Options& o, loader::DataLoader& loader, const loader::Sampler* sh
           }
           break;
         }
-        std::optional<loader::Batch> batch = loader.next();
+        std::optional<loader::Batch> batch;
+        try {
+          batch = loader.next();
+        } catch (const TimeoutError& e) {
+          if (e.batch_given_up()) throw;
+          ++s.timeouts;  // a wait past --timeout: nothing is lost, the hung worker was killed
+          std::fprintf(stderr, "%s: %s\n", kProgram, examples::one_line(e.what()).c_str());
+          continue;
+        } catch (const Interrupted&) {
+          break;  // Ctrl-C while waiting: the partial summary follows
+        }
         drain_skips();
         if (!batch) {
           finished = true;
@@ -506,6 +524,7 @@ nlohmann::json to_json(const Summary& s) {
       {"errors", errors},
       {"skipped_samples", s.skipped_samples},
       {"worker_restarts", s.worker_restarts},
+      {"timeouts", s.timeouts},
       {"unique_indices", s.unique_indices},
       {"duplicate_indices", s.duplicate_indices},
       {"missing_indices", s.missing_indices},
@@ -538,7 +557,9 @@ void print_human(const Summary& s, FILE* out) {
   std::fprintf(out, "  indices   %llu unique, %llu duplicate, %llu missing (over every epoch)\n",
                static_cast<unsigned long long>(s.unique_indices), static_cast<unsigned long long>(s.duplicate_indices),
                static_cast<unsigned long long>(s.missing_indices));
-  std::fprintf(out, "  workers   %llu restart(s)\n", static_cast<unsigned long long>(s.worker_restarts));
+  std::fprintf(out, "  workers   %llu restart(s)", static_cast<unsigned long long>(s.worker_restarts));
+  if (s.timeouts > 0) std::fprintf(out, ", %llu wait(s) past --timeout", static_cast<unsigned long long>(s.timeouts));
+  std::fprintf(out, "\n");
   if (s.world_size > 1) std::fprintf(out, "  rank      %d of %d (%s)\n", s.rank, s.world_size, s.launcher.c_str());
   if (s.stopped_early) std::fprintf(out, "  stopped   after --stop-after-batches, as asked\n");
   std::fprintf(out, "  checksum  %s (pixels in sampler order)\n", s.pixel_checksum.c_str());

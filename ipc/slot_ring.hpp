@@ -109,7 +109,7 @@ class SlotRing {
     uint32_t num_slots = 0;
     uint32_t max_batch = 0;    ///< most indices one task holds
     size_t payload_bytes = 0;  ///< bytes of one slot's payload
-    RegionOptions region;
+    RegionOptions region{};
     size_t task_bytes = 64;    ///< bytes of the layer above's task record per slot
     size_t extra_bytes = 0;    ///< bytes for the layer above, once per ring
   };

@@ -17,7 +17,7 @@ namespace ringloader::loader::detail {
 namespace {
 
 using namespace std::chrono_literals;
-constexpr auto kStopGrace = 2000ms;  ///< workers asked to stop get this long before SIGKILL
+constexpr auto kStopGrace = 500ms;   ///< workers asked to stop get this long before SIGKILL
 constexpr auto kReapWait = 1000ms;   ///< after SIGKILL, how long stop() waits to reap
 
 int64_t ns(std::chrono::nanoseconds d) { return d.count(); }
@@ -251,6 +251,9 @@ void WorkerPool::stop() noexcept {
   try {
     ring_.request_shutdown(static_cast<uint32_t>(workers_.size()));
   } catch (...) {
+  }
+  for (auto& w : workers_) {
+    if (w.child) w.child->kill(SIGCONT);  // a stopped worker cannot leave
   }
   const auto wait_all = [this](std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;

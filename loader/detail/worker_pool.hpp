@@ -97,7 +97,7 @@ class WorkerPool {
   /// Kills (SIGKILL) workers that have held a claim (kill_stuck_claims), or been starting up,
   /// longer than the timeout. Their deaths come out of a later service() marked killed_by_watchdog.
   void watchdog();
-  /// Stops every worker: asks, waits up to 2 s, SIGKILLs the rest, reaps with a bounded wait,
+  /// Stops every worker: asks (and SIGCONTs), waits up to 0.5 s, SIGKILLs the rest, reaps with a bounded wait,
   /// frees every slot not handed out. Never respawns, never throws. Only in the process that
   /// made the pool; elsewhere (a fork of it) a no-op.
   void stop() noexcept;
