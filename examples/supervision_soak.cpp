@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  const std::string shm_dir = "/dev/shm/ringloader-soak-" + std::to_string(::getpid());
+  const std::string shm_dir = "/dev/shm/rl-supervision-soak-" + std::to_string(::getpid());
   std::filesystem::create_directories(shm_dir);
   o.num_workers = static_cast<size_t>(workers);
   o.persistent_workers = true;

@@ -1,5 +1,7 @@
 #include "loader/detail/recovery.hpp"
 
+#include <signal.h>
+
 #include <algorithm>
 
 #include "loader/detail/log.hpp"
@@ -47,16 +49,22 @@ void Recovery::on_taken_back(const WorkerDeath& d, const ipc::SlotRing::TakenBac
   History& h = hist_[s];
   h.culprits.push_back(tb.progress);
   h.timed_out = d.killed_by_watchdog;
+  // A crash signal, an exit code or a hang is the sample's own doing; a SIGKILL (an external
+  // kill, the OOM killer) may be anyone's, so a streak of those alone must be twice as long.
+  const bool strong = d.killed_by_watchdog || !d.status.signaled ||
+                      (d.status.value != SIGKILL && d.status.value != SIGTERM && d.status.value != SIGINT);
   if (tb.progress >= 0 && tb.progress == h.streak_sample) {
     ++h.streak;
+    h.streak_strong = h.streak_strong || strong;
   } else {
     h.streak_sample = tb.progress;
     h.streak = tb.progress >= 0 ? 1 : 0;
+    h.streak_strong = strong;
   }
   const size_t attempts = ring_.slot(s).attempts;
   const size_t max = opts_.user.max_retries;
   std::vector<int64_t> blamed;
-  if (h.streak >= max) blamed.push_back(h.streak_sample);
+  if ((h.streak >= max && h.streak_strong) || h.streak >= 2 * max) blamed.push_back(h.streak_sample);
   const bool spent = attempts >= 4 * max;
   std::string in_sample;
   if (tb.progress >= 0) {
@@ -109,6 +117,7 @@ void Recovery::give_up(uint32_t s, const WorkerDeath& d, History& h, const std::
       h.culprits.clear();
       h.streak = 0;
       h.streak_sample = -1;
+      h.streak_strong = false;
       ring_.requeue(s);
       return;
     }

@@ -3,7 +3,9 @@
 // filling it. Main process, the loader's thread.
 //
 // The batch is retried, unless a sample is to blame: one that was being filled at each of the
-// last `max_retries` deaths on this batch (a crash or hang that recurs on the same sample). A
+// last `max_retries` deaths on this batch, one of them at least by a crash signal, an exit code
+// or a hang (the watchdog) - or at each of the last 2 x max_retries deaths whatever they were
+// (a poison sample the OOM killer SIGKILLs every time). A
 // blamed batch is given up at its place - BatchError, or TimeoutError when the deaths were
 // hangs - or, under on_error=skip, only the blamed sample is dropped and reported and the rest
 // is retried. Deaths spread over different samples (a random external kill, the OOM killer
@@ -46,6 +48,7 @@ class Recovery {
     std::vector<int64_t> culprits;  ///< sample in progress at each death (-1 if none)
     int64_t streak_sample = -1;     ///< the sample of the last deaths in a row ...
     size_t streak = 0;              ///< ... and how many
+    bool streak_strong = false;     ///< one of them at least by a crash, an exit code or a hang
     bool timed_out = false;         ///< the last death was the watchdog's
     std::vector<SkippedSample> skips;
   };

@@ -21,6 +21,7 @@
 #include "tests/datasets/child_process.hpp"
 #include "tests/datasets/image_test_util.hpp"
 #include "tests/support/process_check.hpp"
+#include "tests/support/sanitizer.hpp"
 
 using namespace ringloader;
 using namespace ringloader::datasets;
@@ -109,6 +110,10 @@ std::string exhaust_memory() {
 }  // namespace
 
 TEST_CASE("out of descriptors (EMFILE) is a ResourceError naming the file, not a bad file", "[resource][file]") {
+#ifdef RINGLOADER_TEST_UNDER_SANITIZER
+  WARN("sanitizer build: its runtime needs descriptors of its own under RLIMIT_NOFILE; not exercised");
+  return;
+#endif
   TempDir t;
   const auto jpeg = small_jpeg();
   test::write_bytes(t / "c/a.jpg", jpeg);
@@ -173,14 +178,6 @@ TEST_CASE("out of descriptors (EMFILE) is a ResourceError naming the file, not a
   }
   CHECK(test::own_children().empty());
 }
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define RINGLOADER_TEST_UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define RINGLOADER_TEST_UNDER_SANITIZER 1
-#endif
-#endif
 
 TEST_CASE("a failed allocation inside a decoder is a ResourceError or bad_alloc, not a bad file", "[resource][decoder]") {
 #ifdef RINGLOADER_TEST_UNDER_SANITIZER
