@@ -472,14 +472,7 @@ Options parse(int argc, char** argv) {
   app.add_option("--make-dataset", o.make_dataset, "Write a folder of photo-like JPEGs/PNGs (then bench ROOT if given)")
       ->type_name("DIR");
   app.add_option("--images", o.images, "Images for --make-dataset")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    std::exit(0);
-  } catch (const CLI::ParseError& e) {
-    usage_error(std::string(e.what()) + " (see --help)");
-  }
+  examples::parse_or_exit(app, argc, argv, kProgram);
   if (o.root.empty() && o.make_dataset.empty()) usage_error("ROOT is required (see --help)");
   if (!o.plot.empty()) {
     const std::string ext = std::filesystem::path(o.plot).extension().string();

@@ -67,6 +67,10 @@ std::vector<std::string> split_list(const std::string& text);
 /// A CLI11 error (which may span lines) as one line for stderr.
 std::string one_line(const std::string& text);
 
+/// Parses the command line: --help prints the usage to stdout and exits 0; a bad option or
+/// value prints "program: reason (see --help)" as one line to stderr and exits 2.
+void parse_or_exit(CLI::App& app, int argc, char** argv, const char* program);
+
 /// `j` as one line of JSON; every byte that is not valid UTF-8 becomes U+FFFD. File names are
 /// bytes, and a plain dump() throws (type_error 316) on one that is not UTF-8: the program would
 /// abort and lose its summary. Use this for every JSON the programs print or write.

@@ -314,14 +314,7 @@ Options parse(int argc, char** argv) {
       ->type_name("FILE");
   app.add_option("--progress-every", o.progress_every_s, "Seconds between progress lines when stderr is not a terminal")
       ->type_name("SEC")->capture_default_str()->check(CLI::PositiveNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    std::exit(kExitOk);
-  } catch (const CLI::ParseError& e) {
-    usage_error(std::string(e.what()) + " (see --help)");
-  }
+  examples::parse_or_exit(app, argc, argv, kProgram);
   if (o.root.empty() == o.file_list.empty()) usage_error("give either ROOT or --file-list LIST (see --help)");
   if (!o.save_state_path.empty() && !o.stop_after_batches) {
     usage_error("--save-state needs --stop-after-batches K (the state is written where the run stops)");

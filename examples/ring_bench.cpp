@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "datasets/synthetic_dataset.hpp"
+#include "examples/cli_common.hpp"
 #include "ipc/semaphore.hpp"
 #include "ipc/shared_region.hpp"
 #include "ipc/worker_process.hpp"
@@ -70,19 +71,7 @@ Options parse(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--runs", o.runs, "Timed runs; the median is reported")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    std::exit(0);
-  } catch (const CLI::ParseError& e) {
-    std::string reason = e.what();
-    for (char& c : reason) {
-      if (c == '\n') c = ' ';
-    }
-    std::fprintf(stderr, "%s: %s (see --help)\n", kProgram, reason.c_str());
-    std::exit(2);
-  }
+  examples::parse_or_exit(app, argc, argv, kProgram);
   return o;
 }
 

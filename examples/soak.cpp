@@ -22,6 +22,8 @@
 #include <string>
 
 #include "datasets/synthetic_dataset.hpp"
+#include "examples/cli_common.hpp"
+#include "ipc/worker_process.hpp"
 #include "loader/data_loader.hpp"
 
 using namespace ringloader;
@@ -51,21 +53,7 @@ Figures measure() {
   for (std::string line; std::getline(status, line);) {
     if (line.rfind("VmRSS:", 0) == 0) f.rss_kb = std::atol(line.c_str() + 6);
   }
-  const int me = ::getpid();
-  if (DIR* d = ::opendir("/proc")) {
-    while (dirent* e = ::readdir(d)) {
-      const int pid = std::atoi(e->d_name);
-      if (pid <= 0) continue;
-      std::ifstream st("/proc/" + std::string(e->d_name) + "/stat");
-      std::string s;
-      std::getline(st, s);
-      const auto rp = s.rfind(')');
-      int ppid = 0;
-      char state = 0;
-      if (rp != std::string::npos && std::sscanf(s.c_str() + rp + 1, " %c %d", &state, &ppid) == 2 && ppid == me) ++f.children;
-    }
-    ::closedir(d);
-  }
+  f.children = static_cast<int>(ipc::child_pids().size());
   return f;
 }
 
@@ -109,19 +97,7 @@ Options parse(int argc, char** argv) {
       ->type_name("MB")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_flag("--check", o.check,
                "Exit 1 unless fds, mappings and children return to their start and RSS stays within the slack");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    std::exit(0);
-  } catch (const CLI::ParseError& e) {
-    std::string reason = e.what();
-    for (char& c : reason) {
-      if (c == '\n') c = ' ';
-    }
-    std::fprintf(stderr, "%s: %s (see --help)\n", kProgram, reason.c_str());
-    std::exit(2);
-  }
+  examples::parse_or_exit(app, argc, argv, kProgram);
   return o;
 }
 

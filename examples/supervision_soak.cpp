@@ -14,7 +14,6 @@
 #include <CLI/CLI.hpp>
 #pragma GCC diagnostic pop
 
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -24,7 +23,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -38,6 +36,8 @@
 #include "core/fnv.hpp"
 #include "datasets/dataset.hpp"
 #include "datasets/rng.hpp"
+#include "examples/cli_common.hpp"
+#include "ipc/worker_process.hpp"
 #include "loader/data_loader.hpp"
 
 using namespace ringloader;
@@ -68,30 +68,6 @@ class ChaosDataset : public datasets::Dataset {
  private:
   size_t n_;
 };
-
-/// Live children of this process (the workers).
-std::vector<int> children() {
-  std::vector<int> out;
-  const int me = ::getpid();
-  if (DIR* d = ::opendir("/proc")) {
-    while (dirent* e = ::readdir(d)) {
-      const int pid = std::atoi(e->d_name);
-      if (pid <= 0) continue;
-      std::ifstream st("/proc/" + std::string(e->d_name) + "/stat");
-      std::string s;
-      std::getline(st, s);
-      const auto rp = s.rfind(')');
-      int ppid = 0;
-      char state = 0;
-      if (rp != std::string::npos && std::sscanf(s.c_str() + rp + 1, " %c %d", &state, &ppid) == 2 && ppid == me &&
-          state != 'Z') {
-        out.push_back(pid);
-      }
-    }
-    ::closedir(d);
-  }
-  return out;
-}
 
 struct EpochRecord {
   uint64_t checksum = core::kFnvOffset;
@@ -128,7 +104,7 @@ class Chaos {
           ++it;
         }
       }
-      const auto kids = children();
+      const auto kids = ipc::child_pids(true);
       if (kids.empty()) continue;
       const int victim = kids[rng_.below(kids.size())];
       if (kill_every_ > 0 && now >= next_kill) {
@@ -175,14 +151,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "seed of the loader and of the chaos")->capture_default_str();
   app.add_flag("--check", check, "exit 1 unless every promise held");
   app.add_flag("--verbose", verbose, "show the loader's warnings (one per death)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "ringloader-supervision-soak: %s (see --help)\n", e.what());
-    return 2;
-  }
+  examples::parse_or_exit(app, argc, argv, "ringloader-supervision-soak");
 
   if (!verbose && !std::getenv("RINGLOADER_LOG_LEVEL")) loader::set_log_level("error");
   auto ds = std::make_shared<ChaosDataset>(static_cast<size_t>(samples));
@@ -270,7 +239,7 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const bool shm_empty = std::filesystem::is_empty(shm_dir);
   std::filesystem::remove_all(shm_dir);
-  const size_t left = children().size();
+  const size_t left = ipc::child_pids(true).size();
 
   const double limit_ms = timeout_ms + 1000.0;
   std::printf("  chaos: %d SIGKILLs, %d SIGSTOPs\n", kills, stops);

@@ -120,12 +120,12 @@ SlotRing::~SlotRing() {
 
 bool SlotRing::cas(uint32_t i, SlotWord from, SlotWord to) const {
   uint64_t expected = from.pack();
-  return slots_[i].state.compare_exchange_strong(expected, to.pack(), std::memory_order_acq_rel, std::memory_order_acquire);
+  // seq_cst: the state words take part in the sleep/wake Dekker pairs (see wait_for_fill).
+  return slots_[i].state.compare_exchange_strong(expected, to.pack(), std::memory_order_seq_cst);
 }
 
 void SlotRing::wake_worker() const {
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in wait_for_task
-  if (header_->sleepers.load(std::memory_order_relaxed) > 0) header_->tasks.post();
+  if (header_->sleepers.load(std::memory_order_seq_cst) > 0) header_->tasks.post();
 }
 
 void SlotRing::queue(uint32_t i) const {
@@ -210,8 +210,7 @@ void SlotRing::request_shutdown(uint32_t n) const {
 
 bool SlotRing::mark_filled(const Claim& c, int worker) const {
   if (!cas(c.slot, {SlotState::kClaimed, worker, c.ticket}, {SlotState::kFilled, worker, c.ticket})) return false;
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in wait_for_fill
-  if (header_->main_waiting.exchange(0, std::memory_order_relaxed) != 0) header_->filled.post();
+  if (header_->main_waiting.exchange(0, std::memory_order_seq_cst) != 0) header_->filled.post();
   return true;
 }
 

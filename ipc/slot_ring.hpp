@@ -158,7 +158,7 @@ class SlotRing {
   /// Where the filler publishes what it is doing (the loader: the sample index being filled).
   std::atomic<int64_t>& progress(uint32_t i) const { return slots_[i].progress; }
 
-  SlotWord word(uint32_t i) const { return SlotWord::unpack(slots_[i].state.load(std::memory_order_acquire)); }
+  SlotWord word(uint32_t i) const { return SlotWord::unpack(slots_[i].state.load(std::memory_order_seq_cst)); }
   /// When the claim with `ticket` was made (monotonic_ns), if its claimant has stamped it yet.
   std::optional<int64_t> claimed_at(uint32_t i, uint32_t ticket) const {
     if (slots_[i].claim_ticket.load(std::memory_order_acquire) != ticket) return std::nullopt;
@@ -192,8 +192,9 @@ class SlotRing {
   /// the sleep, so a fill that happens meanwhile is never slept through.
   template <class Ready>
   Semaphore::Wake wait_for_fill(Ready ready, std::chrono::nanoseconds timeout) const {
-    header_->main_waiting.store(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in mark_filled
+    // seq_cst here, on the state words and in mark_filled: either the filler sees this flag or
+    // ready() sees its fill (a Dekker pair; free on x86, where only the store costs a fence).
+    header_->main_waiting.store(1, std::memory_order_seq_cst);
     if (ready()) {
       header_->main_waiting.store(0, std::memory_order_relaxed);
       return Semaphore::Wake::kTaken;
@@ -233,12 +234,11 @@ class SlotRing {
   /// Sleeps until a task `accept` takes may be QUEUED, at most `timeout`.
   template <class Accept>
   void wait_for_task(Accept accept, std::chrono::nanoseconds timeout) const {
-    header_->sleepers.fetch_add(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in wake_worker
+    header_->sleepers.fetch_add(1, std::memory_order_seq_cst);  // a Dekker pair with wake_worker
     bool any = false;
     for (uint32_t i = 0; i < num_slots() && !any; ++i) any = word(i).state == SlotState::kQueued && accept(i);
     if (!any && !header_->shutdown.load(std::memory_order_acquire)) (void)header_->tasks.wait_for(timeout);
-    header_->sleepers.fetch_sub(1, std::memory_order_relaxed);
+    header_->sleepers.fetch_sub(1, std::memory_order_seq_cst);
   }
 
  private:

@@ -1,5 +1,6 @@
 #include "ipc/worker_process.hpp"
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <system_error>
@@ -133,6 +135,33 @@ std::optional<ExitStatus> WorkerProcess::terminate(std::chrono::milliseconds tim
   g_late.push_back(pid_);
   status_ = ExitStatus{true, SIGKILL};
   return std::nullopt;
+}
+
+std::vector<int> child_pids(bool live_only) {
+  std::vector<int> out;
+  const int me = static_cast<int>(::getpid());
+  DIR* d = ::opendir("/proc");
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    const int pid = std::atoi(e->d_name);
+    if (pid <= 0) continue;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE* f = std::fopen(path, "r");
+    if (!f) continue;
+    char line[512];
+    const bool got = std::fgets(line, sizeof line, f) != nullptr;
+    std::fclose(f);
+    if (!got) continue;
+    const char* rp = std::strrchr(line, ')');  // the command name may hold spaces and parentheses
+    char state = 0;
+    int ppid = 0;
+    if (rp && std::sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == me && !(live_only && state == 'Z')) {
+      out.push_back(pid);
+    }
+  }
+  ::closedir(d);
+  return out;
 }
 
 int thread_count() {

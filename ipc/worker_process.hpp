@@ -18,6 +18,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ringloader::ipc {
 
@@ -63,5 +64,8 @@ class WorkerProcess {
 
 /// Number of threads in this process (from /proc/self/status), 0 if unknown.
 int thread_count();
+
+/// Pids whose parent is this process (from /proc), zombies included unless `live_only`.
+std::vector<int> child_pids(bool live_only = false);
 
 }  // namespace ringloader::ipc

@@ -22,8 +22,8 @@
 #include "core/error.hpp"
 #include "datasets/detail/read_ahead.hpp"
 #include "datasets/image_folder.hpp"
-#include "tests/datasets/child_process.hpp"
 #include "tests/datasets/image_test_util.hpp"
+#include "tests/support/child.hpp"
 #include "tests/support/process_check.hpp"
 
 using namespace ringloader;

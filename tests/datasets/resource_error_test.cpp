@@ -18,8 +18,8 @@
 #include "datasets/file_list_dataset.hpp"
 #include "datasets/image_decoder.hpp"
 #include "datasets/image_folder.hpp"
-#include "tests/datasets/child_process.hpp"
 #include "tests/datasets/image_test_util.hpp"
+#include "tests/support/child.hpp"
 #include "tests/support/process_check.hpp"
 #include "tests/support/sanitizer.hpp"
 
@@ -78,7 +78,7 @@ std::string expect_resource_error(F&& f, const std::string& path, int err, std::
 // is capped at what is mapped now plus 1 MiB, and then the heap's free memory (earlier tests
 // leave some behind, which a cap alone would not take away) is taken in ever smaller blocks
 // that are never given back, but for 64 KiB for exceptions and messages.
-std::string exhaust_memory() {
+[[maybe_unused]] std::string exhaust_memory() {  // unused in sanitizer builds
   // Never freed (nor its blocks): the child leaves through _exit.
   std::vector<void*>& held = *new std::vector<void*>();
   held.reserve(size_t{1} << 20);

@@ -20,16 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int parent_of(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(f, line);
-  const auto rp = line.rfind(')');
-  char state = 0;
-  int ppid = 0;
-  if (rp == std::string::npos || std::sscanf(line.c_str() + rp + 1, " %c %d", &state, &ppid) != 2) return -1;
-  return ppid;
-}
 
 /// A pool whose workers outlive it (they ignore the parent-death signal), so the test can
 /// close the pool's channel while a worker still runs.
@@ -73,7 +63,7 @@ TEST_CASE("a pool's worker counts as alive until it ends, even after its pool's 
         auto region = ipc::SharedRegion::create(1 << 16, ro);
         ipc::PoolLauncher launcher([] { return std::string("stub"); }, region.fd());
         auto w = launcher.launch(0);
-        const int pool = parent_of(w->pid());
+        const int pool = test::parent_of(w->pid());
         if (pool <= 1) return 2;
         std::this_thread::sleep_for(300ms);  // the worker has ignored its parent-death signal by now
         ::kill(pool, SIGKILL);  // the channel closes; the worker lives on

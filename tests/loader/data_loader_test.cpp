@@ -57,14 +57,6 @@ void require_clean() {
   CHECK(test::own_children().empty());
 }
 
-bool exactly_once(std::vector<int64_t> v, size_t n) {
-  if (v.size() != n) return false;
-  std::sort(v.begin(), v.end());
-  for (size_t i = 0; i < n; ++i) {
-    if (v[i] != static_cast<int64_t>(i)) return false;
-  }
-  return true;
-}
 
 /// An epoch through next(): each batch's seq, and kRaised where an `Exc` was raised (handed
 /// to `check`); the epoch goes on after it.
@@ -113,7 +105,7 @@ TEST_CASE("every index exactly once per epoch - for 0/1/2/4 workers and partial 
       std::set<int64_t> uniq(r.order.begin(), r.order.end());
       CHECK(uniq.size() == r.order.size());
     } else {
-      CHECK(exactly_once(r.order, 103));
+      CHECK(test::exactly_once(r.order, 103));
       if (!r.batch_sizes.empty()) CHECK(r.batch_sizes.back() == (103 % batch ? 103 % batch : batch));
     }
     if (!shuffle && !drop_last) {
@@ -144,7 +136,7 @@ TEST_CASE("same seed gives the same order for any worker count - a new epoch a n
   CHECK(a[0] == c[0]);
   CHECK(a[0] != a[1]);
   CHECK(a[0] != d[0]);
-  CHECK(exactly_once(a[1], 300));
+  CHECK(test::exactly_once(a[1], 300));
   {
     LoaderOptions o;
     o.batch_size = 16;
@@ -174,7 +166,7 @@ TEST_CASE("in_order=true keeps sampler order - in_order=false delivers as batche
     DataLoader loader(ds, o);
     const auto r = run_epoch(loader, *ds);
     CHECK(r.content_ok);
-    CHECK(exactly_once(r.order, 64));
+    CHECK(test::exactly_once(r.order, 64));
     if (in_order) {
       for (size_t i = 0; i < r.seqs.size(); ++i) CHECK(r.seqs[i] == i);
     } else {
@@ -196,7 +188,7 @@ TEST_CASE("persistent workers keep their pids across 3 epochs - others are forke
     std::vector<int> pids;
     for (int e = 0; e < 3; ++e) {
       const auto r = run_epoch(loader, *ds);
-      CHECK(exactly_once(r.order, 50));
+      CHECK(test::exactly_once(r.order, 50));
       if (e == 0) pids = loader.worker_pids();
       CHECK(loader.worker_pids() == pids);
       CHECK(pids.size() == 2);
@@ -234,7 +226,7 @@ TEST_CASE("breaking out mid-epoch - then a full epoch", "[loader]") {
     }
     const auto r = run_epoch(loader, *ds);
     CHECK(r.content_ok);
-    CHECK(exactly_once(r.order, 200));
+    CHECK(test::exactly_once(r.order, 200));
     // explicit next(): a short epoch, then it starts over
     int count = 0;
     while (auto b = loader.next()) ++count;
@@ -477,7 +469,7 @@ TEST_CASE("worker_init_fn and on_worker_start run in every worker", "[loader][wo
       };
     }
     DataLoader loader(ds, o);
-    CHECK(exactly_once(run_epoch(loader, *ds).order, 30));
+    CHECK(test::exactly_once(run_epoch(loader, *ds).order, 30));
   }
   require_clean();
 }
@@ -542,7 +534,7 @@ TEST_CASE("stream datasets shard by worker_info and end when every shard ends", 
     }
     std::set<int64_t> uniq(values.begin(), values.end());
     CHECK(uniq.size() == values.size());
-    if (!drop_last) CHECK(exactly_once(values, 100));
+    if (!drop_last) CHECK(test::exactly_once(values, 100));
   }
 }
 
@@ -567,7 +559,7 @@ TEST_CASE("a killed worker is replaced and the epoch still delivers every index 
                         {reinterpret_cast<const uint8_t*>(img.data) + k * ds->image_bytes(), ds->image_bytes()}));
       }
     }
-    CHECK(exactly_once(r.order, 200));
+    CHECK(test::exactly_once(r.order, 200));
     CHECK(loader.stats().worker_restarts == 1);
   }
   require_clean();
@@ -610,7 +602,7 @@ TEST_CASE("a hung worker is killed after timeout - a batch that always hangs is 
       }
     }
     CHECK(waits >= 1);
-    CHECK(exactly_once(order, 30));
+    CHECK(test::exactly_once(order, 30));
     CHECK(loader.stats().worker_restarts == 1);
     CHECK(loader.stats().timeouts == static_cast<uint64_t>(waits));
     std::filesystem::remove(marker);

@@ -59,14 +59,6 @@ class BusyThreads {
   std::vector<std::thread> threads_;
 };
 
-bool exactly_once(std::vector<int64_t> v, size_t n) {
-  std::sort(v.begin(), v.end());
-  if (v.size() != n) return false;
-  for (size_t i = 0; i < n; ++i) {
-    if (v[i] != static_cast<int64_t>(i)) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -97,7 +89,7 @@ TEST_CASE("fork-server workers load every index while the trainer runs threads -
         }
       }
       CHECK(content_ok);
-      CHECK(exactly_once(seen, 120));
+      CHECK(test::exactly_once(seen, 120));
     }
     CHECK(loader.stats().threaded_forks == 0);  // every worker came from the single-threaded pool
     CHECK(loader.stats().epochs == 25);
@@ -130,13 +122,13 @@ TEST_CASE("a fork-server worker that dies is replaced and the epoch completes", 
     }
     for (int64_t i : b.indices()) seen.push_back(i);
   }
-  CHECK(exactly_once(seen, 300));
+  CHECK(test::exactly_once(seen, 300));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // an epoch of tiny samples beats the death report
   seen.clear();
   for (auto& b : loader) {
     for (int64_t i : b.indices()) seen.push_back(i);
   }
-  CHECK(exactly_once(seen, 300));
+  CHECK(test::exactly_once(seen, 300));
   CHECK(loader.stats().worker_restarts == 1);
   const auto pids = loader.worker_pids();
   CHECK(pids.size() == 2);

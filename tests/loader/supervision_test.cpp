@@ -33,30 +33,12 @@ using Catch::Contains;
 
 namespace {
 
-bool exactly_once(std::vector<int64_t> v, size_t n) {
-  if (v.size() != n) return false;
-  std::sort(v.begin(), v.end());
-  for (size_t i = 0; i < n; ++i) {
-    if (v[i] != static_cast<int64_t>(i)) return false;
-  }
-  return true;
-}
 
 void require_clean() {
   CHECK(test::own_shm_entries().empty());
   CHECK(test::own_children().empty());
 }
 
-int parent_of(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(f, line);
-  const auto rp = line.rfind(')');
-  char state = 0;
-  int ppid = 0;
-  if (rp == std::string::npos || std::sscanf(line.c_str() + rp + 1, " %c %d", &state, &ppid) != 2) return -1;
-  return ppid;
-}
 
 std::chrono::milliseconds since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
@@ -179,7 +161,7 @@ TEST_CASE("with timeout set, next() returns or raises within it whatever the wor
     while (auto b = loader.next()) {
       for (int64_t i : b->indices()) seen.push_back(i);
     }
-    CHECK(exactly_once(seen, 60));
+    CHECK(test::exactly_once(seen, 60));
   }
   SECTION("a stream dataset whose shard owner is stopped") {
     auto ds = std::make_shared<test::CountingStream>(200);
@@ -214,7 +196,7 @@ TEST_CASE("with timeout set, next() returns or raises within it whatever the wor
       }
     }
     CHECK(timed_out);
-    CHECK(exactly_once(values, 200));
+    CHECK(test::exactly_once(values, 200));
   }
   require_clean();
 }
@@ -265,9 +247,9 @@ TEST_CASE("shutdown is bounded when forks fail or the fork server dies mid-epoch
           o.start_method = StartMethod::kForkServer;
           auto loader = std::make_unique<DataLoader>(DatasetRecipe{"hook", "2000"}, o);
           (void)loader->next();
-          const int pool = parent_of(loader->worker_pids().at(0));
-          const int server = parent_of(pool);
-          if (pool <= 1 || server <= 1 || server != parent_of(parent_of(loader->worker_pids().at(1)))) return 3;
+          const int pool = test::parent_of(loader->worker_pids().at(0));
+          const int server = test::parent_of(pool);
+          if (pool <= 1 || server <= 1 || server != test::parent_of(test::parent_of(loader->worker_pids().at(1)))) return 3;
           ::kill(pool, SIGKILL);
           ::kill(server, SIGKILL);
           int code = 1;
@@ -321,7 +303,7 @@ TEST_CASE("a forked child destroying its copy of the loader leaves the parent's 
   while (auto b = loader->next()) {
     for (int64_t i : b->indices()) seen.push_back(i);
   }
-  CHECK(exactly_once(seen, 2000));
+  CHECK(test::exactly_once(seen, 2000));
   CHECK(loader->stats().worker_deaths == 0);
   loader.reset();
   require_clean();
@@ -476,7 +458,7 @@ TEST_CASE("workers forked by a thread that then ends live on", "[supervision][th
   while (auto b = loader->next()) {
     for (int64_t i : b->indices()) seen.push_back(i);
   }
-  CHECK(exactly_once(seen, 300));
+  CHECK(test::exactly_once(seen, 300));
   CHECK(loader->stats().worker_deaths == 0);
   loader.reset();
   require_clean();

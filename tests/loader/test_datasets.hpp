@@ -2,17 +2,29 @@
 // Datasets for loader tests: each one misbehaves in one controlled way.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "datasets/dataset.hpp"
 #include "core/error.hpp"
 #include "datasets/synthetic_dataset.hpp"
 
 namespace ringloader::test {
+
+/// Does `v` hold every index 0..n-1 exactly once?
+inline bool exactly_once(std::vector<int64_t> v, size_t n) {
+  if (v.size() != n) return false;
+  std::sort(v.begin(), v.end());
+  for (size_t i = 0; i < n; ++i) {
+    if (v[i] != static_cast<int64_t>(i)) return false;
+  }
+  return true;
+}
 
 using datasets::DType;
 using datasets::SampleWriter;

@@ -1,12 +1,15 @@
 #pragma once
 // run_in_child(): a test scenario that must not run in the test process itself (it changes
 // limits or user ids, kills its own loader's helpers, or exits through static destructors).
-// The body runs in a forked child and says what it saw through `report` (a line of text the
-// parent gets back) and its return value (the exit code); Catch2 is never used in the child.
-// The parent waits at most `limit`, then SIGKILLs the child's whole process group.
+// The body runs in a forked child and says what it saw through `report` (text the parent gets
+// back) and its return value (the exit code); Catch2 is never used in the child. The parent
+// waits at most `limit`, then SIGKILLs the child's whole process group.
 //
 //   auto r = test::run_in_child([](test::Report& out) { out << "message"; return 0; }, 10s);
 //   CHECK(r.code == 0); CHECK_THAT(r.text, Contains("message"));
+//   // or: the body returns "" on success, else what went wrong
+//   auto r2 = test::run_in_child([] { return ::getuid() == 0 ? "" : "not root"; });
+//   INFO(r2.describe()); CHECK(r2.ok());
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -29,6 +32,10 @@ struct ChildResult {
   bool timed_out = false;
   std::chrono::milliseconds elapsed{0};
   std::string text;      ///< what the body wrote to its Report (and any escaped exception)
+  bool ok() const { return code == 0 && !timed_out && text.empty(); }
+  std::string describe() const {
+    return (timed_out ? "child timed out" : "child exited " + std::to_string(code)) + ": " + text;
+  }
 };
 
 inline ChildResult run_in_child(const std::function<int(Report&)>& body, std::chrono::milliseconds limit) {
@@ -91,6 +98,18 @@ inline ChildResult run_in_child(const std::function<int(Report&)>& body, std::ch
   // The child's workers die with it; wait until none of its group is left.
   for (int i = 0; i < 200 && ::kill(-pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   return r;
+}
+
+/// The same for a body that returns "" on success, else what went wrong.
+inline ChildResult run_in_child(const std::function<std::string()>& body,
+                                std::chrono::milliseconds limit = std::chrono::milliseconds(60000)) {
+  return run_in_child(
+      [&body](Report& out) {
+        const std::string msg = body();
+        out << msg;
+        return msg.empty() ? 0 : 1;
+      },
+      limit);
 }
 
 /// Gives up root for the nobody user (so RLIMIT_NPROC applies). False if that fails.

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "ipc/worker_process.hpp"
+
 namespace ringloader::test {
 
 /// /dev/shm entries this process created (ringloader-<pid>-...).
@@ -25,25 +27,18 @@ inline std::vector<std::string> own_shm_entries() {
 }
 
 /// Pids whose parent is this process (live or zombie).
-inline std::vector<int> own_children() {
-  std::vector<int> out;
-  const int me = ::getpid();
-  if (DIR* d = ::opendir("/proc")) {
-    while (dirent* e = ::readdir(d)) {
-      const int pid = std::atoi(e->d_name);
-      if (pid <= 0) continue;
-      std::ifstream f("/proc/" + std::string(e->d_name) + "/stat");
-      std::string line;
-      if (!std::getline(f, line)) continue;
-      const auto rp = line.rfind(')');
-      if (rp == std::string::npos) continue;
-      char state = 0;
-      int ppid = 0;
-      if (std::sscanf(line.c_str() + rp + 1, " %c %d", &state, &ppid) == 2 && ppid == me) out.push_back(pid);
-    }
-    ::closedir(d);
-  }
-  return out;
+inline std::vector<int> own_children() { return ipc::child_pids(); }
+
+/// The parent of process `pid`, -1 if unknown.
+inline int parent_of(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(f, line);
+  const auto rp = line.rfind(')');
+  char state = 0;
+  int ppid = 0;
+  if (rp == std::string::npos || std::sscanf(line.c_str() + rp + 1, " %c %d", &state, &ppid) != 2) return -1;
+  return ppid;
 }
 
 /// Is process `pid` gone (or a zombie)?
