@@ -132,6 +132,7 @@ void SlotRing::queue(uint32_t i) const {
   const SlotWord w = word(i);
   if (w.state != SlotState::kFree) throw std::logic_error(std::string("SlotRing::queue: slot is ") + slot_state_name(w.state));
   slots_[i].attempts = 0;
+  slots_[i].order = header_->next_order++;
   slots_[i].progress.store(-1, std::memory_order_relaxed);
   if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) throw std::logic_error("SlotRing::queue: slot changed under main");
   wake_worker();

@@ -84,6 +84,7 @@ struct alignas(64) RingHeader {
   std::atomic<uint64_t> generation;  ///< the layer above's current iteration
   std::atomic<uint32_t> main_waiting;  ///< 1 while the main process is in wait_for_fill
   uint32_t pad0;
+  uint64_t next_order;                 ///< main only: SlotHeader::order of the next queue()
   Semaphore tasks;   ///< wakes a worker asleep in wait_for_task
   Semaphore filled;  ///< wakes the main process asleep in wait_for_fill
 };
@@ -95,7 +96,8 @@ struct alignas(64) SlotHeader {
   std::atomic<int64_t> claimed_at_ns;   ///< monotonic_ns() of the claim whose ticket is claim_ticket
   std::atomic<uint32_t> claim_ticket;   ///< stamped by the claimant after its claim (0: none yet)
   uint32_t attempts;                    ///< claims taken back from dead workers since queue(); main only
-  uint64_t pad1[4];
+  uint64_t order;                       ///< queue order: workers claim the oldest task first; main only
+  uint64_t pad1[3];
 };
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free &&
@@ -142,6 +144,7 @@ class SlotRing {
   uint32_t max_batch() const { return header_->max_batch; }
   size_t payload_bytes() const { return header_->payload_bytes; }
   size_t region_size() const { return region_.size(); }
+  std::byte* region_data() const { return region_.data(); }
   /// The region's descriptor when created with region.keep_fd, else -1.
   int region_fd() const { return region_.fd(); }
   RingHeader& ring() const { return *header_; }
@@ -211,19 +214,31 @@ class SlotRing {
   void clear_shutdown() const { header_->shutdown.store(0, std::memory_order_release); }
 
   // --- worker process ---
-  /// Claims one QUEUED slot whose task `accept(slot)` takes (QUEUED -> CLAIMED(worker)).
+  /// Claims the oldest QUEUED slot whose task `accept(slot)` takes (QUEUED -> CLAIMED(worker)):
+  /// tasks are filled in the order they were queued (a requeued one keeps its place), so the
+  /// batch the training loop waits for is never passed over.
   template <class Accept>
   [[nodiscard]] std::optional<Claim> try_claim(int worker, Accept accept) const {
-    for (uint32_t i = 0; i < num_slots(); ++i) {
-      const SlotWord w = word(i);
-      if (w.state != SlotState::kQueued || !accept(i)) continue;  // the task is stable while QUEUED
-      if (cas(i, w, {SlotState::kClaimed, worker, w.ticket})) {
-        slots_[i].claimed_at_ns.store(monotonic_ns(), std::memory_order_relaxed);
-        slots_[i].claim_ticket.store(w.ticket, std::memory_order_release);
-        return Claim{i, w.ticket};
+    for (;;) {
+      std::optional<uint32_t> oldest;
+      SlotWord oldest_word;
+      for (uint32_t i = 0; i < num_slots(); ++i) {
+        const SlotWord w = word(i);
+        if (w.state != SlotState::kQueued || !accept(i)) continue;  // the task is stable while QUEUED
+        if (!oldest || slots_[i].order < slots_[*oldest].order) {
+          oldest = i;
+          oldest_word = w;
+        }
       }
+      if (!oldest) return std::nullopt;
+      const uint32_t i = *oldest;
+      if (cas(i, oldest_word, {SlotState::kClaimed, worker, oldest_word.ticket})) {
+        slots_[i].claimed_at_ns.store(monotonic_ns(), std::memory_order_relaxed);
+        slots_[i].claim_ticket.store(oldest_word.ticket, std::memory_order_release);
+        return Claim{i, oldest_word.ticket};
+      }
+      // another worker took it first: look again
     }
-    return std::nullopt;
   }
   [[nodiscard]] std::optional<Claim> try_claim(int worker) const {
     return try_claim(worker, [](uint32_t) { return true; });

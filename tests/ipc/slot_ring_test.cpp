@@ -200,3 +200,21 @@ TEST_CASE("a ring whose size overflows is refused before anything is allocated",
   CHECK_THROWS_AS(ipc::SlotRing({.num_slots = UINT32_MAX, .max_batch = UINT32_MAX, .payload_bytes = 64}),
                   std::length_error);
 }
+
+TEST_CASE("workers claim tasks in the order they were queued, whatever slot holds them", "[slot_ring]") {
+  // Before: claims scanned slots in index order, so a task queued later into a lower slot was
+  // filled first - and one that hung there starved the batch the training loop waited for.
+  ipc::SlotRing ring({.num_slots = 3, .max_batch = 1, .payload_bytes = 64});
+  ring.queue(2);
+  ring.queue(0);
+  ring.queue(1);
+  CHECK(ring.try_claim(0)->slot == 2);
+  CHECK(ring.try_claim(0)->slot == 0);
+  const auto c = ring.try_claim(0);
+  CHECK(c->slot == 1);
+  // A requeued task keeps its place: it is older than one queued after it.
+  ring.take_back(0);
+  CHECK(ring.requeue(1));
+  CHECK(ring.requeue(2));
+  CHECK(ring.try_claim(0)->slot == 2);  // queued first of all
+}
