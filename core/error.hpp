@@ -115,6 +115,20 @@ class ResourceError : public Error {
   int64_t index_;
 };
 
+/// An exception of another language's (Python's) raised in dataset code: its type name
+/// ("ValueError") and traceback travel with it, so the training loop's SampleError names them.
+class ForeignError : public Error {
+ public:
+  ForeignError(const std::string& what, std::string type, std::string traceback = {})
+      : Error(what), type_(std::move(type)), traceback_(std::move(traceback)) {}
+  const std::string& type() const noexcept { return type_; }
+  const std::string& traceback() const noexcept { return traceback_; }
+
+ private:
+  std::string type_;
+  std::string traceback_;
+};
+
 /// A wait of the training loop was interrupted on request (DataLoader::interrupt(), e.g. from
 /// a SIGINT handler). The loader stays usable.
 class Interrupted : public Error {

@@ -12,6 +12,7 @@ size_t dtype_size(DType t) {
     case DType::kInt32: return 4;
     case DType::kInt64: return 8;
     case DType::kFloat32: return 4;
+    case DType::kFloat64: return 8;
   }
   throw ConfigError("unknown dtype " + std::to_string(static_cast<int>(t)));
 }
@@ -22,6 +23,7 @@ const char* dtype_name(DType t) {
     case DType::kInt32: return "int32";
     case DType::kInt64: return "int64";
     case DType::kFloat32: return "float32";
+    case DType::kFloat64: return "float64";
   }
   return "unknown";
 }

@@ -14,11 +14,11 @@
 
 namespace ringloader::datasets {
 
-enum class DType : uint8_t { kUInt8 = 0, kInt32 = 1, kInt64 = 2, kFloat32 = 3 };
+enum class DType : uint8_t { kUInt8 = 0, kInt32 = 1, kInt64 = 2, kFloat32 = 3, kFloat64 = 4 };
 
 /// Bytes per element of `t`.
 size_t dtype_size(DType t);
-/// "uint8", "int32", "int64", "float32".
+/// "uint8", "int32", "int64", "float32", "float64".
 const char* dtype_name(DType t);
 
 struct Field {

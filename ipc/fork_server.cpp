@@ -15,7 +15,6 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "core/child_setup.hpp"
 #include "core/posix_error.hpp"
 
 namespace ringloader::ipc {
@@ -105,10 +104,9 @@ ssize_t recv_with_fds(int sock, void* data, size_t cap, UniqueFd* fds, int flags
     const std::string request(buf.data(), static_cast<size_t>(n));
     const pid_t server = ::getpid();
     sigset_t old;
-    core::block_all_signals(old);
-    const pid_t pid = ::fork();
+    const pid_t pid = fork_with_hooks(old);
     if (pid == 0) {
-      core::become_child(server, old);  // SIGCHLD back to default: the pool reaps its workers
+      after_fork_in_child(server, old);  // SIGCHLD back to default: the pool reaps its workers
       ::close(sock);
       int rc = 70;
       try {
@@ -118,7 +116,6 @@ ssize_t recv_with_fds(int sock, void* data, size_t cap, UniqueFd* fds, int flags
       }
       ::_exit(rc);
     }
-    core::restore_signals(old);
   }
 }
 
@@ -141,23 +138,19 @@ void ForkServer::start(PoolEntry entry) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw posix_error(errno, "socketpair(fork server)");
   const pid_t parent = ::getpid();
-  std::fflush(nullptr);
   sigset_t old;
-  core::block_all_signals(old);
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_with_hooks(old);
   if (pid < 0) {
     const int err = errno;
-    core::restore_signals(old);
     ::close(sv[0]);
     ::close(sv[1]);
     throw posix_error(err, "fork(fork server)");
   }
   if (pid == 0) {
-    core::become_child(parent, old);
+    after_fork_in_child(parent, old);
     ::close(sv[0]);
     serve(sv[1], entry);
   }
-  core::restore_signals(old);
   ::close(sv[1]);
   g_server_fd = sv[0];
 }

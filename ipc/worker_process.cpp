@@ -18,6 +18,7 @@
 
 #include "core/child_setup.hpp"
 #include "core/posix_error.hpp"
+#include "ipc/fork_hooks.hpp"
 
 namespace ringloader::ipc {
 namespace {
@@ -40,6 +41,11 @@ void reap_late() {
   });
 }
 
+ForkHooks& hooks_storage() {
+  static ForkHooks h;
+  return h;
+}
+
 }  // namespace
 
 std::string ExitStatus::describe() const {
@@ -48,20 +54,37 @@ std::string ExitStatus::describe() const {
   return "exited with code " + std::to_string(value);
 }
 
+void set_fork_hooks(ForkHooks hooks) { hooks_storage() = std::move(hooks); }
+const ForkHooks& fork_hooks() { return hooks_storage(); }
+
+pid_t fork_with_hooks(sigset_t& old) {
+  const ForkHooks& h = fork_hooks();
+  std::fflush(nullptr);  // buffered output must not be written twice
+  if (h.before) h.before();
+  core::block_all_signals(old);
+  const pid_t pid = ::fork();
+  const int err = errno;
+  if (pid != 0) {
+    core::restore_signals(old);
+    if (h.after_parent) h.after_parent();
+  }
+  errno = err;
+  return pid;
+}
+
+void after_fork_in_child(pid_t parent, const sigset_t& old) {
+  core::become_child(parent, old);
+  if (const ForkHooks& h = fork_hooks(); h.after_child) h.after_child();
+}
+
 WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
   reap_late();
   const pid_t parent = ::getpid();
-  std::fflush(nullptr);  // buffered output must not be written twice
   sigset_t old;
-  core::block_all_signals(old);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int err = errno;
-    core::restore_signals(old);
-    throw core::posix_error(err, "fork");
-  }
+  const pid_t pid = fork_with_hooks(old);
+  if (pid < 0) throw core::posix_error(errno, "fork");
   if (pid == 0) {
-    core::become_child(parent, old);
+    after_fork_in_child(parent, old);
     int rc = 70;
     try {
       rc = body();
@@ -71,7 +94,6 @@ WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
     std::fflush(nullptr);
     ::_exit(rc);
   }
-  core::restore_signals(old);
   WorkerProcess w;
   w.pid_ = pid;
   w.owner_ = parent;

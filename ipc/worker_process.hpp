@@ -12,6 +12,7 @@
 // later, by the next spawn or poll). In any process other than the one that forked the
 // child (a fork of it), every operation is a no-op: a copy never kills or reaps.
 // Move-only; used by one thread at a time.
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -61,6 +62,13 @@ class WorkerProcess {
   pid_t owner_ = -1;                  ///< the process that forked it
   std::optional<ExitStatus> status_;  ///< set once reaped
 };
+
+/// fork() with the process-wide ForkHooks run around it (before, after_parent) and every
+/// signal blocked across it; `old` receives the mask to restore. The child must call
+/// after_fork_in_child(parent, old) first. Returns fork()'s value (errno set on -1).
+pid_t fork_with_hooks(sigset_t& old);
+/// In a child of fork_with_hooks: core::become_child, then the after_child hook.
+void after_fork_in_child(pid_t parent, const sigset_t& old);
 
 /// Number of threads in this process (from /proc/self/status), 0 if unknown.
 int thread_count();

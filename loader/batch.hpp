@@ -48,6 +48,7 @@ struct TensorView {
     else if constexpr (std::is_same_v<T, int32_t>) return 1;
     else if constexpr (std::is_same_v<T, int64_t>) return 2;
     else if constexpr (std::is_same_v<T, float>) return 3;
+    else if constexpr (std::is_same_v<T, double>) return 4;
     else return -1;
   }
   void check_type(size_t size, int code) const;

@@ -43,6 +43,7 @@ DataLoader::Iterator DataLoader::begin() {
   return it;
 }
 
+void DataLoader::start_epoch() { core_->start_epoch(); }
 std::optional<Batch> DataLoader::next() { return core_->next(); }
 size_t DataLoader::size() const { return core_->size(); }
 void DataLoader::set_epoch(uint64_t epoch) { core_->set_epoch(epoch); }
@@ -50,6 +51,7 @@ uint64_t DataLoader::epoch() const { return core_->epoch(); }
 uint64_t DataLoader::seed() const { return core_->seed(); }
 size_t DataLoader::num_slots() const { return core_->num_slots(); }
 size_t DataLoader::ring_bytes() const { return core_->ring_bytes(); }
+std::span<std::byte> DataLoader::shared_memory() const { return core_->shared_memory(); }
 std::vector<int> DataLoader::worker_pids() const { return core_->worker_pids(); }
 const std::vector<SkippedSample>& DataLoader::skipped() const { return core_->skipped(); }
 LoaderStats DataLoader::stats() const { return core_->stats(); }

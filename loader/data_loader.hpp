@@ -16,6 +16,7 @@
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,8 @@ class DataLoader {
   Iterator begin();
   std::default_sentinel_t end() { return {}; }
 
+  /// Starts an epoch now (abandoning an unfinished one): begin() is start_epoch() + next().
+  void start_epoch();
   /// Explicit iteration: the next batch of the current epoch (starting one if none is
   /// running); nothing when the epoch is over (the next call starts a new one).
   std::optional<Batch> next();
@@ -75,6 +78,9 @@ class DataLoader {
   size_t num_slots() const;
   /// Bytes of shared memory the ring uses.
   size_t ring_bytes() const;
+  /// The shared memory every slot lives in: each Batch's tensors point inside it. Pin it once
+  /// (cudaHostRegister) for asynchronous copies to a GPU.
+  std::span<std::byte> shared_memory() const;
   /// Pids of the live workers (empty between epochs without persistent_workers).
   std::vector<int> worker_pids() const;
   /// The loader's position at this batch boundary, as a small JSON text: seed, epoch, the

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,7 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   uint64_t seed() const { return plan_.seed(); }
   size_t num_slots() const { return ring_->num_slots(); }
   size_t ring_bytes() const { return ring_->region_size(); }
+  std::span<std::byte> shared_memory() const { return {ring_->region_data(), ring_->region_size()}; }
   std::vector<int> worker_pids() const;
   const std::vector<SkippedSample>& skipped() const { return skipped_; }
   LoaderStats stats() const;

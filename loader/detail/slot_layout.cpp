@@ -106,6 +106,9 @@ std::string describe_current(const char* fallback_type, std::string& type_out) {
   type_out = current_exception_type();
   try {
     throw;
+  } catch (const ForeignError& e) {
+    type_out = e.type();  // the Python type, not the C++ wrapper's
+    return e.traceback().empty() ? std::string(e.what()) : std::string(e.what()) + "\n" + e.traceback();
   } catch (const std::exception& e) {
     return e.what();
   } catch (...) {

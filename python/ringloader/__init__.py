@@ -1,0 +1,461 @@
+"""ringloader: a drop-in data loader for PyTorch training scripts.
+
+Forked worker processes decode samples straight into a shared-memory ring of batch slots;
+each batch reaches the training loop as zero-copy tensors, and its slot goes back to the ring
+when the last of them is freed. Nothing is pickled, nothing is copied twice.
+
+    import ringloader as rl
+    train = rl.ImageFolder("/data/train", size=224, random_crop=True, flip=True)
+    loader = rl.DataLoader(train, batch_size=256, shuffle=True, num_workers=8,
+                           persistent_workers=True, seed=1)
+    for epoch in range(90):
+        loader.set_epoch(epoch)
+        for images, labels in loader:      # uint8 N x 224 x 224 x 3, int64 N
+            ...
+"""
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import warnings
+
+from . import _ringloader as _core
+from ._errors import (BatchError, ConfigError, DecodeError, Error, Interrupted, IpcError, ResourceError,
+                      SampleError, TimeoutError, WorkerError)
+
+__all__ = [
+    "init", "get_worker_info", "WorkerInfo", "Dataset", "IterableDataset", "ImageFolder", "FileList",
+    "DistributedSampler", "DataLoader", "Batch", "set_log_level",
+    "Error", "ConfigError", "IpcError", "DecodeError", "SampleError", "WorkerError", "BatchError",
+    "TimeoutError", "ResourceError", "Interrupted",
+]
+
+WorkerInfo = collections.namedtuple("WorkerInfo", ["id", "num_workers", "seed", "pid"])
+WorkerInfo.__doc__ = "What get_worker_info() returns in a worker: torch.utils.data's, plus the pid."
+
+
+def get_worker_info():
+    """In a worker: its WorkerInfo (id, num_workers, seed, pid). In the training process: None."""
+    t = _core.get_worker_info()
+    return None if t is None else WorkerInfo(*t)
+
+
+def set_log_level(level: str) -> None:
+    """The C++ library's log level: trace, debug, info, warn (default), error, off."""
+    _core.set_log_level(level)
+
+
+def _unpickle(data: bytes):
+    return pickle.loads(data)
+
+
+_server_started = False
+
+
+def init() -> None:
+    """Start the fork server: call it first thing, before torch or any thread starts.
+
+    Loaders with start_method="forkserver" then fork their workers from that small
+    single-threaded process instead of this (threaded) one. Their dataset reaches the server
+    pickled - a module-level class and its arguments, as PyTorch's forkserver requires."""
+    global _server_started
+    if _server_started:
+        raise ConfigError("ringloader.init() called twice")
+    _core.register_factory("python", _unpickle)
+    _core.init()
+    _server_started = True
+
+
+# ---------------------------------------------------------------- datasets
+
+class Dataset:
+    """A map-style dataset that writes each sample straight into the batch slot.
+
+    Subclasses set `schema` ({name: (dtype, shape)} or (dtype, largest shape, "variable")),
+    define __len__ and get(index, out). `out[name]` is a writable NumPy view of the field in
+    the slot; `out.rng` a numpy Generator seeded from (seed, epoch, index). Optional:
+    source(index) (a file name for error messages), on_worker_start(worker_info),
+    fingerprint() (checked by load_state_dict)."""
+
+    schema: dict = {}
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def get(self, index: int, out) -> None:
+        raise NotImplementedError
+
+
+class IterableDataset:
+    """A stream: set `schema`, define __iter__ yielding samples (tuples in schema order, or
+    dicts); shard it with get_worker_info(). set_epoch(epoch), if defined, is called before
+    each epoch's __iter__ in every worker."""
+
+    schema: dict = {}
+
+    def __iter__(self):
+        raise NotImplementedError
+
+
+class _ImageDataset:
+    """The native image datasets' Python face."""
+
+    _native: _core.NativeDataset
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    @property
+    def samples(self):
+        """[(path, class_index)], as torchvision's."""
+        n = self._native
+        return [(n.path(i), n.label(i)) for i in range(len(n))]
+
+    @property
+    def targets(self):
+        n = self._native
+        return [n.label(i) for i in range(len(n))]
+
+    @property
+    def transform(self) -> str:
+        return self._native.transform
+
+    def __reduce__(self):  # the fork server receives it pickled: rebuilt from its arguments
+        return (type(self), self._args)
+
+
+_IMAGE_DEFAULTS = dict(size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
+                       reader_threads=16, decoder="fast")
+
+
+class ImageFolder(_ImageDataset):
+    """torchvision.datasets.ImageFolder, decoded in C++ in the workers: root/<class>/**/<image>.
+
+    size: Resize(size * 8/7) + CenterCrop(size), or with random_crop RandomResizedCrop(size);
+    flip: RandomHorizontalFlip(0.5); output: "uint8" (N x H x W x 3) or "float" (normalised
+    float32 N x 3 x H x W). A bad file raises (or is skipped, on_error="skip") naming it."""
+
+    def __init__(self, root, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
+                 reader_threads=16, decoder="fast"):
+        self._args = (os.fspath(root), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
+        self._native = _core.image_folder(*self._args)
+        self.root = self._args[0]
+
+    @property
+    def classes(self):
+        return list(self._native.classes)
+
+    @property
+    def class_to_idx(self):
+        return {c: i for i, c in enumerate(self._native.classes)}
+
+
+class FileList(_ImageDataset):
+    """Images listed in a TSV/CSV file of path<TAB>label lines (paths relative to the file)."""
+
+    def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
+                 reader_threads=16, decoder="fast"):
+        self._args = (os.fspath(path), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
+        self._native = _core.file_list(*self._args)
+
+
+class DistributedSampler:
+    """torch.utils.data.DistributedSampler's rule (padding by wrap-around, rank r takes
+    positions r, r + world, ...). Rank and world size come from torchrun, Open MPI or Slurm
+    variables unless given. The shuffle follows the loader's seed and epoch."""
+
+    def __init__(self, dataset_or_size, num_replicas=None, rank=None, shuffle=True, seed=None, drop_last=False):
+        n = dataset_or_size if isinstance(dataset_or_size, int) else len(dataset_or_size)
+        self.rank, self.num_replicas, self.local_rank, self.launcher = _core.detect_distributed(rank, num_replicas)
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self._native = _core.DistributedSampler(n, self.rank, self.num_replicas, shuffle, seed, drop_last)
+        self.epoch = None
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def set_epoch(self, epoch: int) -> None:
+        """As in PyTorch: the loader then iterates this epoch (same as loader.set_epoch)."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(self._native.indices(self.seed or 0, self.epoch or 0))
+
+
+# ---------------------------------------------------------------- adapters for torch datasets
+
+def _spec_of(value, where):
+    """(dtype, shape) of one field of an inferred sample."""
+    import numpy as np
+    if hasattr(value, "detach") and hasattr(value, "dtype") and hasattr(value, "shape"):  # a torch tensor
+        return (str(value.dtype).replace("torch.", ""), tuple(value.shape))
+    if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+        return (value.dtype.name, tuple(np.shape(value)))
+    if isinstance(value, bool):
+        return ("uint8", ())
+    if isinstance(value, int):
+        return ("int64", ())
+    if isinstance(value, float):
+        return ("float64", ())
+    raise ConfigError(f"{where} is a {type(value).__name__}: ringloader batches tensors, arrays and numbers; "
+                      "convert it in the dataset (e.g. torchvision.transforms.PILToTensor) or pass schema=")
+
+
+def _infer_schema(sample):
+    if isinstance(sample, dict):
+        return {str(k): _spec_of(v, f"field '{k}' of sample 0") for k, v in sample.items()}, "dict"
+    if isinstance(sample, (tuple, list)):
+        return {str(i): _spec_of(v, f"part {i} of sample 0") for i, v in enumerate(sample)}, "tuple"
+    return {"0": _spec_of(sample, "sample 0")}, "single"
+
+
+class _TorchMapDataset(Dataset):
+    """An existing map-style dataset (torch.utils.data.Dataset, or anything with __getitem__ and
+    __len__) run unchanged: each sample is copied once into the slot."""
+
+    def __init__(self, ds, schema=None):
+        self.ds = ds
+        sample0 = ds[0]
+        inferred, self.kind = _infer_schema(sample0)
+        self.schema = schema if schema is not None else inferred
+
+    def __len__(self):
+        return len(self.ds)
+
+    def get(self, index, out):
+        out.write(self.ds[index])
+
+
+class _TorchIterableDataset(IterableDataset):
+    def __init__(self, ds, schema=None):
+        self.ds = ds
+        if schema is None:
+            schema, self.kind = _infer_schema(next(iter(ds)))
+        else:
+            self.kind = "tuple"
+        self.schema = schema
+
+    def set_epoch(self, epoch):
+        if hasattr(self.ds, "set_epoch"):
+            self.ds.set_epoch(epoch)
+
+    def __iter__(self):
+        return iter(self.ds)
+
+
+# ---------------------------------------------------------------- batches and the loader
+
+class Batch(tuple):
+    """One batch: a tuple of its fields in schema order (`images, labels = batch`), also
+    batch["image"]; `indices` (the dataset indices), `skipped` ((index, path, reason) dropped
+    under on_error="skip"), `names`, `seq` (batch number in its epoch), `epoch`. Zero-copy: the
+    slot returns to the ring when the last tensor of the batch is freed."""
+
+    def __new__(cls, fields, names, core_batch):
+        b = super().__new__(cls, fields)
+        b._names = names
+        b._core = core_batch
+        return b
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._names.index(key))
+            except ValueError:
+                raise KeyError(f"no field '{key}' in this batch (fields: {', '.join(self._names)})") from None
+        return tuple.__getitem__(self, key)
+
+    @property
+    def names(self):
+        return list(self._names)
+
+    @property
+    def indices(self):
+        return self._core.indices
+
+    @property
+    def skipped(self):
+        return self._core.skipped
+
+    @property
+    def seq(self):
+        return self._core.seq
+
+    @property
+    def epoch(self):
+        return self._core.epoch
+
+
+_Released = collections.namedtuple("_Released", ["indices", "skipped", "seq", "epoch"])
+
+
+class DataLoader:
+    """torch.utils.data.DataLoader's arguments and behaviour, with workers that decode into a
+    shared-memory ring.
+
+    dataset: rl.ImageFolder / rl.FileList (decoded in C++), an rl.Dataset / rl.IterableDataset,
+    or an existing torch Dataset (its schema inferred from sample 0, or given as schema=).
+    Each iteration is an epoch; batches are tuples of torch tensors (NumPy arrays with
+    format="numpy" or when torch is absent) viewing the slot; copy=True gives owning tensors.
+    timeout (seconds) bounds every wait: past it rl.TimeoutError says what was waited for.
+    on_error: "raise" (rl.SampleError at the batch's place) or "skip" (dropped and reported)."""
+
+    def __init__(self, dataset, batch_size=1, shuffle=False, sampler=None, batch_sampler=None, num_workers=0,
+                 collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None,
+                 prefetch_factor=2, persistent_workers=False, seed=None, in_order=True, on_error="raise",
+                 start_method="fork", max_retries=3, shm_dir="", format=None, copy=False, schema=None):
+        if batch_sampler is not None:
+            raise ConfigError("batch_sampler is not supported from Python yet: use batch_size, sampler and drop_last")
+        if collate_fn is not None:
+            raise ConfigError("collate_fn is not supported: batches are stacked in place in shared memory (each field "
+                              "N-first); transform samples in the dataset instead")
+        if format is None:
+            try:
+                import torch  # noqa: F401
+                format = "torch"
+            except ImportError:
+                format = "numpy"
+        if format not in ("torch", "numpy"):
+            raise ConfigError(f"format='{format}' is not one of 'torch', 'numpy'")
+        self.format, self.copy = format, copy
+        self.dataset = dataset
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self._single = False
+        core_ds = dataset
+        if isinstance(dataset, _ImageDataset):
+            core_ds = dataset._native
+        elif isinstance(dataset, Dataset) or isinstance(dataset, IterableDataset):
+            if schema is not None:
+                dataset.schema = schema
+        elif hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
+            core_ds = _TorchMapDataset(dataset, schema)
+            self._single = core_ds.kind == "single"
+        elif hasattr(dataset, "__iter__"):
+            core_ds = _TorchIterableDataset(dataset, schema)
+            self._single = core_ds.kind == "single"
+        else:
+            raise ConfigError(f"a {type(dataset).__name__} is not a dataset: give an rl.Dataset, rl.IterableDataset, "
+                              "rl.ImageFolder or a torch Dataset")
+        if start_method == "forkserver":
+            if not _server_started:
+                raise ConfigError('start_method="forkserver" needs rl.init() called first thing in the program')
+            try:
+                core_ds = ("recipe", "python", pickle.dumps(dataset if isinstance(dataset, _ImageDataset) else core_ds))
+            except Exception as e:  # noqa: BLE001 - any pickling failure means the same thing
+                raise ConfigError(f'start_method="forkserver" sends the dataset to the server pickled, and this one '
+                                  f"cannot be: {e}. Define its class at module level") from e
+        options = dict(batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
+                       prefetch_factor=prefetch_factor, persistent_workers=persistent_workers, timeout=timeout,
+                       seed=seed, in_order=in_order, on_error=on_error, max_retries=max_retries, shm_dir=shm_dir,
+                       start_method=start_method, sampler=sampler, worker_init_fn=worker_init_fn)
+        self.sampler = sampler
+        self._loader = _core.Loader(core_ds, options)
+        self._names = None
+        self._warned_threads = False
+        self._pinned = None
+        if pin_memory:
+            self._pin()
+
+    # -- iteration
+    def __iter__(self):
+        loader = self._loader
+        if isinstance(self.sampler, DistributedSampler) and self.sampler.epoch is not None:
+            loader.set_epoch(self.sampler.epoch)
+        loader.start_epoch()
+        self._warn_threads()
+        wrap = self._wrap
+        while True:
+            b = loader.next()
+            if b is None:
+                return
+            yield wrap(b)
+
+    def _wrap(self, b):
+        arrays = b.arrays()
+        if self._names is None:
+            self._names = b.names
+        if self.copy:
+            arrays = tuple([a.copy() for a in x] if isinstance(x, list) else x.copy() for x in arrays)
+            kept = _Released(b.indices.copy(), b.skipped, b.seq, b.epoch)
+            b.release()  # the slot goes back now: the batch owns its memory
+            b = kept
+        if self.format == "torch":
+            from torch import from_numpy
+            arrays = tuple([from_numpy(a) for a in x] if isinstance(x, list) else from_numpy(x) for x in arrays)
+        if self._single:
+            return arrays[0]
+        return Batch(arrays, self._names, b)
+
+    def _warn_threads(self):
+        if self._warned_threads or self._loader.stats()["threaded_forks"] == 0:
+            return
+        self._warned_threads = True
+        warnings.warn("ringloader forked its workers from a process that runs other threads (torch starts some); a "
+                      "lock one of them held stays locked in the workers. Call rl.init() first thing in the program "
+                      'and pass start_method="forkserver"', RuntimeWarning, stacklevel=3)
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    # -- position
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration runs (shuffles and random crops derive from it)."""
+        self._loader.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        """The loader's position at this batch boundary; load_state_dict() on a loader built the
+        same way continues with exactly the batches still to come, byte for byte."""
+        return {"ringloader_state": self._loader.state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._loader.load_state(state["ringloader_state"])
+
+    # -- inspection and control
+    @property
+    def seed(self) -> int:
+        return self._loader.seed
+
+    @property
+    def skipped(self):
+        """(index, path, reason) of every sample skipped under on_error="skip"."""
+        return self._loader.skipped()
+
+    def stats(self) -> dict:
+        return self._loader.stats()
+
+    def worker_pids(self):
+        return self._loader.worker_pids()
+
+    def shared_memory(self):
+        """(address, bytes) of the shared memory the batches live in."""
+        return self._loader.shared_memory()
+
+    def interrupt(self) -> None:
+        """End a waiting next() with rl.Interrupted (safe from a signal handler or another thread)."""
+        self._loader.interrupt()
+
+    def close(self) -> None:
+        """Stop the workers now (batches still held stay valid)."""
+        if self._pinned is not None:
+            import torch
+            torch.cuda.cudart().cudaHostUnregister(self._pinned)
+            self._pinned = None
+        self._loader = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def _pin(self):
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("pin_memory=True needs a CUDA device, and torch.cuda.is_available() is False; "
+                              "leave pin_memory off on a machine without a GPU")
+        addr, size = self._loader.shared_memory()
+        err = torch.cuda.cudart().cudaHostRegister(addr, size, 0)
+        if int(getattr(err, "value", err)) != 0:
+            raise IpcError(f"cudaHostRegister of the {size}-byte ring failed: {err}")
+        self._pinned = addr

@@ -1,0 +1,394 @@
+// _ringloader: the thin binding under the `ringloader` Python package. Behaviour lives in the
+// C++ library; this file converts types, takes and releases the GIL, and maps errors.
+// python/ringloader/__init__.py builds the Pythonic surface on it.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/error.hpp"
+#include "datasets/file_list_dataset.hpp"
+#include "datasets/image_folder.hpp"
+#include "ipc/fork_hooks.hpp"
+#include "loader/data_loader.hpp"
+#include "loader/distributed.hpp"
+#include "loader/init.hpp"
+#include "python/src/py_datasets.hpp"
+
+namespace py = pybind11;
+using namespace ringloader;
+using namespace ringloader::python;
+
+namespace {
+
+// ---------------------------------------------------------------- fork hooks
+
+/// The GIL state the forking thread took in `before`, given back in `after_parent`.
+thread_local PyGILState_STATE t_fork_gil;
+
+/// Every fork of the library runs these, as os.fork() does: workers inherit a usable interpreter.
+void install_fork_hooks() {
+  ipc::set_fork_hooks({
+      .before =
+          [] {
+            t_fork_gil = PyGILState_Ensure();
+            PyOS_BeforeFork();
+          },
+      .after_parent =
+          [] {
+            PyOS_AfterFork_Parent();
+            PyGILState_Release(t_fork_gil);
+          },
+      .after_child = [] { PyOS_AfterFork_Child(); },  // this thread holds the GIL from now on
+  });
+}
+
+// ---------------------------------------------------------------- errors
+
+/// Raises ringloader._errors.<name>(message) with the given attributes set.
+void raise_py(const char* name, const std::string& message, std::initializer_list<std::pair<const char*, py::object>> attrs) {
+  py::object cls = py::module_::import("ringloader._errors").attr(name);
+  py::object inst = cls(message);
+  for (const auto& [k, v] : attrs) inst.attr(k) = v;
+  PyErr_SetObject(cls.ptr(), inst.ptr());
+}
+
+void translate(std::exception_ptr p) {
+  try {
+    if (p) std::rethrow_exception(p);
+  } catch (const SampleError& e) {
+    const std::string what = e.what();
+    const auto tb = what.find("\nTraceback (most recent call last):");
+    raise_py("SampleError", what,
+             {{"index", py::int_(e.index())},
+              {"path", py::str(e.path())},
+              {"type", py::str(e.type())},
+              {"traceback", py::str(tb == std::string::npos ? std::string() : what.substr(tb + 1))}});
+  } catch (const BatchError& e) {
+    raise_py("BatchError", e.what(), {{"indices", py::cast(e.indices())}, {"culprits", py::cast(e.culprits())}});
+  } catch (const WorkerError& e) {
+    raise_py("WorkerError", e.what(), {});
+  } catch (const TimeoutError& e) {
+    raise_py("TimeoutError", e.what(), {{"batch_given_up", py::bool_(e.batch_given_up())}});
+  } catch (const ResourceError& e) {
+    raise_py("ResourceError", e.what(),
+             {{"errno", py::int_(e.error_number())}, {"path", py::str(e.path())}, {"index", py::int_(e.index())}});
+  } catch (const DecodeError& e) {
+    raise_py("DecodeError", e.what(), {{"path", py::str(e.path())}});
+  } catch (const ConfigError& e) {
+    raise_py("ConfigError", e.what(), {});
+  } catch (const Interrupted& e) {
+    raise_py("Interrupted", e.what(), {});
+  } catch (const IpcError& e) {
+    raise_py("IpcError", e.what(), {});
+  } catch (const ForeignError& e) {
+    raise_py("Error", e.traceback().empty() ? e.what() : std::string(e.what()) + "\n" + e.traceback(), {});
+  } catch (const Error& e) {
+    raise_py("Error", e.what(), {});
+  }
+}
+
+// ---------------------------------------------------------------- datasets
+
+/// A dataset made in C++ (ImageFolder, FileList), passed to Loader as it is.
+struct NativeDataset {
+  std::shared_ptr<datasets::ImageDataset> ds;
+};
+
+datasets::ImageDatasetOptions image_options(int size, bool random_crop, bool flip, const std::string& output,
+                                            int64_t max_pixels, int reader_threads, const std::string& decoder) {
+  if (size <= 0) throw ConfigError("size must be positive, got " + std::to_string(size));
+  datasets::ImageDatasetOptions o;
+  datasets::Pipeline p;
+  if (random_crop) p.random_resized_crop(size);
+  else p.resize(size * 8 / 7).center_crop(size);  // 224 -> Resize(256) + CenterCrop(224)
+  if (flip) p.random_horizontal_flip();
+  if (output == "float") p.to_float();
+  else if (output != "uint8") throw ConfigError("output='" + output + "' is not one of 'uint8', 'float'");
+  o.transform = p;
+  o.decode.max_pixels = max_pixels;
+  o.reader_threads = reader_threads;
+  if (decoder == "fast") o.decode.backend = datasets::ResizeBackend::kFast;
+  else if (decoder == "turbojpeg") o.decode.backend = datasets::ResizeBackend::kTurboJpegStb;
+  else if (decoder == "stb") o.decode.backend = datasets::ResizeBackend::kStb;
+  else throw ConfigError("decoder='" + decoder + "' is not one of 'fast', 'turbojpeg', 'stb'");
+  return o;
+}
+
+// ---------------------------------------------------------------- the loader
+
+std::shared_ptr<loader::Sampler> sampler_from(const py::object& s) {
+  if (s.is_none()) return nullptr;
+  if (py::hasattr(s, "_native")) return s.attr("_native").cast<std::shared_ptr<loader::Sampler>>();
+  return std::make_shared<PySampler>(s);
+}
+
+loader::LoaderOptions options_from(const py::dict& d) {
+  loader::LoaderOptions o;
+  auto get = [&](const char* k) -> py::object { return d.contains(k) ? py::object(d[k]) : py::none(); };
+  if (auto v = get("batch_size"); !v.is_none()) o.batch_size = v.cast<size_t>();
+  if (auto v = get("shuffle"); !v.is_none()) o.shuffle = v.cast<bool>();
+  if (auto v = get("drop_last"); !v.is_none()) o.drop_last = v.cast<bool>();
+  if (auto v = get("num_workers"); !v.is_none()) o.num_workers = v.cast<size_t>();
+  if (auto v = get("prefetch_factor"); !v.is_none()) o.prefetch_factor = v.cast<size_t>();
+  if (auto v = get("persistent_workers"); !v.is_none()) o.persistent_workers = v.cast<bool>();
+  if (auto v = get("timeout"); !v.is_none()) {
+    const double t = v.cast<double>();
+    if (t < 0) throw ConfigError("timeout must not be negative, got " + std::to_string(t));
+    o.timeout = std::chrono::milliseconds(static_cast<int64_t>(t * 1000.0 + 0.5));
+  }
+  if (auto v = get("seed"); !v.is_none()) o.seed = v.cast<uint64_t>();
+  if (auto v = get("in_order"); !v.is_none()) o.in_order = v.cast<bool>();
+  if (auto v = get("on_error"); !v.is_none()) {
+    const auto s = v.cast<std::string>();
+    if (s == "raise") o.on_error = loader::OnError::kRaise;
+    else if (s == "skip") o.on_error = loader::OnError::kSkip;
+    else throw ConfigError("on_error='" + s + "' is not one of 'raise', 'skip'");
+  }
+  if (auto v = get("max_retries"); !v.is_none()) o.max_retries = v.cast<size_t>();
+  if (auto v = get("shm_dir"); !v.is_none()) o.shm_dir = v.cast<std::string>();
+  if (auto v = get("start_method"); !v.is_none()) {
+    const auto s = v.cast<std::string>();
+    if (s == "fork") o.start_method = loader::StartMethod::kFork;
+    else if (s == "forkserver") o.start_method = loader::StartMethod::kForkServer;
+    else throw ConfigError("start_method='" + s + "' is not one of 'fork', 'forkserver'");
+  }
+  o.sampler = sampler_from(get("sampler"));
+  if (auto v = get("worker_init_fn"); !v.is_none()) {
+    py::object fn = v;
+    o.worker_init_fn = [fn](const datasets::WorkerInfo&) {
+      py::gil_scoped_acquire g;
+      try {
+        fn(py::module_::import("ringloader").attr("get_worker_info")().attr("id"));
+      } catch (py::error_already_set& e) {
+        throw_foreign(e);
+      }
+    };
+  }
+  // Ctrl-C while next() waits: the wait ends at once (EINTR) and this raises KeyboardInterrupt.
+  o.interrupt_check = [] {
+    py::gil_scoped_acquire g;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  };
+  return o;
+}
+
+/// A delivered batch. Its arrays are views into the slot whose base is this object: the slot
+/// returns to the ring when the last of them (and this) is gone.
+struct PyBatch {
+  loader::Batch batch;
+};
+
+py::tuple batch_arrays(const std::shared_ptr<PyBatch>& self, py::handle base) {
+  const loader::Batch& b = self->batch;
+  if (!b) throw ConfigError("this batch has been released");
+  const auto& schema = b.schema();
+  py::tuple out(schema.fields.size());
+  for (size_t i = 0; i < schema.fields.size(); ++i) {
+    const auto& f = schema.fields[i];
+    if (f.variable) {
+      const auto r = b.ragged(f.name);
+      py::list samples;
+      const size_t item = datasets::dtype_size(f.dtype);
+      for (size_t k = 0; k < b.size(); ++k) {
+        std::vector<py::ssize_t> shape(r.shapes[k].begin(), r.shapes[k].end());
+        samples.append(py::array(numpy_dtype(f.dtype), shape, {},
+                                 r.values.data + static_cast<size_t>(r.offsets[k]) * item, base));
+      }
+      out[i] = samples;
+      continue;
+    }
+    const auto t = b.field(i);
+    std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
+    out[i] = py::array(numpy_dtype(t.dtype), shape, {}, const_cast<std::byte*>(t.data), base);
+  }
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_ringloader, m) {
+  m.doc() = "ringloader's C++ core; use the `ringloader` package";
+  install_fork_hooks();
+  py::register_exception_translator(&translate);
+
+  py::class_<SampleOut>(m, "SampleOut", "What a Dataset's get(index, out) writes through")
+      .def("__getitem__", &SampleOut::field, py::arg("name"),
+           "A writable NumPy view of the field in the batch slot (valid during get())")
+      .def("set_shape", &SampleOut::set_shape, py::arg("name"), py::arg("shape"),
+           "A variable field: the shape this sample writes (call before out[name])")
+      .def("write", [](SampleOut& o, py::handle sample) { write_sample_into(o, o.schema(), sample); },
+           py::arg("sample"), "Copy a sample (a tuple/dict/value of arrays, tensors, numbers) into the slot")
+      .def_property_readonly("rng", &SampleOut::rng, "numpy.random.Generator seeded from (seed, epoch, index)")
+      .def_property_readonly("index", &SampleOut::index)
+      .def_property_readonly("epoch", &SampleOut::epoch)
+      .def_property_readonly("worker_id", &SampleOut::worker_id)
+      .def("set_source", &SampleOut::set_source, "The file this sample came from (for error messages)");
+
+  py::class_<NativeDataset>(m, "NativeDataset")
+      .def("__len__", [](const NativeDataset& d) { return d.ds->size(); })
+      .def("path", [](const NativeDataset& d, size_t i) { return d.ds->path(i); })
+      .def("label", [](const NativeDataset& d, size_t i) { return d.ds->label(i); })
+      .def_property_readonly("image_size", [](const NativeDataset& d) { return d.ds->image_size(); })
+      .def_property_readonly("classes",
+                             [](const NativeDataset& d) {
+                               if (auto* f = dynamic_cast<datasets::ImageFolder*>(d.ds.get())) return f->classes();
+                               return std::vector<std::string>{};
+                             })
+      .def_property_readonly("transform", [](const NativeDataset& d) { return d.ds->options().transform.describe(); });
+
+  m.def(
+      "image_folder",
+      [](const std::string& root, int size, bool random_crop, bool flip, const std::string& output, int64_t max_pixels,
+         int reader_threads, const std::string& decoder) {
+        datasets::ImageFolderOptions o;
+        static_cast<datasets::ImageDatasetOptions&>(o) =
+            image_options(size, random_crop, flip, output, max_pixels, reader_threads, decoder);
+        py::gil_scoped_release rel;  // the scan reads the disk
+        return NativeDataset{std::make_shared<datasets::ImageFolder>(root, o)};
+      },
+      py::arg("root"), py::arg("size"), py::arg("random_crop"), py::arg("flip"), py::arg("output"),
+      py::arg("max_pixels"), py::arg("reader_threads"), py::arg("decoder"));
+  m.def(
+      "file_list",
+      [](const std::string& list, int size, bool random_crop, bool flip, const std::string& output, int64_t max_pixels,
+         int reader_threads, const std::string& decoder) {
+        auto o = image_options(size, random_crop, flip, output, max_pixels, reader_threads, decoder);
+        py::gil_scoped_release rel;
+        return NativeDataset{std::make_shared<datasets::FileListDataset>(list, o)};
+      },
+      py::arg("list"), py::arg("size"), py::arg("random_crop"), py::arg("flip"), py::arg("output"),
+      py::arg("max_pixels"), py::arg("reader_threads"), py::arg("decoder"));
+
+  py::class_<loader::Sampler, std::shared_ptr<loader::Sampler>>(m, "Sampler")
+      .def("__len__", &loader::Sampler::size)
+      .def("indices", [](const loader::Sampler& s, uint64_t seed, uint64_t epoch) { return s.indices({seed, epoch}); });
+  py::class_<loader::DistributedSampler, loader::Sampler, std::shared_ptr<loader::DistributedSampler>>(m, "DistributedSampler")
+      .def(py::init<size_t, int, int, bool, std::optional<uint64_t>, bool>(), py::arg("n"), py::arg("rank"),
+           py::arg("world_size"), py::arg("shuffle") = true, py::arg("seed") = py::none(), py::arg("drop_last") = false)
+      .def_property_readonly("rank", &loader::DistributedSampler::rank)
+      .def_property_readonly("world_size", &loader::DistributedSampler::world_size);
+  m.def("detect_distributed", [](std::optional<int> rank, std::optional<int> world) {
+    const auto e = loader::DistributedEnv::resolve(rank, world);
+    return py::make_tuple(e.rank, e.world_size, e.local_rank, e.source);
+  });
+
+  py::class_<PyBatch, std::shared_ptr<PyBatch>>(m, "Batch")
+      .def("arrays", [](py::object self) { return batch_arrays(self.cast<std::shared_ptr<PyBatch>>(), self); })
+      .def_property_readonly("names",
+                             [](const PyBatch& b) {
+                               std::vector<std::string> n;
+                               for (const auto& f : b.batch.schema().fields) n.push_back(f.name);
+                               return n;
+                             })
+      .def_property_readonly("indices",
+                             [](py::object self) {
+                               auto& b = self.cast<PyBatch&>().batch;
+                               const auto idx = b.indices();
+                               return py::array(py::dtype("int64"), {static_cast<py::ssize_t>(idx.size())}, {},
+                                                idx.data(), self);
+                             })
+      .def_property_readonly("skipped",
+                             [](const PyBatch& b) {
+                               py::list out;
+                               for (const auto& s : b.batch.skipped()) out.append(py::make_tuple(s.index, s.path, s.reason));
+                               return out;
+                             })
+      .def_property_readonly("seq", [](const PyBatch& b) { return b.batch.seq(); })
+      .def_property_readonly("epoch", [](const PyBatch& b) { return b.batch.epoch(); })
+      .def("__len__", [](const PyBatch& b) { return b.batch.size(); })
+      .def("release", [](PyBatch& b) { b.batch.release(); });
+
+  py::class_<loader::DataLoader>(m, "Loader")
+      .def(py::init([](py::object dataset, const py::dict& options) {
+             loader::LoaderOptions o = options_from(options);
+             if (py::hasattr(dataset, "_native")) dataset = dataset.attr("_native");
+             if (py::isinstance<NativeDataset>(dataset)) {
+               return std::make_unique<loader::DataLoader>(
+                   std::static_pointer_cast<datasets::Dataset>(dataset.cast<NativeDataset&>().ds), std::move(o));
+             }
+             if (py::isinstance<py::tuple>(dataset)) {  // ("recipe", factory, args): the fork-server path
+               auto t = dataset.cast<py::tuple>();
+               loader::DatasetRecipe r{t[1].cast<std::string>(), t[2].cast<std::string>()};
+               return std::make_unique<loader::DataLoader>(r, std::move(o));
+             }
+             if (py::hasattr(dataset, "get")) {
+               return std::make_unique<loader::DataLoader>(
+                   std::static_pointer_cast<datasets::Dataset>(std::make_shared<PyMapDataset>(dataset)), std::move(o));
+             }
+             return std::make_unique<loader::DataLoader>(
+                 std::static_pointer_cast<datasets::IterableDataset>(std::make_shared<PyStreamDataset>(dataset)),
+                 std::move(o));
+           }),
+           py::arg("dataset"), py::arg("options"))
+      .def("next",
+           [](loader::DataLoader& l) -> std::shared_ptr<PyBatch> {
+             std::optional<loader::Batch> b;
+             {
+               py::gil_scoped_release rel;  // workers may need it (num_workers = 0 re-takes it)
+               b = l.next();
+             }
+             if (!b) return nullptr;
+             return std::make_shared<PyBatch>(PyBatch{std::move(*b)});
+           })
+      .def("start_epoch", &loader::DataLoader::start_epoch)
+      .def("__len__", &loader::DataLoader::size)
+      .def("set_epoch", &loader::DataLoader::set_epoch)
+      .def_property_readonly("epoch", &loader::DataLoader::epoch)
+      .def_property_readonly("seed", &loader::DataLoader::seed)
+      .def_property_readonly("num_slots", &loader::DataLoader::num_slots)
+      .def("worker_pids", &loader::DataLoader::worker_pids)
+      .def("state", &loader::DataLoader::state)
+      .def("load_state", &loader::DataLoader::load_state)
+      .def("skipped",
+           [](const loader::DataLoader& l) {
+             py::list out;
+             for (const auto& s : l.skipped()) out.append(py::make_tuple(s.index, s.path, s.reason));
+             return out;
+           })
+      .def("stats",
+           [](const loader::DataLoader& l) {
+             const auto s = l.stats();
+             py::dict d;
+             d["batches"] = s.batches;
+             d["samples"] = s.samples;
+             d["worker_restarts"] = s.worker_restarts;
+             d["worker_deaths"] = s.worker_deaths;
+             d["timeouts"] = s.timeouts;
+             d["epochs"] = s.epochs;
+             d["threaded_forks"] = s.threaded_forks;
+             return d;
+           })
+      .def("shared_memory",
+           [](const loader::DataLoader& l) {
+             const auto r = l.shared_memory();
+             return py::make_tuple(reinterpret_cast<uintptr_t>(r.data()), r.size());
+           })
+      .def("interrupt", &loader::DataLoader::interrupt);
+
+  m.def("init", [] { ringloader::init(); }, "Start the fork server (first thing in the program)");
+  m.def("register_factory", [](const std::string& name, py::object factory) {
+    ringloader::register_dataset(name, [factory](const std::string& args) -> std::shared_ptr<datasets::Dataset> {
+      py::gil_scoped_acquire g;
+      try {
+        py::object obj = factory(py::bytes(args));
+        if (py::hasattr(obj, "_native")) return obj.attr("_native").cast<NativeDataset&>().ds;
+        return std::make_shared<PyMapDataset>(obj);
+      } catch (py::error_already_set& e) {
+        throw_foreign(e);
+      }
+    });
+  });
+  m.def("get_worker_info", []() -> py::object {
+    const auto w = worker_info();
+    if (!w) return py::none();
+    return py::make_tuple(w->id, w->num_workers, w->seed, w->pid);
+  });
+  m.def("set_log_level", &loader::set_log_level);
+}

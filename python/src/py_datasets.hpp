@@ -1,0 +1,122 @@
+#pragma once
+// Python datasets as ringloader datasets. A Python object's methods run wherever the loader
+// runs the dataset: in the forked workers (which inherit the interpreter; the fork hooks set
+// up in bindings.cpp repair it after fork, as os.fork() does), or in the calling process with
+// num_workers = 0. Every entry point takes the GIL itself: the loader calls them with it
+// released.
+//
+//   class Points(rl.Dataset):
+//       schema = {"x": ("float32", (3, 64, 64)), "label": ("int64", ())}
+//       def __len__(self): return 100_000
+//       def get(self, index, out): out["x"][:] = ...; out["label"][...] = index % 10
+//
+// SampleOut is what get() receives: out["name"] is a writable NumPy view of the field's bytes
+// in the batch slot, valid only during that call.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.hpp"
+#include "loader/sampler.hpp"
+
+namespace ringloader::python {
+
+namespace py = pybind11;
+
+/// "uint8" / numpy dtype / torch dtype name -> DType; ConfigError naming `what` otherwise.
+datasets::DType dtype_from(const py::handle& d, const std::string& what);
+py::dtype numpy_dtype(datasets::DType t);
+/// {"name": (dtype, shape) or (dtype, shape, "variable")} -> Schema; ConfigError on a bad entry.
+datasets::Schema schema_from(const py::handle& spec);
+
+/// What a Python get() writes through: out[name] -> NumPy view into the slot.
+class SampleOut {
+ public:
+  SampleOut(datasets::SampleWriter& w, const datasets::Schema& schema) : w_(&w), schema_(&schema) {}
+  py::array field(const std::string& name);
+  /// Variable fields: the shape this sample wrote.
+  void set_shape(const std::string& name, const std::vector<int64_t>& shape);
+  /// numpy.random.Generator seeded from (seed, epoch, index): the same for any worker count.
+  py::object rng();
+  int64_t index() const { return check().index(); }
+  uint64_t epoch() const { return check().epoch(); }
+  int worker_id() const { return check().worker_id(); }
+  void set_source(const std::string& path) { check().set_source(path); }
+  const datasets::Schema& schema() const { return *schema_; }
+  void invalidate() { w_ = nullptr; }
+
+ private:
+  datasets::SampleWriter& check() const;
+  datasets::SampleWriter* w_;  ///< null once get() returned
+  const datasets::Schema* schema_;
+  std::vector<std::vector<int64_t>> shapes_;  ///< variable fields: the shape set_shape() gave
+};
+
+/// Writes one sample - a tuple or list in schema order, a dict by name, or a lone value for a
+/// one-field schema; NumPy arrays, torch tensors or numbers - into `out`. A fixed field's shape
+/// must match; a variable field takes the value's shape.
+void write_sample_into(SampleOut& out, const datasets::Schema& schema, const py::handle& sample);
+
+/// Turns the Python exception being handled into a ForeignError with its type and traceback.
+[[noreturn]] void throw_foreign(py::error_already_set& e);
+
+/// A map-style Python dataset: schema, __len__, get(index, out); optional source(index),
+/// on_worker_start(worker_info), fingerprint().
+class PyMapDataset : public datasets::Dataset {
+ public:
+  explicit PyMapDataset(py::object obj);
+  ~PyMapDataset() override;
+  size_t size() const override { return size_; }
+  datasets::Schema schema() const override { return schema_; }
+  void get(size_t index, datasets::SampleWriter& out) override;
+  std::string source(size_t index) const override;
+  void on_worker_start(const datasets::WorkerInfo& info) override;
+  std::string fingerprint() const override;
+  const py::object& object() const { return obj_; }
+
+ private:
+  py::object obj_;
+  datasets::Schema schema_;
+  size_t size_ = 0;
+  bool has_source_ = false;
+  int creator_pid_;  ///< on_worker_start elsewhere means a worker
+};
+
+/// A Python stream: schema and __iter__ yielding samples (tuples or dicts, in schema order);
+/// iteration starts anew per worker and epoch (set_epoch(epoch) is called first if defined).
+class PyStreamDataset : public datasets::IterableDataset {
+ public:
+  explicit PyStreamDataset(py::object obj);
+  ~PyStreamDataset() override;
+  datasets::Schema schema() const override { return schema_; }
+  void start(const datasets::WorkerInfo& info, uint64_t epoch) override;
+  bool next(datasets::SampleWriter& out) override;
+
+ private:
+  py::object obj_;
+  py::object it_;
+  datasets::Schema schema_;
+  int creator_pid_;
+};
+
+/// A Python sampler: an iterable of indices with __len__ (set_epoch(epoch) called first).
+class PySampler : public loader::Sampler {
+ public:
+  explicit PySampler(py::object obj);
+  ~PySampler() override;
+  size_t size() const override;
+  std::vector<int64_t> indices(const loader::EpochContext& ctx) const override;
+
+ private:
+  py::object obj_;
+};
+
+/// rl.get_worker_info() in this process: set in a worker, nothing in the loader's own process.
+void set_worker_info(const datasets::WorkerInfo& info);
+std::optional<datasets::WorkerInfo> worker_info();
+
+}  // namespace ringloader::python
