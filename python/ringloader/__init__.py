@@ -62,7 +62,7 @@ def init() -> None:
     global _server_started
     if _server_started:
         raise ConfigError("ringloader.init() called twice")
-    _core.register_factory("python", _unpickle)
+    _core.register_factory("python", __name__, "_unpickle")
     _core.init()
     _server_started = True
 
@@ -287,6 +287,25 @@ class Batch(tuple):
         return self._core.epoch
 
 
+class _EpochIterator:
+    """One epoch's batches. Not a generator: a generator's frame would keep the last batch (and
+    its slot) alive until the next one is asked for."""
+
+    __slots__ = ("_dl",)
+
+    def __init__(self, dl):
+        self._dl = dl
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        b = self._dl._loader.next()
+        if b is None:
+            raise StopIteration
+        return self._dl._wrap(b)
+
+
 _Released = collections.namedtuple("_Released", ["indices", "skipped", "seq", "epoch"])
 
 
@@ -359,17 +378,13 @@ class DataLoader:
 
     # -- iteration
     def __iter__(self):
+        """Starts an epoch (abandoning an unfinished one) and iterates it."""
         loader = self._loader
         if isinstance(self.sampler, DistributedSampler) and self.sampler.epoch is not None:
             loader.set_epoch(self.sampler.epoch)
         loader.start_epoch()
         self._warn_threads()
-        wrap = self._wrap
-        while True:
-            b = loader.next()
-            if b is None:
-                return
-            yield wrap(b)
+        return _EpochIterator(self)
 
     def _wrap(self, b):
         arrays = b.arrays()

@@ -161,11 +161,11 @@ loader::LoaderOptions options_from(const py::dict& d) {
   }
   o.sampler = sampler_from(get("sampler"));
   if (auto v = get("worker_init_fn"); !v.is_none()) {
-    py::object fn = v;
+    auto fn = std::make_shared<PyRef>(v);
     o.worker_init_fn = [fn](const datasets::WorkerInfo&) {
       py::gil_scoped_acquire g;
       try {
-        fn(py::module_::import("ringloader").attr("get_worker_info")().attr("id"));
+        fn->get()(py::module_::import("ringloader").attr("get_worker_info")().attr("id"));
       } catch (py::error_already_set& e) {
         throw_foreign(e);
       }
@@ -373,11 +373,12 @@ PYBIND11_MODULE(_ringloader, m) {
       .def("interrupt", &loader::DataLoader::interrupt);
 
   m.def("init", [] { ringloader::init(); }, "Start the fork server (first thing in the program)");
-  m.def("register_factory", [](const std::string& name, py::object factory) {
-    ringloader::register_dataset(name, [factory](const std::string& args) -> std::shared_ptr<datasets::Dataset> {
+  m.def("register_factory", [](const std::string& name, const std::string& module, const std::string& function) {
+    // The registry lives until the process exits, after the interpreter: it holds names, not objects.
+    ringloader::register_dataset(name, [module, function](const std::string& args) -> std::shared_ptr<datasets::Dataset> {
       py::gil_scoped_acquire g;
       try {
-        py::object obj = factory(py::bytes(args));
+        py::object obj = py::module_::import(module.c_str()).attr(function.c_str())(py::bytes(args));
         if (py::hasattr(obj, "_native")) return obj.attr("_native").cast<NativeDataset&>().ds;
         return std::make_shared<PyMapDataset>(obj);
       } catch (py::error_already_set& e) {

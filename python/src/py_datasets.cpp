@@ -87,6 +87,16 @@ void write_sample(SampleOut& out, const datasets::Schema& schema, const py::hand
 
 }  // namespace
 
+PyRef::~PyRef() {
+  if (!obj_) return;
+  if (!Py_IsInitialized() || _Py_IsFinalizing()) {
+    obj_.release();  // the interpreter is (being) torn down: leave the object to it
+    return;
+  }
+  py::gil_scoped_acquire g;
+  obj_ = py::object();
+}
+
 datasets::DType dtype_from(const py::handle& d, const std::string& what) {
   std::string name;
   if (py::isinstance<py::str>(d)) {
@@ -188,29 +198,22 @@ void throw_foreign(py::error_already_set& e) {
 
 // ---------------------------------------------------------------- map-style
 
-PyMapDataset::PyMapDataset(py::object obj) : obj_(std::move(obj)), creator_pid_(static_cast<int>(::getpid())) {
+PyMapDataset::PyMapDataset(py::object o) : obj_(std::move(o)), creator_pid_(static_cast<int>(::getpid())) {
   py::gil_scoped_acquire g;
-  if (!py::hasattr(obj_, "schema")) throw ConfigError("a ringloader Dataset needs a `schema` {name: (dtype, shape)}");
-  if (!py::hasattr(obj_, "get")) throw ConfigError("a ringloader Dataset needs get(index, out)");
-  schema_ = schema_from(attr_value(obj_, "schema"));
-  size_ = py::len(obj_);
-  has_source_ = py::hasattr(obj_, "source");
+  const py::object& obj = obj_.get();
+  if (!py::hasattr(obj, "schema")) throw ConfigError("a ringloader Dataset needs a `schema` {name: (dtype, shape)}");
+  if (!py::hasattr(obj, "get")) throw ConfigError("a ringloader Dataset needs get(index, out)");
+  schema_ = schema_from(attr_value(obj, "schema"));
+  size_ = py::len(obj);
+  has_source_ = py::hasattr(obj, "source");
 }
 
-PyMapDataset::~PyMapDataset() {
-  if (!Py_IsInitialized()) {
-    obj_.release();  // the interpreter is gone: nothing left to decref
-    return;
-  }
-  py::gil_scoped_acquire g;
-  obj_ = py::object();
-}
 
 void PyMapDataset::get(size_t index, datasets::SampleWriter& out) {
   py::gil_scoped_acquire g;
   SampleOut so(out, schema_);
   try {
-    obj_.attr("get")(index, py::cast(&so, py::return_value_policy::reference));
+    obj_.get().attr("get")(index, py::cast(&so, py::return_value_policy::reference));
   } catch (py::error_already_set& e) {
     so.invalidate();
     throw_foreign(e);
@@ -222,7 +225,7 @@ std::string PyMapDataset::source(size_t index) const {
   if (!has_source_) return {};
   py::gil_scoped_acquire g;
   try {
-    return py::str(obj_.attr("source")(index)).cast<std::string>();
+    return py::str(obj_.get().attr("source")(index)).cast<std::string>();
   } catch (py::error_already_set&) {
     return {};
   }
@@ -231,9 +234,9 @@ std::string PyMapDataset::source(size_t index) const {
 void PyMapDataset::on_worker_start(const datasets::WorkerInfo& info) {
   py::gil_scoped_acquire g;
   if (::getpid() != creator_pid_) set_worker_info(info);
-  if (!py::hasattr(obj_, "on_worker_start")) return;
+  if (!py::hasattr(obj_.get(), "on_worker_start")) return;
   try {
-    obj_.attr("on_worker_start")(py::module_::import("ringloader").attr("get_worker_info")());
+    obj_.get().attr("on_worker_start")(py::module_::import("ringloader").attr("get_worker_info")());
   } catch (py::error_already_set& e) {
     throw_foreign(e);
   }
@@ -241,35 +244,26 @@ void PyMapDataset::on_worker_start(const datasets::WorkerInfo& info) {
 
 std::string PyMapDataset::fingerprint() const {
   py::gil_scoped_acquire g;
-  if (!py::hasattr(obj_, "fingerprint")) return {};
-  return py::str(attr_value(obj_, "fingerprint")).cast<std::string>();
+  if (!py::hasattr(obj_.get(), "fingerprint")) return {};
+  return py::str(attr_value(obj_.get(), "fingerprint")).cast<std::string>();
 }
 
 // ---------------------------------------------------------------- streams
 
-PyStreamDataset::PyStreamDataset(py::object obj) : obj_(std::move(obj)), creator_pid_(static_cast<int>(::getpid())) {
+PyStreamDataset::PyStreamDataset(py::object o) : obj_(std::move(o)), creator_pid_(static_cast<int>(::getpid())) {
   py::gil_scoped_acquire g;
-  if (!py::hasattr(obj_, "schema")) throw ConfigError("a ringloader IterableDataset needs a `schema` {name: (dtype, shape)}");
-  schema_ = schema_from(attr_value(obj_, "schema"));
+  const py::object& obj = obj_.get();
+  if (!py::hasattr(obj, "schema")) throw ConfigError("a ringloader IterableDataset needs a `schema` {name: (dtype, shape)}");
+  schema_ = schema_from(attr_value(obj, "schema"));
 }
 
-PyStreamDataset::~PyStreamDataset() {
-  if (!Py_IsInitialized()) {
-    obj_.release();
-    it_.release();
-    return;
-  }
-  py::gil_scoped_acquire g;
-  it_ = py::object();
-  obj_ = py::object();
-}
 
 void PyStreamDataset::start(const datasets::WorkerInfo& info, uint64_t epoch) {
   py::gil_scoped_acquire g;
   if (::getpid() != creator_pid_) set_worker_info(info);
   try {
-    if (py::hasattr(obj_, "set_epoch")) obj_.attr("set_epoch")(epoch);
-    it_ = obj_.attr("__iter__")();
+    if (py::hasattr(obj_.get(), "set_epoch")) obj_.get().attr("set_epoch")(epoch);
+    it_ = PyRef(obj_.get().attr("__iter__")());
   } catch (py::error_already_set& e) {
     throw_foreign(e);
   }
@@ -279,7 +273,7 @@ bool PyStreamDataset::next(datasets::SampleWriter& out) {
   py::gil_scoped_acquire g;
   py::object sample;
   try {
-    sample = it_.attr("__next__")();
+    sample = it_.get().attr("__next__")();
   } catch (py::error_already_set& e) {
     if (e.matches(PyExc_StopIteration)) return false;
     throw_foreign(e);
@@ -301,28 +295,20 @@ void write_sample_into(SampleOut& out, const datasets::Schema& schema, const py:
 
 // ---------------------------------------------------------------- samplers
 
-PySampler::PySampler(py::object obj) : obj_(std::move(obj)) {}
+PySampler::PySampler(py::object o) : obj_(std::move(o)) {}
 
-PySampler::~PySampler() {
-  if (!Py_IsInitialized()) {
-    obj_.release();
-    return;
-  }
-  py::gil_scoped_acquire g;
-  obj_ = py::object();
-}
 
 size_t PySampler::size() const {
   py::gil_scoped_acquire g;
-  return py::len(obj_);
+  return py::len(obj_.get());
 }
 
 std::vector<int64_t> PySampler::indices(const loader::EpochContext& ctx) const {
   py::gil_scoped_acquire g;
   try {
-    if (py::hasattr(obj_, "set_epoch")) obj_.attr("set_epoch")(ctx.epoch);
+    if (py::hasattr(obj_.get(), "set_epoch")) obj_.get().attr("set_epoch")(ctx.epoch);
     std::vector<int64_t> out;
-    for (auto i : obj_) out.push_back(py::int_(py::reinterpret_borrow<py::object>(i)).cast<int64_t>());
+    for (auto i : obj_.get()) out.push_back(py::int_(py::reinterpret_borrow<py::object>(i)).cast<int64_t>());
     return out;
   } catch (py::error_already_set& e) {
     throw_foreign(e);

@@ -27,6 +27,30 @@ namespace ringloader::python {
 
 namespace py = pybind11;
 
+/// A Python object held by C++ code that may outlive the GIL's holder: it drops its reference
+/// with the GIL taken, and not at all once the interpreter is finalizing (a loader or a factory
+/// destroyed at exit would otherwise crash it).
+class PyRef {
+ public:
+  PyRef() = default;
+  explicit PyRef(py::object o) : obj_(std::move(o)) {}
+  PyRef(const PyRef& o) {
+    py::gil_scoped_acquire g;
+    obj_ = o.obj_;
+  }
+  PyRef& operator=(const PyRef&) = delete;
+  /// The GIL must be held (the old object is released).
+  PyRef& operator=(PyRef&& o) noexcept {
+    obj_ = std::move(o.obj_);
+    return *this;
+  }
+  ~PyRef();
+  const py::object& get() const { return obj_; }
+
+ private:
+  py::object obj_;
+};
+
 /// "uint8" / numpy dtype / torch dtype name -> DType; ConfigError naming `what` otherwise.
 datasets::DType dtype_from(const py::handle& d, const std::string& what);
 py::dtype numpy_dtype(datasets::DType t);
@@ -69,17 +93,16 @@ void write_sample_into(SampleOut& out, const datasets::Schema& schema, const py:
 class PyMapDataset : public datasets::Dataset {
  public:
   explicit PyMapDataset(py::object obj);
-  ~PyMapDataset() override;
   size_t size() const override { return size_; }
   datasets::Schema schema() const override { return schema_; }
   void get(size_t index, datasets::SampleWriter& out) override;
   std::string source(size_t index) const override;
   void on_worker_start(const datasets::WorkerInfo& info) override;
   std::string fingerprint() const override;
-  const py::object& object() const { return obj_; }
+  const py::object& object() const { return obj_.get(); }
 
  private:
-  py::object obj_;
+  PyRef obj_;
   datasets::Schema schema_;
   size_t size_ = 0;
   bool has_source_ = false;
@@ -91,14 +114,13 @@ class PyMapDataset : public datasets::Dataset {
 class PyStreamDataset : public datasets::IterableDataset {
  public:
   explicit PyStreamDataset(py::object obj);
-  ~PyStreamDataset() override;
   datasets::Schema schema() const override { return schema_; }
   void start(const datasets::WorkerInfo& info, uint64_t epoch) override;
   bool next(datasets::SampleWriter& out) override;
 
  private:
-  py::object obj_;
-  py::object it_;
+  PyRef obj_;
+  PyRef it_;
   datasets::Schema schema_;
   int creator_pid_;
 };
@@ -107,12 +129,11 @@ class PyStreamDataset : public datasets::IterableDataset {
 class PySampler : public loader::Sampler {
  public:
   explicit PySampler(py::object obj);
-  ~PySampler() override;
   size_t size() const override;
   std::vector<int64_t> indices(const loader::EpochContext& ctx) const override;
 
  private:
-  py::object obj_;
+  PyRef obj_;
 };
 
 /// rl.get_worker_info() in this process: set in a worker, nothing in the loader's own process.

@@ -1,0 +1,50 @@
+"""The fork-server start method from a threaded interpreter: rl.init() first thing, then torch
+and threads; the workers come from the single-threaded server, and the dataset reaches it
+pickled (a module-level class and its arguments)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def test_forkserver_from_a_threaded_interpreter(tmp_path, image_folder):
+    (tmp_path / "mydata.py").write_text(textwrap.dedent("""
+        import ringloader as rl
+
+        class Squares(rl.Dataset):
+            schema = {"v": ("int64", ())}
+            def __init__(self, n): self.n = n
+            def __len__(self): return self.n
+            def get(self, index, out): out["v"][...] = index * index
+    """))
+    script = textwrap.dedent(f"""
+        import os, threading, time, warnings
+        import ringloader as rl
+        rl.init()                                   # first thing: the server is forked now
+        import torch, mydata
+        stop = threading.Event()
+        busy = [threading.Thread(target=lambda: [time.sleep(0.001) for _ in iter(stop.is_set, True)]) for _ in range(3)]
+        for t in busy: t.start()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loader = rl.DataLoader(mydata.Squares(50), batch_size=8, num_workers=2, start_method="forkserver")
+            got = sorted(v for (b,) in loader for v in b.tolist())
+            assert got == [i * i for i in range(50)], got
+            assert loader.stats()["threaded_forks"] == 0
+            imgs = rl.DataLoader(rl.ImageFolder({image_folder!r}, size=32), batch_size=8, num_workers=2,
+                                 start_method="forkserver")
+            n = sum(len(y) for _, y in imgs)
+            assert n == 40, n
+            # The plain fork method from this threaded process warns once, naming the remedy.
+            direct = rl.DataLoader(mydata.Squares(16), batch_size=8, num_workers=1)
+            assert sum(len(b) for (b,) in direct) == 16
+        texts = [str(w.message) for w in caught]
+        assert any("rl.init()" in t and "forkserver" in t for t in texts), texts
+        stop.set()
+        for t in busy: t.join()
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
