@@ -28,14 +28,20 @@ void block_all_signals(sigset_t& old) {
 
 void restore_signals(const sigset_t& old) { ::pthread_sigmask(SIG_SETMASK, &old, nullptr); }
 
-void become_child(pid_t parent, const sigset_t& old) {
+bool on_main_thread() { return ::gettid() == ::getpid(); }
+
+void become_child(pid_t parent, const sigset_t& old, bool forked_by_main_thread) {
   g_parent = static_cast<sig_atomic_t>(parent);
-  struct sigaction sa {};
-  sa.sa_handler = on_parent_death;
-  sa.sa_flags = SA_RESTART;
-  ::sigemptyset(&sa.sa_mask);
-  ::sigaction(parent_death_signal(), &sa, nullptr);
-  ::prctl(PR_SET_PDEATHSIG, parent_death_signal());
+  if (forked_by_main_thread) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  } else {
+    struct sigaction sa {};
+    sa.sa_handler = on_parent_death;
+    sa.sa_flags = SA_RESTART;
+    ::sigemptyset(&sa.sa_mask);
+    ::sigaction(parent_death_signal(), &sa, nullptr);
+    ::prctl(PR_SET_PDEATHSIG, parent_death_signal());
+  }
   if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);

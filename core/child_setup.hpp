@@ -5,13 +5,16 @@
 //   sigset_t old;
 //   core::block_all_signals(old);          // parent, just before fork()
 //   const pid_t parent = ::getpid();
-//   if (::fork() == 0) { core::become_child(parent, old); ... ::_exit(rc); }
+//   const bool main_thread = core::on_main_thread();
+//   if (::fork() == 0) { core::become_child(parent, old, main_thread); ... ::_exit(rc); }
 //   core::restore_signals(old);            // parent, after fork()
 //
 // - The child dies with the process that forked it. PR_SET_PDEATHSIG fires when the *thread*
-//   that called fork() exits, not the process; so the death signal is a real-time signal whose
-//   handler _exit()s only if getppid() shows the process itself is gone. A loader built on a
-//   thread that later ends keeps its workers.
+//   that called fork() exits, not the process. Forked by the main thread (whose end is the
+//   process's), the death signal is SIGKILL, which also ends a child that is stopped. Forked by
+//   another thread, it is a real-time signal whose handler _exit()s only if getppid() shows the
+//   process itself is gone: a loader built on a thread that later ends keeps its workers (a
+//   stopped one then lives until it is continued).
 // - Signals arriving between fork() and this call stay blocked, so a parent's handler (a test
 //   framework's, a crash reporter's) never runs in the child.
 // - SIGINT is ignored (Ctrl-C belongs to the parent); crash signals get their default action,
@@ -29,8 +32,12 @@ void block_all_signals(sigset_t& old);
 /// Restores a mask saved by block_all_signals.
 void restore_signals(const sigset_t& old);
 
+/// Is the calling thread its process's main thread?
+bool on_main_thread();
+
 /// In the child, right after fork(): sets up the rules above, then restores `old`.
+/// `forked_by_main_thread`: what on_main_thread() said in the parent before fork().
 /// _exit(0)s at once if `parent` has already gone.
-void become_child(pid_t parent, const sigset_t& old);
+void become_child(pid_t parent, const sigset_t& old, bool forked_by_main_thread);
 
 }  // namespace ringloader::core

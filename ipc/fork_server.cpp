@@ -23,7 +23,7 @@ namespace {
 using core::posix_error;
 using core::UniqueFd;
 
-enum MsgType : int32_t { kSpawn = 1, kSpawned = 2, kDied = 3, kQuit = 4, kSpawnFailed = 5 };
+enum MsgType : int32_t { kSpawn = 1, kSpawned = 2, kDied = 3, kQuit = 4, kSpawnFailed = 5, kHello = 6 };
 
 /// One message between a pool and the main process (SOCK_SEQPACKET keeps boundaries).
 struct Msg {
@@ -34,7 +34,8 @@ struct Msg {
   int32_t value = 0;
 };
 
-int g_server_fd = -1;  ///< main process: socket to the server; -1 if not started
+int g_server_fd = -1;     ///< main process: socket to the server; -1 if not started
+pid_t g_server_pid = -1;  ///< the server, our child: reaped if it dies
 std::mutex g_server_mutex;
 
 /// Sends `size` bytes with up to 2 descriptors attached (`nfds` may be 0). False on failure
@@ -102,11 +103,10 @@ ssize_t recv_with_fds(int sock, void* data, size_t cap, UniqueFd* fds, int flags
     if (n <= 0) ::_exit(0);  // the main process is gone
     if (!fds[0] || !fds[1]) continue;
     const std::string request(buf.data(), static_cast<size_t>(n));
-    const pid_t server = ::getpid();
-    sigset_t old;
-    const pid_t pid = fork_with_hooks(old);
+    ForkOrigin origin;
+    const pid_t pid = fork_with_hooks(origin);
     if (pid == 0) {
-      after_fork_in_child(server, old);  // SIGCHLD back to default: the pool reaps its workers
+      after_fork_in_child(origin);  // SIGCHLD back to default: the pool reaps its workers
       ::close(sock);
       int rc = 70;
       try {
@@ -137,9 +137,8 @@ void ForkServer::start(PoolEntry entry) {
   if (g_server_fd >= 0) throw std::logic_error("ForkServer::start called twice");
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw posix_error(errno, "socketpair(fork server)");
-  const pid_t parent = ::getpid();
-  sigset_t old;
-  const pid_t pid = fork_with_hooks(old);
+  ForkOrigin origin;
+  const pid_t pid = fork_with_hooks(origin);
   if (pid < 0) {
     const int err = errno;
     ::close(sv[0]);
@@ -147,12 +146,13 @@ void ForkServer::start(PoolEntry entry) {
     throw posix_error(err, "fork(fork server)");
   }
   if (pid == 0) {
-    after_fork_in_child(parent, old);
+    after_fork_in_child(origin);
     ::close(sv[0]);
     serve(sv[1], entry);
   }
   ::close(sv[1]);
   g_server_fd = sv[0];
+  g_server_pid = pid;
 }
 
 bool ForkServer::running() {
@@ -168,7 +168,11 @@ UniqueFd ForkServer::open_pool(const std::string& request, int region_fd) {
   UniqueFd mine(sv[0]), theirs(sv[1]);
   const int fds[2] = {region_fd, theirs.get()};
   if (!send_with_fds(g_server_fd, request.data(), request.size(), fds, 2)) {
-    throw posix_error(errno, "sendmsg(fork server): the fork server is gone");
+    const int err = errno;
+    // The server died (it is our child: reap it, no zombie stays behind).
+    int ws = 0;
+    if (g_server_pid > 0 && ::waitpid(g_server_pid, &ws, WNOHANG) == g_server_pid) g_server_pid = -1;
+    throw posix_error(err, "sendmsg(fork server): the fork server is gone");
   }
   return mine;
 }
@@ -176,23 +180,28 @@ UniqueFd ForkServer::open_pool(const std::string& request, int region_fd) {
 PoolClient::PoolClient(UniqueFd channel) : channel_(std::move(channel)), owner_(::getpid()) {}
 
 PoolClient::~PoolClient() {
-  if (!channel_ || owner_ != ::getpid() || !alive_) return;
-  Msg quit;
-  quit.type = kQuit;
-  send_msg(channel_.get(), quit);
-  // Wait for the pool to close its end: its workers are stopped by then.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  for (;;) {
-    pollfd p{channel_.get(), POLLIN, 0};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    const int r = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    Msg m;
-    UniqueFd fds[2];
-    if (recv_with_fds(channel_.get(), &m, sizeof m, fds) <= 0) break;  // closed: done
+  if (!channel_ || owner_ != ::getpid()) return;
+  if (alive_) {
+    Msg quit;
+    quit.type = kQuit;
+    send_msg(channel_.get(), quit);
+    if (pool_pidfd_) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGCONT, nullptr, 0);  // a stopped pool must hear it
+    // Wait for the pool to close its end: its workers are stopped by then.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    for (;;) {
+      pollfd p{channel_.get(), POLLIN, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      Msg m;
+      UniqueFd fds[2];
+      if (recv_with_fds(channel_.get(), &m, sizeof m, fds) <= 0) break;  // closed: done
+    }
   }
+  // Whatever it was doing, the pool goes now; its workers follow it (their death signal).
+  if (pool_pidfd_ && !pidfd_ended(pool_pidfd_.get())) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGKILL, nullptr, 0);
 }
 
 void PoolClient::drain(int timeout_ms) {
@@ -210,17 +219,20 @@ void PoolClient::drain(int timeout_ms) {
     }
     if (n < 0) continue;
     if (m.type == kDied) {
-      deaths_.push_back({m.id, m.pid, ExitStatus{m.signaled != 0, m.value}});
+      deaths_.push_back({m.id, m.pid, ExitStatus{m.signaled != 0, m.value, 0}});
     } else if (m.type == kSpawned) {
-      spawned_.emplace_back(m.id, Spawned{m.pid, std::move(fds[0])});
+      spawned_.emplace_back(m.id, Spawned{m.pid, std::move(fds[0]), 0});
     } else if (m.type == kSpawnFailed) {
-      spawned_.emplace_back(m.id, Spawned{-m.value, {}});
+      spawned_.emplace_back(m.id, Spawned{-1, {}, m.value});
+    } else if (m.type == kHello) {
+      pool_pid_ = m.pid;
+      pool_pidfd_ = std::move(fds[0]);
     }
     timeout_ms = 0;  // only the first wait blocks
   }
 }
 
-PoolClient::Spawned PoolClient::spawn(int id) {
+void PoolClient::request_spawn(int id) {
   Msg m;
   m.type = kSpawn;
   m.id = id;
@@ -228,21 +240,33 @@ PoolClient::Spawned PoolClient::spawn(int id) {
     alive_ = false;
     throw posix_error(EPIPE, "send(fork-server pool): the pool is gone");
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+}
+
+std::optional<PoolClient::Spawned> PoolClient::spawned(int id) {
+  drain(0);
+  for (auto it = spawned_.begin(); it != spawned_.end(); ++it) {
+    if (it->first != id) continue;
+    Spawned s = std::move(it->second);
+    spawned_.erase(it);
+    return s;
+  }
+  return std::nullopt;
+}
+
+PoolClient::Spawned PoolClient::spawn(int id, std::chrono::milliseconds limit) {
+  request_spawn(id);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
   for (;;) {
-    for (auto it = spawned_.begin(); it != spawned_.end(); ++it) {
-      if (it->first != id) continue;
-      Spawned s = std::move(it->second);
-      spawned_.erase(it);
-      if (s.pid <= 0) throw posix_error(-s.pid, "fork(worker " + std::to_string(id) + ") in the fork-server pool");
-      if (!s.pidfd) throw posix_error(EPROTO, "the fork-server pool sent no pidfd for worker " + std::to_string(id));
-      return s;
+    if (auto s = spawned(id)) {
+      if (s->error) throw posix_error(s->error, "fork(worker " + std::to_string(id) + ") in the fork-server pool");
+      if (!s->pidfd) throw posix_error(EPROTO, "the fork-server pool sent no pidfd for worker " + std::to_string(id));
+      return std::move(*s);
     }
     if (!alive_) throw posix_error(EPIPE, "the fork-server pool died while forking worker " + std::to_string(id));
     if (std::chrono::steady_clock::now() > deadline) {
       throw posix_error(ETIMEDOUT, "the fork-server pool did not fork worker " + std::to_string(id));
     }
-    drain(100);
+    drain(20);
   }
 }
 
@@ -262,7 +286,19 @@ std::optional<ExitStatus> PoolClient::death_of(int id, pid_t pid) {
   return std::nullopt;
 }
 
+void PoolClient::abandon() {
+  if (pool_pidfd_ && owner_ == ::getpid()) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGKILL, nullptr, 0);
+  alive_ = false;
+}
+
 int run_pool_host(int channel, const std::function<int(int)>& body) {
+  {
+    Msg hello;
+    hello.type = kHello;
+    hello.pid = ::getpid();
+    UniqueFd self(pidfd_open(::getpid()));
+    send_msg(channel, hello, self.get());  // lets the main process SIGKILL a pool that is stopped or stuck
+  }
   std::map<int, WorkerProcess> workers;  // by worker id
   bool quitting = false;
   while (!quitting) {

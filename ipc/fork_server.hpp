@@ -26,6 +26,7 @@
 // thread; ForkServer::open_pool is thread-safe.
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -63,32 +64,42 @@ class PoolClient {
   struct Spawned {
     pid_t pid = -1;
     core::UniqueFd pidfd;  ///< readable once the worker has ended
+    int error = 0;         ///< the pool's fork failed with this errno (pid -1)
   };
 
   explicit PoolClient(core::UniqueFd channel);
   PoolClient(const PoolClient&) = delete;
   PoolClient& operator=(const PoolClient&) = delete;
-  /// In the process that opened it: says QUIT and waits (at most 3 s) for the pool to stop its
-  /// workers and close. Elsewhere: only closes the descriptor.
+  /// In the process that opened it: says QUIT (and SIGCONTs the pool), waits at most 3 s for it
+  /// to stop its workers and close, then SIGKILLs it if it still runs. Elsewhere: only closes.
   ~PoolClient();
 
-  /// Forks worker `id` in the pool. Throws std::system_error if the pool fails or does not
-  /// answer within 10 s.
-  Spawned spawn(int id);
+  /// Asks the pool to fork worker `id`; the answer comes later through spawned(id).
+  /// Throws std::system_error if the pool is gone.
+  void request_spawn(int id);
+  /// The pool's answer to request_spawn(id), once it has come (never blocks).
+  std::optional<Spawned> spawned(int id);
+  /// request_spawn + waiting (at most `limit`) for the answer; throws std::system_error if
+  /// the fork failed, the pool is gone or did not answer.
+  Spawned spawn(int id, std::chrono::milliseconds limit = std::chrono::milliseconds(10000));
   /// Deaths reported since the last call (never blocks, never throws).
   std::vector<Death> poll();
   /// The reported death of worker `id` with `pid`, once reported; others stay for poll().
   std::optional<ExitStatus> death_of(int id, pid_t pid);
   /// False once the pool's end of the channel has closed (the pool is gone).
   bool alive() const { return alive_; }
+  /// Gives up on the pool: SIGKILLs it (its workers follow) and stops talking to it.
+  void abandon();
 
  private:
   void drain(int timeout_ms);
   core::UniqueFd channel_;
   pid_t owner_;
   bool alive_ = true;
+  pid_t pool_pid_ = -1;         ///< from the pool's HELLO
+  core::UniqueFd pool_pidfd_;   ///< ditto: to signal it without a pid-reuse race
   std::vector<Death> deaths_;  ///< reported, not yet returned by poll()
-  std::vector<std::pair<int, Spawned>> spawned_;  ///< answers to spawn() not yet taken (pid < 0: -errno)
+  std::vector<std::pair<int, Spawned>> spawned_;  ///< answers to request_spawn() not yet taken
 };
 
 /// The pool's loop: forks `body(id)` for each SPAWN, reports deaths, and on QUIT or when the

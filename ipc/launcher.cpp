@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 
 #include "core/posix_error.hpp"
@@ -23,40 +24,72 @@ class ForkChild : public Child {
   WorkerProcess proc_;  ///< killed and reaped on destruction
 };
 
-/// A pool's worker: ended when its pidfd says so; its exit status comes from the pool's
-/// report (or is unknown when the pool died with it).
+/// A pool's worker. Asked for without waiting (the pool answers within milliseconds, or - while
+/// it builds a large dataset, or is stopped - much later, and next() must stay bounded): until
+/// the answer it is pending, with no pid. Once forked, it has ended when its pidfd says so; the
+/// exit status comes from the pool's report (or is unknown when the pool died with it).
 class PoolChild : public Child {
  public:
-  PoolChild(std::shared_ptr<PoolClient> pool, int id, PoolClient::Spawned s)
-      : pool_(std::move(pool)), id_(id), pid_(s.pid), pidfd_(std::move(s.pidfd)), owner_(::getpid()) {}
+  PoolChild(std::shared_ptr<PoolClient> pool, int id)
+      : pool_(std::move(pool)), id_(id), owner_(::getpid()), requested_ns_(monotonic_ns()) {
+    pool_->request_spawn(id);
+  }
   ~PoolChild() override {
-    if (owner_ != ::getpid() || status_) return;
+    if (owner_ != ::getpid() || status_ || pid_ <= 0) return;
     kill(SIGKILL);  // its pool reaps it
   }
-  pid_t pid() const override { return pid_; }
+  pid_t pid() const override {
+    if (pid_ <= 0 && !status_ && owner_ == ::getpid()) (void)await_fork();  // the answer may be in
+    return pid_;
+  }
   std::optional<ExitStatus> poll() override {
     if (status_ || owner_ != ::getpid()) return status_;
+    if (pid_ <= 0 && !await_fork()) return status_;
     if ((status_ = pool_->death_of(id_, pid_))) return status_;
     if (!pidfd_ended(pidfd_.get())) return std::nullopt;
     // Ended. Its pool reports the status right after reaping it; give that a moment.
     const int64_t now = monotonic_ns();
     if (ended_seen_ns_ == 0) ended_seen_ns_ = now;
     if (pool_->alive() && now - ended_seen_ns_ < 500'000'000) return std::nullopt;
-    status_ = ExitStatus{false, -1};
+    status_ = ExitStatus{false, -1, 0};
     return status_;
   }
   void kill(int sig) override {
-    if (!status_ && owner_ == ::getpid()) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0);
+    if (!status_ && pid_ > 0 && owner_ == ::getpid()) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0);
   }
 
  private:
+  /// Pending: true once the pool's answer says the worker runs; false while waiting, or with
+  /// status_ set when it will not run.
+  bool await_fork() const {
+    if (auto s = pool_->spawned(id_)) {
+      if (s->error != 0 || !s->pidfd) {
+        status_ = ExitStatus{false, -1, s->error != 0 ? s->error : EPROTO};
+        return false;
+      }
+      pid_ = s->pid;
+      pidfd_ = std::move(s->pidfd);
+      return true;
+    }
+    if (!pool_->alive()) {
+      status_ = ExitStatus{false, -1, EPIPE};  // the pool died before forking it
+    } else if (monotonic_ns() - requested_ns_ > kForkPatienceNs) {
+      pool_->abandon();  // stuck (stopped, or a dataset that takes minutes to build): a new pool next time
+      status_ = ExitStatus{false, -1, ETIMEDOUT};
+    }
+    return false;
+  }
+
+  static constexpr int64_t kForkPatienceNs = 60'000'000'000;
   std::shared_ptr<PoolClient> pool_;
   int id_;
-  pid_t pid_;
-  core::UniqueFd pidfd_;
+  // Mutable: reading the pool's answer (pid() does, when asked) only completes what launch began.
+  mutable pid_t pid_ = -1;  ///< -1 until the pool has forked it
+  mutable core::UniqueFd pidfd_;
   pid_t owner_;
+  int64_t requested_ns_;
   int64_t ended_seen_ns_ = 0;
-  std::optional<ExitStatus> status_;
+  mutable std::optional<ExitStatus> status_;
 };
 
 }  // namespace
@@ -67,7 +100,7 @@ std::unique_ptr<Child> ForkLauncher::launch(int id) {
 
 std::unique_ptr<Child> PoolLauncher::launch(int id) {
   if (!pool_ || !pool_->alive()) pool_ = std::make_shared<PoolClient>(ForkServer::open_pool(request_(), region_fd_));
-  return std::make_unique<PoolChild>(pool_, id, pool_->spawn(id));
+  return std::make_unique<PoolChild>(pool_, id);
 }
 
 }  // namespace ringloader::ipc

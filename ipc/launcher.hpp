@@ -27,6 +27,7 @@ namespace ringloader::ipc {
 class Child {
  public:
   virtual ~Child() = default;
+  /// -1 while a fork-server pool has not forked it yet.
   virtual pid_t pid() const = 0;
   /// The exit status once the process has ended, without blocking.
   virtual std::optional<ExitStatus> poll() = 0;
@@ -37,7 +38,8 @@ class Child {
 class Launcher {
  public:
   virtual ~Launcher() = default;
-  /// Starts worker `id`. Throws std::system_error naming what failed (fork: EAGAIN, ...).
+  /// Starts worker `id` without waiting for long. Throws std::system_error naming what failed
+  /// (fork: EAGAIN, ...); a failure noticed later shows as a status with spawn_error.
   virtual std::unique_ptr<Child> launch(int id) = 0;
 };
 

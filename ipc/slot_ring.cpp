@@ -3,6 +3,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -124,18 +125,19 @@ bool SlotRing::cas(uint32_t i, SlotWord from, SlotWord to) const {
   return slots_[i].state.compare_exchange_strong(expected, to.pack(), std::memory_order_seq_cst);
 }
 
-void SlotRing::wake_worker() const {
-  if (header_->sleepers.load(std::memory_order_seq_cst) > 0) header_->tasks.post();
+void SlotRing::wake_worker(bool all) const {
+  const int32_t sleepers = header_->sleepers.load(std::memory_order_seq_cst);
+  for (int32_t k = 0; k < (all ? sleepers : std::min(sleepers, 1)); ++k) header_->tasks.post();
 }
 
-void SlotRing::queue(uint32_t i) const {
+void SlotRing::queue(uint32_t i, bool wake_all) const {
   const SlotWord w = word(i);
   if (w.state != SlotState::kFree) throw std::logic_error(std::string("SlotRing::queue: slot is ") + slot_state_name(w.state));
   slots_[i].attempts = 0;
   slots_[i].order = header_->next_order++;
   slots_[i].progress.store(-1, std::memory_order_relaxed);
   if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) throw std::logic_error("SlotRing::queue: slot changed under main");
-  wake_worker();
+  wake_worker(wake_all);
 }
 
 bool SlotRing::take(uint32_t i) const {
@@ -143,12 +145,13 @@ bool SlotRing::take(uint32_t i) const {
   return w.state == SlotState::kQueued && cas(i, w, {SlotState::kHeld, -1, w.ticket});
 }
 
-bool SlotRing::requeue(uint32_t i) const {
+bool SlotRing::requeue(uint32_t i, bool fresh, bool wake_all) const {
   const SlotWord w = word(i);
   if (w.state != SlotState::kHeld) return false;
   slots_[i].progress.store(-1, std::memory_order_relaxed);
+  if (fresh) slots_[i].attempts = 0;
   if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) return false;
-  wake_worker();
+  wake_worker(wake_all);
   return true;
 }
 

@@ -169,13 +169,16 @@ class SlotRing {
   }
 
   // --- main process ---
-  /// FREE -> QUEUED with a new ticket, attempts 0; wakes a sleeping worker. The task must be
-  /// written already. Throws std::logic_error if the slot is not FREE.
-  void queue(uint32_t i) const;
+  /// FREE -> QUEUED with a new ticket, attempts 0; wakes a sleeping worker (every one with
+  /// `wake_all`: a task only one worker accepts must reach that one). The task must be written
+  /// already. Throws std::logic_error if the slot is not FREE.
+  void queue(uint32_t i, bool wake_all = false) const;
   /// QUEUED -> HELD: the main process fills it itself (no workers). False if not QUEUED.
   bool take(uint32_t i) const;
-  /// HELD -> QUEUED with a new ticket; wakes a sleeping worker. False if not HELD.
-  bool requeue(uint32_t i) const;
+  /// HELD -> QUEUED with a new ticket, keeping its place in the queue order (and its attempts,
+  /// unless `fresh`: the task was changed); wakes sleeping workers as queue() does. False if
+  /// not HELD.
+  bool requeue(uint32_t i, bool fresh = false, bool wake_all = false) const;
   /// HELD -> FILLED: the main process wrote the payload (a result or an error). False if not HELD.
   bool put_filled(uint32_t i) const;
   /// FILLED -> HANDED_OUT. False if the slot was not FILLED.
@@ -258,8 +261,8 @@ class SlotRing {
 
  private:
   bool cas(uint32_t i, SlotWord from, SlotWord to) const;
-  /// Posts `tasks` if a worker sleeps (or is about to) in wait_for_task.
-  void wake_worker() const;
+  /// Posts `tasks` if a worker sleeps (or is about to) in wait_for_task; with `all`, once per sleeper.
+  void wake_worker(bool all) const;
 
   SharedRegion region_;  ///< owns the mapping; everything below points into it
   RingHeader* header_ = nullptr;

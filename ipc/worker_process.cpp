@@ -49,6 +49,7 @@ ForkHooks& hooks_storage() {
 }  // namespace
 
 std::string ExitStatus::describe() const {
+  if (spawn_error != 0) return std::string("could not be started (fork: ") + std::strerror(spawn_error) + ")";
   if (signaled) return "killed by signal " + std::to_string(value) + " (" + ::strsignal(value) + ")";
   if (value < 0) return "ended (exit status unknown)";
   return "exited with code " + std::to_string(value);
@@ -57,34 +58,35 @@ std::string ExitStatus::describe() const {
 void set_fork_hooks(ForkHooks hooks) { hooks_storage() = std::move(hooks); }
 const ForkHooks& fork_hooks() { return hooks_storage(); }
 
-pid_t fork_with_hooks(sigset_t& old) {
+pid_t fork_with_hooks(ForkOrigin& origin) {
   const ForkHooks& h = fork_hooks();
   std::fflush(nullptr);  // buffered output must not be written twice
+  origin.parent = ::getpid();
+  origin.main_thread = core::on_main_thread();
   if (h.before) h.before();
-  core::block_all_signals(old);
+  core::block_all_signals(origin.old);
   const pid_t pid = ::fork();
   const int err = errno;
   if (pid != 0) {
-    core::restore_signals(old);
+    core::restore_signals(origin.old);
     if (h.after_parent) h.after_parent();
   }
   errno = err;
   return pid;
 }
 
-void after_fork_in_child(pid_t parent, const sigset_t& old) {
-  core::become_child(parent, old);
+void after_fork_in_child(const ForkOrigin& origin) {
+  core::become_child(origin.parent, origin.old, origin.main_thread);
   if (const ForkHooks& h = fork_hooks(); h.after_child) h.after_child();
 }
 
 WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
   reap_late();
-  const pid_t parent = ::getpid();
-  sigset_t old;
-  const pid_t pid = fork_with_hooks(old);
+  ForkOrigin origin;
+  const pid_t pid = fork_with_hooks(origin);
   if (pid < 0) throw core::posix_error(errno, "fork");
   if (pid == 0) {
-    after_fork_in_child(parent, old);
+    after_fork_in_child(origin);
     int rc = 70;
     try {
       rc = body();
@@ -96,7 +98,7 @@ WorkerProcess WorkerProcess::spawn(const std::function<int()>& body) {
   }
   WorkerProcess w;
   w.pid_ = pid;
-  w.owner_ = parent;
+  w.owner_ = origin.parent;
   return w;
 }
 
@@ -116,7 +118,9 @@ WorkerProcess& WorkerProcess::operator=(WorkerProcess&& o) noexcept {
 }
 
 WorkerProcess::~WorkerProcess() {
-  if (running() && mine()) terminate();
+  // Short: a caller that stops many workers has already given them time; one stuck in the
+  // kernel is reaped later rather than held up here.
+  if (running() && mine()) terminate(std::chrono::milliseconds(100));
 }
 
 std::optional<ExitStatus> WorkerProcess::poll() {

@@ -25,9 +25,10 @@ namespace ringloader::ipc {
 
 struct ExitStatus {
   bool signaled = false;
-  int value = 0;  ///< exit code, or signal number when `signaled`; -1 with !signaled: unknown
-  bool clean() const { return !signaled && value == 0; }
-  /// "exited with code 3" / "killed by signal 9 (Killed)".
+  int value = 0;        ///< exit code, or signal number when `signaled`; -1 with !signaled: unknown
+  int spawn_error = 0;  ///< the process was never started: the errno of the failed fork
+  bool clean() const { return !signaled && value == 0 && spawn_error == 0; }
+  /// "exited with code 3" / "killed by signal 9 (Killed)" / "could not be started (fork: ...)".
   std::string describe() const;
 };
 
@@ -63,12 +64,18 @@ class WorkerProcess {
   std::optional<ExitStatus> status_;  ///< set once reaped
 };
 
+/// What the child of fork_with_hooks needs to set itself up.
+struct ForkOrigin {
+  pid_t parent = 0;
+  bool main_thread = false;  ///< forked by the parent's main thread
+  sigset_t old{};            ///< the signal mask to restore
+};
 /// fork() with the process-wide ForkHooks run around it (before, after_parent) and every
-/// signal blocked across it; `old` receives the mask to restore. The child must call
-/// after_fork_in_child(parent, old) first. Returns fork()'s value (errno set on -1).
-pid_t fork_with_hooks(sigset_t& old);
+/// signal blocked across it. The child must call after_fork_in_child(origin) first. Returns
+/// fork()'s value (errno set on -1).
+pid_t fork_with_hooks(ForkOrigin& origin);
 /// In a child of fork_with_hooks: core::become_child, then the after_child hook.
-void after_fork_in_child(pid_t parent, const sigset_t& old);
+void after_fork_in_child(const ForkOrigin& origin);
 
 /// Number of threads in this process (from /proc/self/status), 0 if unknown.
 int thread_count();

@@ -84,8 +84,12 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
                    std::to_string(layout_.payload_bytes()) + " bytes (batch " + std::to_string(opts_.batch_capacity) +
                    " x " + std::to_string(schema_.max_sample_bytes()) + " bytes per sample)]");
   } catch (const std::length_error& e) {
-    throw ConfigError(std::string(e.what()) + ": " + std::to_string(cfg.num_slots) + " slots of " +
-                      std::to_string(layout_.payload_bytes()) + " bytes");
+    throw ConfigError("the ring's size overflows (" + std::string(e.what()) + "): num_workers=" +
+                      std::to_string(workers) + " x prefetch_factor=" + std::to_string(o.prefetch_factor) + " = " +
+                      std::to_string(cfg.num_slots) + " slots of " + std::to_string(layout_.payload_bytes()) +
+                      " bytes (batch " + std::to_string(opts_.batch_capacity) + " x " +
+                      std::to_string(schema_.max_sample_bytes()) +
+                      " bytes per sample); lower batch_size, num_workers or prefetch_factor");
   } catch (const std::system_error& e) {
     throw IpcError(std::string("creating the shared-memory ring: ") + e.what());
   }
@@ -101,7 +105,8 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
       launcher = std::make_unique<ipc::PoolLauncher>(
           [this] {
             return pool_request(recipe_->factory, recipe_->args, ring_->region_size(),
-                                static_cast<int>(opts_.user.num_workers), plan_.seed(), opts_.user.on_error);
+                                static_cast<int>(opts_.user.num_workers), plan_.seed(), opts_.user.on_error,
+                                opts_.user.timeout);
           },
           ring_->region_fd());
     } else {
@@ -125,6 +130,13 @@ LoaderCore::LoaderCore(const DatasetRecipe& recipe, LoaderOptions options)
 LoaderCore::~LoaderCore() { shutdown(); }
 
 bool LoaderCore::mine() const { return owner_pid_ == static_cast<int>(::getpid()); }
+
+void LoaderCore::check_owner() const {
+  if (mine()) return;
+  throw ConfigError("this DataLoader belongs to process " + std::to_string(owner_pid_) + ": a forked child (pid " +
+                    std::to_string(::getpid()) +
+                    ") cannot iterate it, since its ring and workers are the parent's; build a loader in the child");
+}
 
 std::vector<int> LoaderCore::worker_pids() const { return pool_ ? pool_->pids() : std::vector<int>{}; }
 
@@ -166,12 +178,14 @@ int LoaderCore::worker_main(int id) {
   env.seed = plan_.seed();
   env.parent_pid = owner_pid_;
   env.init_fn = opts_.user.worker_init_fn;
+  env.timeout = opts_.user.timeout;
   return run_worker(env, id);
 }
 
 // ---------------------------------------------------------------- epochs
 
 void LoaderCore::start_epoch() {
+  check_owner();
   if (active_) abandon_epoch();
   plan_.begin();
   ++generation_;
@@ -229,12 +243,14 @@ void LoaderCore::abandon_epoch() noexcept {
       return;
     }
     (void)ring_->wait_for_fill([&] { return !claimed(); }, 20ms);
-    try {
-      for (auto& d : pool_->service().deaths) {
-        for (auto& tb : d.held) ring_->abandon(tb.slot);
-      }
-    } catch (const std::exception& e) {
-      log().warn("while abandoning an epoch: {}", e.what());
+    auto report = pool_->service();
+    for (auto& d : report.deaths) {
+      for (auto& tb : d.held) ring_->abandon(tb.slot);
+    }
+    if (report.fatal) {
+      log().warn("while abandoning an epoch: {}", *report.fatal);
+      pool_->stop(false);  // the next epoch starts afresh
+      return;
     }
     for (uint32_t s = 0; s < ring_->num_slots(); ++s) ring_->abandon(s);
   }
@@ -258,6 +274,7 @@ void LoaderCore::shutdown() noexcept {
 }
 
 void LoaderCore::load_state(const std::string& json) {
+  check_owner();
   if (!map_ds_) throw ConfigError("load_state() needs a map-style dataset");
   plan_.load_state(json, opts_.user.seed);
   if (active_) abandon_epoch();
@@ -291,7 +308,7 @@ void LoaderCore::refill() {
     recovery_->reset(s);
     slot_seq_[s] = static_cast<int64_t>(queued_);
     ++queued_;
-    ring_->queue(s);
+    ring_->queue(s, /*wake_all=*/stream());  // a shard's task must reach its own worker
   }
 }
 
@@ -339,12 +356,12 @@ void LoaderCore::supervise() {
   last_check_ns_ = ipc::monotonic_ns();
   auto report = pool_->service();
   for (const auto& d : report.deaths) {
-    if (d.held.empty()) log().warn("{}; replacing it", d.describe());
+    if (report.fatal) break;
     if (stream() && d.stream_generation == generation_ && d.stream_batches > 0) {
-      abandon_epoch();
-      throw WorkerError(d.describe() + " while reading a stream dataset: its shard's position is lost and a stream "
-                                       "cannot replay it; the epoch is abandoned (start the next one to go on)");
+      fail(d.describe() + " while reading a stream dataset: its shard's position is lost and a stream cannot replay "
+                          "it; the epoch is abandoned (start the next one to go on)");
     }
+    if (d.held.empty()) log().warn("{}; replacing it", d.describe());
     // A stream worker that had filled nothing of this epoch's shard: its replacement starts
     // the shard from the beginning, so its batch is simply retried.
     for (const auto& tb : d.held) {
@@ -352,12 +369,19 @@ void LoaderCore::supervise() {
       else recovery_->on_taken_back(d, tb);
     }
   }
-  if (report.fatal) {
-    abandon_epoch();
-    pool_->stop();
-    throw WorkerError(*report.fatal);
-  }
+  if (report.fatal) fail(*report.fatal);
+  if (auto f = pool_->respawn()) fail(*f);
   pool_->watchdog();
+}
+
+void LoaderCore::fail(const std::string& why) {
+  // No waiting here: the error must reach the training loop within its timeout.
+  ++generation_;
+  ring_->ring().generation.store(generation_, std::memory_order_release);
+  std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
+  active_ = false;
+  pool_->stop(false);  // SIGKILL at once, bounded reap; frees every slot not handed out
+  throw WorkerError(why);
 }
 
 // ---------------------------------------------------------------- the hand-out path
@@ -423,6 +447,7 @@ void LoaderCore::throw_timeout(int64_t waited_ns) {
 }
 
 std::optional<Batch> LoaderCore::next() {
+  check_owner();
   if (!active_) start_epoch();
   const int64_t started = ipc::monotonic_ns();
   const int64_t timeout = ns(opts_.user.timeout);

@@ -65,6 +65,8 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
  private:
   bool stream() const { return stream_ds_ != nullptr; }
   bool mine() const;
+  /// ConfigError in a forked copy: only the process that built the loader may iterate it.
+  void check_owner() const;
   void abandon_epoch() noexcept;
   void end_epoch();
   /// Queues planned batches into FREE slots.
@@ -72,6 +74,8 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   /// Reaps dead workers (their batches retried or given up), replaces them, runs the
   /// watchdog. Throws WorkerError when the respawn budget is spent.
   void supervise();
+  /// Ends the epoch at once and raises WorkerError(why): workers SIGKILLed, slots freed.
+  [[noreturn]] void fail(const std::string& why);
   /// In-process (num_workers = 0): fills slot `s` now.
   void fill_inline(uint32_t s);
   /// The slot to hand out next (in_order: the next batch in sequence, whatever its state).

@@ -1,6 +1,9 @@
 #include "loader/detail/log.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -32,6 +35,28 @@ spdlog::level::level_enum env_level() {
   }
   return lvl;
 }
+
+/// Writes formatted lines to fd 2 with write(2). A worker must not use spdlog's console sinks:
+/// they share one process-wide mutex (and stdio's FILE lock), which another thread of the
+/// parent may have held at fork() - the worker would wait for it forever. This sink's mutex is
+/// its own, made after the fork.
+class Fd2Sink : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    const char* p = buf.data();
+    size_t left = buf.size();
+    while (left > 0) {
+      const ssize_t n = ::write(2, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+  }
+  void flush_() override {}
+};
 
 /// Copies each message (its text only) into WorkerRecord::last_log.
 class LastLineSink : public spdlog::sinks::base_sink<std::mutex> {
@@ -69,7 +94,7 @@ spdlog::logger& log() { return *instance(); }
 
 void use_worker_logger(int worker_id, WorkerRecord* record) {
   const auto level = instance()->level();
-  auto console = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto console = std::make_shared<Fd2Sink>();
   console->set_pattern("[%H:%M:%S.%e] [ringloader worker " + std::to_string(worker_id) + " pid %P] [%l] %v");
   console->set_level(level);
   auto l = std::make_shared<spdlog::logger>("ringloader", console);
@@ -79,7 +104,7 @@ void use_worker_logger(int worker_id, WorkerRecord* record) {
     l->sinks().push_back(last);
   }
   l->set_level(std::min(level, spdlog::level::warn));
-  // The parent's logger object is left as it was (its mutex may be held by a thread that
+  // The parent's logger object is left as it was (its mutexes may be held by a thread that
   // does not exist here); it is never destroyed because the worker leaves through _exit.
   new (&instance()) std::shared_ptr<spdlog::logger>(std::move(l));
 }

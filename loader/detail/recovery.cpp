@@ -14,6 +14,7 @@ Recovery::Recovery(const ipc::SlotRing& ring, const SlotLayout& layout, const Re
     : ring_(ring),
       layout_(layout),
       opts_(options),
+      wake_all_(options.stream),
       describe_task_(std::move(describe_task)),
       source_of_(std::move(source_of)),
       hist_(ring.num_slots()) {}
@@ -35,7 +36,7 @@ std::string Recovery::describe_culprits(const History& h) const {
   if (u.empty()) return {};
   std::sort(u.begin(), u.end());
   u.erase(std::unique(u.begin(), u.end()), u.end());
-  std::string d = ", in sample";
+  std::string d = "in sample";
   d += u.size() > 1 ? "s " : " ";
   for (size_t i = 0; i < u.size() && i < 8; ++i) {
     const std::string src = source_of_(u[i]);
@@ -49,35 +50,37 @@ void Recovery::on_taken_back(const WorkerDeath& d, const ipc::SlotRing::TakenBac
   History& h = hist_[s];
   h.culprits.push_back(tb.progress);
   h.timed_out = d.killed_by_watchdog;
-  // A crash signal, an exit code or a hang is the sample's own doing; a SIGKILL (an external
-  // kill, the OOM killer) may be anyone's, so a streak of those alone must be twice as long.
+  // Evidence against a sample: a crash signal, an exit code or a hang (the watchdog) while it
+  // was being filled. A SIGKILL may be anyone's - an external kill, the OOM killer, a killer
+  // faster than one sample (every retry restarts at the batch's first sample) - so it neither
+  // counts nor breaks the streak; a death in another sample starts a new one.
   const bool strong = d.killed_by_watchdog || !d.status.signaled ||
                       (d.status.value != SIGKILL && d.status.value != SIGTERM && d.status.value != SIGINT);
-  if (tb.progress >= 0 && tb.progress == h.streak_sample) {
-    ++h.streak;
-    h.streak_strong = h.streak_strong || strong;
-  } else {
+  if (tb.progress < 0) {
+    h.streak_sample = -1;
+    h.streak = 0;
+  } else if (tb.progress != h.streak_sample) {
     h.streak_sample = tb.progress;
-    h.streak = tb.progress >= 0 ? 1 : 0;
-    h.streak_strong = strong;
+    h.streak = strong ? 1 : 0;
+  } else if (strong) {
+    ++h.streak;
   }
   const size_t attempts = ring_.slot(s).attempts;
   const size_t max = opts_.user.max_retries;
-  std::vector<int64_t> blamed;
-  if ((h.streak >= max && h.streak_strong) || h.streak >= 2 * max) blamed.push_back(h.streak_sample);
+  const bool blamed = h.streak >= max;
   const bool spent = attempts >= 4 * max;
   std::string in_sample;
   if (tb.progress >= 0) {
     const std::string src = source_of_(tb.progress);
     in_sample = ", in sample " + std::to_string(tb.progress) + (src.empty() ? "" : " (" + src + ")");
   }
-  if (blamed.empty() && !spent) {
+  if (!blamed && !spent) {
     log().warn("{} while filling {}{}; retrying the batch (attempt {})", d.describe(), describe_task_(s), in_sample,
                attempts + 1);
-    ring_.requeue(s);
+    ring_.requeue(s, false, wake_all_);
     return;
   }
-  give_up(s, d, h, blamed);
+  give_up(s, d, h, blamed ? std::vector<int64_t>{h.streak_sample} : std::vector<int64_t>{});
 }
 
 void Recovery::give_up(uint32_t s, const WorkerDeath& d, History& h, const std::vector<int64_t>& blamed) {
@@ -85,28 +88,34 @@ void Recovery::give_up(uint32_t s, const WorkerDeath& d, History& h, const std::
   const size_t attempts = ring_.slot(s).attempts;
   std::string msg = describe_task_(s);
   const std::string pid = std::to_string(d.pid);
+  const std::string where = describe_culprits(h);
+  if (blamed.empty()) {
+    // Many deaths and no sample to blame: not the data's fault, so never skipped as if it were.
+    msg += " took down " + std::to_string(attempts) + " workers without a sample to blame (" +
+           (where.empty() ? std::string("none was in progress") : "they died " + where) + "; the last, pid " + pid +
+           ", " + (d.killed_by_watchdog ? std::string("hung past timeout") : d.status.describe()) +
+           "): its workers are being killed from outside, or by the OOM killer (see dmesg), faster than a batch "
+           "can be filled";
+    log().error("{}", msg);
+    give_up_batch(layout_, ring_.payload(s), std::span<const int64_t>(ring_.indices(s).data(), task.count),
+                  ErrorKind::kWorker, msg, OnError::kRaise);
+    ring_.put_filled(s);
+    return;
+  }
   if (h.timed_out) {
     msg += " was not filled within timeout=" + std::to_string(opts_.user.timeout.count()) + " ms by " +
-           std::to_string(attempts) + " workers in turn (the last, pid " + pid + ", was killed)" +
-           (h.culprits.empty() || describe_culprits(h).empty() ? std::string("; the samples that hang are among its indices")
-                                                               : "; they hung" + describe_culprits(h));
+           std::to_string(attempts) + " workers in turn (the last, pid " + pid + ", was killed); they hung " + where;
   } else {
     msg += " took down " + std::to_string(attempts) + " workers (max_retries=" + std::to_string(opts_.user.max_retries) +
-           (blamed.empty() ? ", and no sample was in progress at each death" : "") + "); the last, pid " + pid + ", " +
-           d.status.describe() + (describe_culprits(h).empty() ? std::string() : "; they died" + describe_culprits(h));
+           "); the last, pid " + pid + ", " + d.status.describe() + "; they died " + where;
   }
   log().error("{}", msg);
   const std::span<const int64_t> indices(ring_.indices(s).data(), task.count);
   if (opts_.user.on_error == OnError::kSkip) {
-    // Drop only the samples to blame (or, with none, those the workers died in); retry the rest.
-    std::vector<int64_t> drop = blamed;
-    if (drop.empty()) {
-      drop = h.culprits;
-      std::erase(drop, -1);
-    }
+    // Drop only the sample to blame; retry the rest as a new task.
     std::vector<int64_t> keep;
     for (int64_t i : indices) {
-      if (std::find(drop.begin(), drop.end(), i) == drop.end()) keep.push_back(i);
+      if (std::find(blamed.begin(), blamed.end(), i) == blamed.end()) keep.push_back(i);
     }
     if (!keep.empty() && keep.size() < indices.size()) {
       for (int64_t i : indices) {
@@ -117,8 +126,7 @@ void Recovery::give_up(uint32_t s, const WorkerDeath& d, History& h, const std::
       h.culprits.clear();
       h.streak = 0;
       h.streak_sample = -1;
-      h.streak_strong = false;
-      ring_.requeue(s);
+      ring_.requeue(s, /*fresh=*/true, wake_all_);
       return;
     }
   }

@@ -2,15 +2,15 @@
 // Recovery: what becomes of a batch whose worker died (or was killed by the watchdog) while
 // filling it. Main process, the loader's thread.
 //
-// The batch is retried, unless a sample is to blame: one that was being filled at each of the
-// last `max_retries` deaths on this batch, one of them at least by a crash signal, an exit code
-// or a hang (the watchdog) - or at each of the last 2 x max_retries deaths whatever they were
-// (a poison sample the OOM killer SIGKILLs every time). A
-// blamed batch is given up at its place - BatchError, or TimeoutError when the deaths were
-// hangs - or, under on_error=skip, only the blamed sample is dropped and reported and the rest
-// is retried. Deaths spread over different samples (a random external kill, the OOM killer
-// picking a worker) blame nothing; a batch that keeps killing workers without a common sample
-// is given up after 4 x max_retries deaths, naming the samples it died in.
+// The batch is retried, unless a sample is to blame: `max_retries` deaths in it by a crash
+// signal, an exit code or a hang (the watchdog), with no death in another sample between
+// them. SIGKILLs count for nothing: an external kill, the OOM killer, or a killer faster than
+// one sample (every retry restarts at the batch's first sample) would otherwise pin a good
+// sample. A blamed batch is given up at its place - BatchError, or TimeoutError when the deaths
+// were hangs - or, under on_error=skip, only the blamed sample is dropped and reported and the
+// rest is retried as a new task. A batch that takes down 4 x max_retries workers with no
+// sample to blame is raised as a BatchError under either policy (nothing is skipped: it is not
+// the data's fault), naming the samples it died in.
 //
 //   Recovery rec(ring, layout, options, describe_task, source_of);
 //   rec.reset(slot);                            // a new task in the slot
@@ -47,8 +47,7 @@ class Recovery {
   struct History {
     std::vector<int64_t> culprits;  ///< sample in progress at each death (-1 if none)
     int64_t streak_sample = -1;     ///< the sample of the last deaths in a row ...
-    size_t streak = 0;              ///< ... and how many
-    bool streak_strong = false;     ///< one of them at least by a crash, an exit code or a hang
+    size_t streak = 0;              ///< ... and how many of them were crashes, exit codes or hangs
     bool timed_out = false;         ///< the last death was the watchdog's
     std::vector<SkippedSample> skips;
   };
@@ -60,6 +59,7 @@ class Recovery {
   const ResolvedOptions& opts_;
   std::function<std::string(uint32_t)> describe_task_;
   std::function<std::string(int64_t)> source_of_;
+  bool wake_all_;              ///< stream datasets: a requeued task must reach its own worker
   std::vector<History> hist_;  ///< per slot
 };
 

@@ -259,6 +259,7 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
                                   datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id});
     if (ctx.progress) ctx.progress->store(index, std::memory_order_relaxed);
     bool ok = false;
+    std::chrono::milliseconds slept{0};
     for (size_t attempt = 0;; ++attempt) {
       try {
         ds.get(static_cast<size_t>(index), writer);
@@ -266,14 +267,18 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
         break;
       } catch (...) {
         const int err = resource_errno();
-        if (err != 0 && attempt < std::size(kResourceRetries) && !(ctx.abandoned && ctx.abandoned())) {
+        const bool may_retry = err != 0 && attempt < std::size(kResourceRetries) &&
+                               (ctx.retry_budget.count() == 0 || slept + kResourceRetries[attempt] <= ctx.retry_budget) &&
+                               !(ctx.abandoned && ctx.abandoned());
+        if (may_retry) {
           std::this_thread::sleep_for(kResourceRetries[attempt]);  // the system may recover: try again
+          slept += kResourceRetries[attempt];
           prepare_targets(layout, payload, pos, t);
           continue;
         }
         std::string type;
         std::string what = describe_current("unknown", type);
-        if (err != 0) what += " (tried " + std::to_string(attempt + 1) + " times; the system ran short of a resource)";
+        if (err != 0) what += " (tried " + std::to_string(attempt + 1) + (attempt ? " times)" : " time)");
         std::string path = path_of(writer.source());
         if (path.empty()) {
           try {

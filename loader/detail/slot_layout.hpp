@@ -10,6 +10,7 @@
 // Fixed fields are therefore N-first contiguous tensors; variable fields are packed, sample i
 // at element offsets[i] with shape shapes[i].
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -96,6 +97,10 @@ struct FillContext {
   /// Where to publish the index of the sample being filled (read by the main process when
   /// the worker dies, to name the sample that killed it); may be null.
   std::atomic<int64_t>* progress = nullptr;
+  /// The most a sample may sleep between retries of a resource failure, all retries together
+  /// (0: no limit beyond the fixed pauses). The loader passes half its timeout, so that the
+  /// watchdog never mistakes the retries for a hang.
+  std::chrono::milliseconds retry_budget{0};
 };
 
 /// Fills one batch of a map-style dataset. Never throws for dataset errors: they become the

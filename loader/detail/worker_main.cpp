@@ -83,6 +83,7 @@ int run_worker(const WorkerEnv& env, int id) {
       ctx.pid = pid;
       ctx.on_error = env.on_error;
       ctx.progress = &ring.progress(s);
+      ctx.retry_budget = env.timeout / 2;
       ctx.abandoned = [&hdr, gen] {
         return hdr.generation.load(std::memory_order_relaxed) != gen || hdr.shutdown.load(std::memory_order_relaxed);
       };
@@ -111,7 +112,7 @@ int run_worker(const WorkerEnv& env, int id) {
 }
 
 std::string pool_request(const std::string& factory, const std::string& args, size_t ring_bytes, int num_workers,
-                         uint64_t seed, OnError on_error) {
+                         uint64_t seed, OnError on_error, std::chrono::milliseconds timeout) {
   // One "key=value" per line; args last, since it may hold anything but a NUL.
   std::ostringstream o;
   o << "factory=" << factory << '\n'
@@ -119,6 +120,7 @@ std::string pool_request(const std::string& factory, const std::string& args, si
     << "num_workers=" << num_workers << '\n'
     << "seed=" << seed << '\n'
     << "on_error=" << static_cast<int>(on_error) << '\n'
+    << "timeout_ms=" << timeout.count() << '\n'
     << "args=" << args;
   return o.str();
 }
@@ -157,6 +159,7 @@ int pool_main(const std::string& request, core::UniqueFd region_fd, core::Unique
   env.on_error = static_cast<OnError>(std::stoi(kv["on_error"]));
   env.num_workers = std::stoi(kv["num_workers"]);
   env.seed = std::stoull(kv["seed"]);
+  env.timeout = std::chrono::milliseconds(std::stoll(kv["timeout_ms"]));
   env.parent_pid = static_cast<int>(::getpid());
   return ipc::run_pool_host(channel.get(), [&env](int id) { return run_worker(env, id); });
 }

@@ -1,6 +1,7 @@
 #pragma once
 // The worker loop, shared by workers forked from the main process and workers forked by a
 // fork-server pool. Runs in the worker process only.
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -23,6 +24,7 @@ struct WorkerEnv {
   int num_workers = 1;
   uint64_t seed = 0;
   int parent_pid = 0;  ///< the worker exits when its parent is no longer this
+  std::chrono::milliseconds timeout{0};  ///< the loader's: resource retries stay under half of it
   std::function<void(const datasets::WorkerInfo&)> init_fn;
 };
 
@@ -35,6 +37,6 @@ int pool_main(const std::string& request, core::UniqueFd region_fd, core::Unique
 
 /// Request text for pool_main.
 std::string pool_request(const std::string& factory, const std::string& args, size_t ring_bytes, int num_workers,
-                         uint64_t seed, OnError on_error);
+                         uint64_t seed, OnError on_error, std::chrono::milliseconds timeout);
 
 }  // namespace ringloader::loader::detail

@@ -71,7 +71,11 @@ const char* worker_phase_name(WorkerPhase p) {
 std::string WorkerDeath::describe() const {
   std::string d = "worker " + std::to_string(id) + " (pid " + std::to_string(pid) + ") ";
   d += killed_by_watchdog ? "was killed by the watchdog (past timeout)" : status.describe();
-  if (held.empty()) d += std::string(" while ") + worker_phase_name(phase);
+  if (held.empty()) {
+    // kFilling with nothing held: it died between filling a batch and saying it was idle.
+    d += phase == WorkerPhase::kFilling ? std::string(" just after filling a batch")
+                                        : std::string(" while ") + worker_phase_name(phase);
+  }
   if (!last_log.empty()) d += "; its last log line: \"" + last_log + "\"";
   return d;
 }
@@ -108,15 +112,24 @@ void WorkerPool::launch(size_t id, bool replacement) {
       }
     }
   }
+  if (!checked_sigchld_) {
+    checked_sigchld_ = true;
+    struct sigaction sa {};
+    if (::sigaction(SIGCHLD, nullptr, &sa) == 0 && (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT))) {
+      log().warn("SIGCHLD is ignored in this process, so the kernel reaps the workers itself: a worker's death is "
+                 "still noticed, but its exit code or signal cannot be reported");
+    }
+  }
   Worker& w = workers_[id];
   w.child = launcher_->launch(static_cast<int>(id));
   w.watchdog_killed = false;
   if (replacement) ++restarts_;
-  log().debug("worker {} started, pid {}", id, w.child->pid());
+  log().debug("worker {} started, pid {}", id, w.child->pid());  // -1: the fork-server pool forks it soon
 }
 
 void WorkerPool::start() {
   running_ = true;
+  failed_ = false;
   spawn_failures_ = 0;
   for (size_t id = 0; id < workers_.size(); ++id) {
     try {
@@ -155,6 +168,15 @@ WorkerPool::Report WorkerPool::service() {
     d.stream_batches = rec.stream_batches.load(std::memory_order_relaxed);
     const bool filled_any = rec.batches.load(std::memory_order_relaxed) > 0;
     w.child.reset();
+    if (st->spawn_error != 0) {  // never ran (a fork-server pool could not fork it): a failed start
+      ++spawn_failures_;
+      w.not_before_ns = now + backoff_ns(spawn_failures_);
+      if (spawn_failures_ >= cfg_.max_spawn_failures && !any_running()) {
+        r.fatal = "cannot start worker " + std::to_string(id) + ": it " + st->describe() + " (" +
+                  std::to_string(spawn_failures_) + " attempts in a row) and no worker is running";
+      }
+      continue;
+    }
     ++deaths_;
     if (!st->signaled && st->value == kStartHookFailedExit) {
       r.fatal = "worker " + std::to_string(id) + " (pid " + std::to_string(d.pid) +
@@ -179,11 +201,12 @@ WorkerPool::Report WorkerPool::service() {
     }
     r.deaths.push_back(std::move(d));
   }
-  if (!r.fatal) respawn_due(r);
+  if (r.fatal) failed_ = true;
   return r;
 }
 
-void WorkerPool::respawn_due(Report& r) {
+std::optional<std::string> WorkerPool::respawn() {
+  if (!running_ || failed_) return std::nullopt;
   const int64_t now = ipc::monotonic_ns();
   for (size_t id = 0; id < workers_.size(); ++id) {
     Worker& w = workers_[id];
@@ -194,15 +217,17 @@ void WorkerPool::respawn_due(Report& r) {
     } catch (const std::system_error& e) {
       ++spawn_failures_;
       w.not_before_ns = now + backoff_ns(spawn_failures_);
+      if (spawn_failures_ >= cfg_.max_spawn_failures && !any_running()) {
+        failed_ = true;
+        return "cannot start worker " + std::to_string(id) + ": " + e.what() + " (" + std::to_string(spawn_failures_) +
+               " attempts in a row) and no worker is running";
+      }
       log().warn("cannot start a replacement for worker {} ({}); trying again in {}", id, e.what(),
                  seconds(w.not_before_ns - now));
-      if (spawn_failures_ >= cfg_.max_spawn_failures && !any_running()) {
-        r.fatal = "cannot start worker " + std::to_string(id) + ": " + e.what() + " (" + std::to_string(spawn_failures_) +
-                  " attempts in a row) and no worker is running";
-      }
-      return;  // the next service() tries again
+      return std::nullopt;  // the next call tries again
     }
   }
+  return std::nullopt;
 }
 
 void WorkerPool::watchdog() {
@@ -231,7 +256,7 @@ void WorkerPool::watchdog() {
   }
   for (size_t id = 0; id < workers_.size(); ++id) {
     Worker& wk = workers_[id];
-    if (!wk.child || wk.watchdog_killed) continue;
+    if (!wk.child || wk.watchdog_killed || wk.child->pid() <= 0) continue;  // not forked yet: nothing to kill
     const WorkerRecord& rec = records_[id];
     const auto phase = static_cast<WorkerPhase>(rec.phase.load(std::memory_order_relaxed));
     if (phase != WorkerPhase::kStarting && phase != WorkerPhase::kStartHook) continue;
@@ -244,7 +269,7 @@ void WorkerPool::watchdog() {
   }
 }
 
-void WorkerPool::stop() noexcept {
+void WorkerPool::stop(bool graceful) noexcept {
   if (owner_ != ::getpid()) return;  // a fork of the owner: its copies only unmap
   if (!running_ && !any_running()) return;
   running_ = false;  // from here on nothing is respawned
@@ -264,7 +289,7 @@ void WorkerPool::stop() noexcept {
       std::this_thread::sleep_for(2ms);
     }
   };
-  wait_all(kStopGrace);
+  if (graceful) wait_all(kStopGrace);
   for (auto& w : workers_) {
     if (w.child && !w.child->poll()) w.child->kill(SIGKILL);
   }
@@ -278,7 +303,7 @@ void WorkerPool::stop() noexcept {
 std::vector<int> WorkerPool::pids() const {
   std::vector<int> v;
   for (const auto& w : workers_) {
-    if (w.child) v.push_back(w.child->pid());
+    if (w.child && w.child->pid() > 0) v.push_back(w.child->pid());
   }
   return v;
 }
@@ -293,6 +318,10 @@ std::string WorkerPool::describe_workers() const {
     d += "worker " + std::to_string(id);
     if (!w.child) {
       d += " not running (being restarted)";
+      continue;
+    }
+    if (w.child->pid() <= 0) {
+      d += " not forked yet by the fork-server pool (is it stopped, or still building the dataset?)";
       continue;
     }
     const auto phase = static_cast<WorkerPhase>(rec.phase.load(std::memory_order_relaxed));

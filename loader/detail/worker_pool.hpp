@@ -91,16 +91,20 @@ class WorkerPool {
     std::vector<WorkerDeath> deaths;
     std::optional<std::string> fatal;  ///< the budget is spent: what to raise
   };
-  /// Reaps dead workers (taking their claims back), charges the budget, and forks the
-  /// replacements that are due. Never blocks for long and never throws for a worker's sake.
+  /// Reaps dead workers (taking their claims back) and charges the budget. Never blocks and
+  /// never throws for a worker's sake. A fatal report stops respawns until the next start().
   Report service();
+  /// Forks the replacements whose backoff has passed (none once a report was fatal). Returns
+  /// what to raise when forks keep failing with no worker left.
+  std::optional<std::string> respawn();
   /// Kills (SIGKILL) workers that have held a claim (kill_stuck_claims), or been starting up,
   /// longer than the timeout. Their deaths come out of a later service() marked killed_by_watchdog.
   void watchdog();
-  /// Stops every worker: asks (and SIGCONTs), waits up to 0.5 s, SIGKILLs the rest, reaps with a bounded wait,
-  /// frees every slot not handed out. Never respawns, never throws. Only in the process that
-  /// made the pool; elsewhere (a fork of it) a no-op.
-  void stop() noexcept;
+  /// Stops every worker: asks (and SIGCONTs), waits up to 0.5 s (`graceful`; else not at all),
+  /// SIGKILLs the rest, reaps with a bounded wait (1 s), frees every slot not handed out.
+  /// Never respawns, never throws. Only in the process that made the pool; elsewhere (a fork
+  /// of it) a no-op.
+  void stop(bool graceful = true) noexcept;
 
   std::vector<int> pids() const;
   /// One clause per worker for messages: "worker 0 (pid 12) in on_worker_start for 2.3 s, stopped".
@@ -119,7 +123,6 @@ class WorkerPool {
   };
   /// Forks worker `id` (a `replacement` for a dead one counts as a restart).
   void launch(size_t id, bool replacement);
-  void respawn_due(Report& r);
   bool any_running() const;
 
   const ipc::SlotRing& ring_;
@@ -133,10 +136,12 @@ class WorkerPool {
   };
   std::vector<Watch> watch_;  ///< per slot: when the main process first saw its current claim
   bool running_ = false;
+  bool failed_ = false;  ///< a fatal report was made: no respawn until start()
   pid_t owner_;
   int spawn_failures_ = 0;
   uint64_t restarts_ = 0, deaths_ = 0, threaded_forks_ = 0;
   bool warned_threads_ = false;
+  bool checked_sigchld_ = false;
 };
 
 }  // namespace ringloader::loader::detail

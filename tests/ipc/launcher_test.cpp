@@ -3,13 +3,13 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <fstream>
 #include <thread>
 
-#include "core/child_setup.hpp"
 #include "ipc/launcher.hpp"
 #include "ipc/shared_region.hpp"
 #include "tests/support/child.hpp"
@@ -21,11 +21,11 @@ using namespace std::chrono_literals;
 namespace {
 
 
-/// A pool whose workers outlive it (they ignore the parent-death signal), so the test can
+/// A pool whose workers outlive it (they turn their parent-death signal off), so the test can
 /// close the pool's channel while a worker still runs.
 int stubborn_pool(const std::string&, core::UniqueFd, core::UniqueFd channel) {
   return ipc::run_pool_host(channel.get(), [](int) {
-    ::signal(core::parent_death_signal(), SIG_IGN);
+    ::prctl(PR_SET_PDEATHSIG, 0);
     for (;;) ::pause();
     return 0;
   });
@@ -62,10 +62,11 @@ TEST_CASE("a pool's worker counts as alive until it ends, even after its pool's 
         ro.keep_fd = true;
         auto region = ipc::SharedRegion::create(1 << 16, ro);
         ipc::PoolLauncher launcher([] { return std::string("stub"); }, region.fd());
-        auto w = launcher.launch(0);
+        auto w = launcher.launch(0);  // the pool forks it soon: pid() answers once it has
+        for (int i = 0; i < 500 && w->pid() <= 0; ++i) std::this_thread::sleep_for(10ms);
         const int pool = test::parent_of(w->pid());
         if (pool <= 1) return 2;
-        std::this_thread::sleep_for(300ms);  // the worker has ignored its parent-death signal by now
+        std::this_thread::sleep_for(300ms);  // the worker has turned its parent-death signal off by now
         ::kill(pool, SIGKILL);  // the channel closes; the worker lives on
         if (poll_for(*w, 1500ms)) {
           out << "reported dead while it still ran";

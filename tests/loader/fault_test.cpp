@@ -169,6 +169,21 @@ TEST_CASE("the main process SIGKILLed or SIGTERMed - its workers exit within a s
   CHECK(shm_clean_for(trainer));
 }
 
+TEST_CASE("a stopped worker dies with its SIGKILLed main process", "[fault][parent]") {
+  // Before: the parent-death signal was a catchable one, pending forever on a stopped worker,
+  // which outlived its main process (and kept a tmpfs ring's memory).
+  std::vector<int> workers;
+  const pid_t trainer = start_trainer(workers, false);
+  REQUIRE(workers.size() == 2);
+  ::kill(workers[0], SIGSTOP);
+  ::kill(trainer, SIGKILL);
+  int st = 0;
+  REQUIRE(::waitpid(trainer, &st, 0) == trainer);
+  CHECK(all_gone_within(workers, 1000ms));
+  for (int w : workers) ::kill(w, SIGCONT);  // should it have survived, let it go
+  CHECK(shm_clean_for(trainer));
+}
+
 TEST_CASE("a program that handles SIGINT shuts its loader down cleanly and exits 130", "[fault][signal]") {
   std::vector<int> workers;
   const pid_t trainer = start_trainer(workers, true);

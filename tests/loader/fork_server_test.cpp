@@ -17,6 +17,7 @@
 
 using namespace ringloader;
 using namespace ringloader::loader;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -117,6 +118,9 @@ TEST_CASE("a fork-server worker that dies is replaced and the epoch completes", 
   std::vector<int> killed;
   for (auto& b : loader) {
     if (++n == 4) {
+      // The pool forks workers without the loader waiting: both have pids once it answered.
+      for (int i = 0; i < 200 && loader.worker_pids().size() < 2; ++i) std::this_thread::sleep_for(10ms);
+      REQUIRE(loader.worker_pids().size() == 2);
       killed.push_back(loader.worker_pids()[1]);
       ::kill(killed.back(), SIGKILL);
     }
@@ -130,6 +134,7 @@ TEST_CASE("a fork-server worker that dies is replaced and the epoch completes", 
   }
   CHECK(test::exactly_once(seen, 300));
   CHECK(loader.stats().worker_restarts == 1);
+  for (int i = 0; i < 200 && loader.worker_pids().size() < 2; ++i) std::this_thread::sleep_for(10ms);
   const auto pids = loader.worker_pids();
   CHECK(pids.size() == 2);
   CHECK(std::find(pids.begin(), pids.end(), killed[0]) == pids.end());

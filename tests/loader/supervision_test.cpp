@@ -18,6 +18,8 @@
 #include <system_error>
 #include <thread>
 
+#include <spdlog/details/console_globals.h>
+
 #include "core/error.hpp"
 #include "loader/data_loader.hpp"
 #include "loader/init.hpp"
@@ -247,6 +249,8 @@ TEST_CASE("shutdown is bounded when forks fail or the fork server dies mid-epoch
           o.start_method = StartMethod::kForkServer;
           auto loader = std::make_unique<DataLoader>(DatasetRecipe{"hook", "2000"}, o);
           (void)loader->next();
+          for (int i = 0; i < 200 && loader->worker_pids().size() < 2; ++i) std::this_thread::sleep_for(10ms);
+          if (loader->worker_pids().size() < 2) return 7;
           const int pool = test::parent_of(loader->worker_pids().at(0));
           const int server = test::parent_of(pool);
           if (pool <= 1 || server <= 1 || server != test::parent_of(test::parent_of(loader->worker_pids().at(1)))) return 3;
@@ -266,6 +270,12 @@ TEST_CASE("shutdown is bounded when forks fail or the fork server dies mid-epoch
           const auto t1 = std::chrono::steady_clock::now();
           loader.reset();
           out << "\ndestroyed in " << since(t1).count() << " ms";
+          // The dead server was our child: reaped, not left a zombie (before: never reaped).
+          for (int i = 0; i < 100 && !test::own_children().empty(); ++i) std::this_thread::sleep_for(10ms);
+          if (!test::own_children().empty()) {
+            out << "\na child is left: " << test::own_children().size();
+            return 6;
+          }
           return since(t1) < 5s ? code : 5;
         },
         30s);
@@ -274,6 +284,89 @@ TEST_CASE("shutdown is bounded when forks fail or the fork server dies mid-epoch
     CHECK(r.elapsed < 15s);
     CHECK_THAT(r.text, Contains("cannot start worker") && Contains("fork server"));
   }
+}
+
+TEST_CASE("a stopped fork-server pool: next() stays within its timeout - the destructor ends the pool", "[supervision][shutdown]") {
+  // Before: each respawn waited 10 s for the pool to answer, whatever the timeout; the
+  // destructor waited 3 s for a stopped pool and left it (and its zombies) behind.
+  const auto r = test::run_in_child(
+      [](test::Report& out) {
+        register_dataset("hook", [](const std::string& n) { return std::make_shared<test::HookDataset>(std::stoul(n)); });
+        init();
+        LoaderOptions o;
+        o.batch_size = 10;
+        o.num_workers = 2;
+        o.persistent_workers = true;
+        o.timeout = 1s;
+        o.start_method = StartMethod::kForkServer;
+        auto loader = std::make_unique<DataLoader>(DatasetRecipe{"hook", "5000"}, o);
+        (void)loader->next();
+        const int worker = loader->worker_pids().at(0);
+        const int pool = test::parent_of(worker);
+        ::kill(pool, SIGSTOP);
+        ::kill(worker, SIGKILL);  // its replacement must come from the stopped pool
+        std::chrono::milliseconds longest{0};
+        for (int k = 0; k < 40; ++k) {
+          const auto t0 = std::chrono::steady_clock::now();
+          try {
+            if (!loader->next()) break;
+          } catch (const TimeoutError&) {
+          } catch (const Error& e) {
+            out << "\n" << e.what();
+          }
+          longest = std::max(longest, since(t0));
+        }
+        out << "longest next(): " << longest.count() << " ms";
+        const auto t1 = std::chrono::steady_clock::now();
+        loader.reset();
+        out << "\ndestroyed in " << since(t1).count() << " ms";
+        for (int i = 0; i < 300 && ::kill(pool, 0) == 0 && test::parent_of(pool) > 0; ++i) {
+          std::this_thread::sleep_for(10ms);
+        }
+        if (test::process_gone(pool) == false) {
+          out << "\nthe stopped pool is still there";
+          return 4;
+        }
+        if (longest > 1600ms) return 2;
+        return since(t1) < 5s ? 0 : 3;
+      },
+      60s);
+  INFO(r.text);
+  CHECK(r.code == 0);
+}
+
+TEST_CASE("a worker fatal error reaches next() within its timeout - and nothing is forked after it", "[supervision][budget]") {
+  // Before: the fatal path waited for an abandoned epoch (2 s) and kept respawning meanwhile.
+  auto ds = std::make_shared<test::HookDataset>(200);
+  ds->start = [](const datasets::WorkerInfo& info) {
+    if (info.id == 0) ::abort();
+  };
+  ds->before = [](size_t i, datasets::SampleWriter&) {
+    if (i == 0) for (;;) ::pause();
+  };
+  LoaderOptions o;
+  o.batch_size = 10;
+  o.num_workers = 2;
+  o.persistent_workers = true;
+  o.timeout = 300ms;
+  DataLoader loader(ds, o);
+  bool fatal = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!fatal && since(t0) < 10s) {
+    const auto t1 = std::chrono::steady_clock::now();
+    try {
+      (void)loader.next();
+    } catch (const TimeoutError&) {
+    } catch (const WorkerError& e) {
+      fatal = std::string(e.what()).find("3 times in a row") != std::string::npos;
+    }
+    CHECK(since(t1) < 900ms);
+  }
+  CHECK(fatal);
+  const auto restarts = loader.stats().worker_restarts;
+  std::this_thread::sleep_for(300ms);
+  CHECK(loader.stats().worker_restarts == restarts);
+  CHECK(loader.worker_pids().empty());
 }
 
 TEST_CASE("a forked child destroying its copy of the loader leaves the parent's alone", "[supervision][fork]") {
@@ -292,13 +385,22 @@ TEST_CASE("a forked child destroying its copy of the loader leaves the parent's 
   for (int64_t i : held->indices()) seen.push_back(i);
   const pid_t kid = ::fork();
   if (kid == 0) {
+    // Iterating the copy is refused (before: the child took the parent's batches from the ring).
+    int code = 0;
+    try {
+      (void)loader->next();
+      code = 2;
+    } catch (const ConfigError& e) {
+      code = std::string(e.what()).find("cannot iterate it") == std::string::npos ? 3 : 0;
+    }
     held.reset();    // a Batch copy...
     loader.reset();  // ...and the loader copy, as a helper that exits would destroy them
-    ::_exit(0);
+    ::_exit(code);
   }
   int st = 0;
   REQUIRE(::waitpid(kid, &st, 0) == kid);
   CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
   held.reset();
   while (auto b = loader->next()) {
     for (int64_t i : b->indices()) seen.push_back(i);
@@ -439,6 +541,58 @@ TEST_CASE("external kills of random workers every 50 ms blame no sample: same by
   require_clean();
 }
 
+TEST_CASE("a killer faster than one sample pins no good sample", "[supervision][kills]") {
+  // Before: every retry restarts at the batch's first sample, so kills every 70 ms on 100 ms
+  // samples always landed in the same sample, which was blamed and skipped - a good one.
+  auto ds = std::make_shared<test::HookDataset>(8);
+  ds->before = [](size_t, datasets::SampleWriter&) { std::this_thread::sleep_for(100ms); };
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.num_workers = 1;
+  o.on_error = OnError::kSkip;
+  o.max_retries = 2;
+  DataLoader loader(ds, o);
+  std::atomic<bool> done{false};
+  std::thread killer([&] {
+    while (!done) {
+      std::this_thread::sleep_for(70ms);
+      for (int pid : test::own_children()) ::kill(pid, SIGKILL);
+    }
+  });
+  int raised = 0;
+  std::vector<int64_t> seen;
+  for (;;) {
+    try {
+      auto b = loader.next();
+      if (!b) break;
+      for (int64_t i : b->indices()) seen.push_back(i);
+    } catch (const BatchError& e) {
+      ++raised;  // raised, not skipped: it is not the data's fault
+      CHECK_THAT(std::string(e.what()), Contains("without a sample to blame") && Contains("killed from outside"));
+    }
+  }
+  done = true;
+  killer.join();
+  CHECK(loader.skipped().empty());
+  CHECK(seen.size() + 4 * static_cast<size_t>(raised) == 8);
+}
+
+TEST_CASE("a stream's batches reach their shard's worker at once", "[supervision][wakeups]") {
+  // Before: the wake-up for a worker's shard could be taken by another sleeping worker, and
+  // the right one slept out its 200 ms idle wait: 2 workers took 20 s where 1 took 0.2 s.
+  auto ds = std::make_shared<test::CountingStream>(4000);
+  LoaderOptions o;
+  o.batch_size = 8;
+  o.num_workers = 3;
+  DataLoader loader(ds, o);
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t n = 0;
+  for (auto& b : loader) n += b.size();
+  CHECK(n == 4000);
+  CHECK(since(t0) < 10s);  // 500 batches; with the stall, about 100 s
+  require_clean();
+}
+
 TEST_CASE("workers forked by a thread that then ends live on", "[supervision][threads]") {
   // Before: PR_SET_PDEATHSIG fired when the forking thread exited, and SIGKILLed the workers.
   auto ds = std::make_shared<test::HookDataset>(300);
@@ -484,6 +638,10 @@ TEST_CASE("a system failure (EMFILE) is raised, never skipped as a bad sample", 
   o.batch_size = 10;
   o.num_workers = 1;
   o.on_error = OnError::kSkip;
+  // With a timeout shorter than the pauses between retries (before: the watchdog took the
+  // retries for a hang and the good sample was skipped as one that "hung").
+  o.timeout = GENERATE(std::chrono::milliseconds(0), std::chrono::milliseconds(300));
+  CAPTURE(o.timeout.count());
   {
     DataLoader loader(ds, o);
     try {
@@ -492,10 +650,44 @@ TEST_CASE("a system failure (EMFILE) is raised, never skipped as a bad sample", 
     } catch (const ResourceError& e) {
       CHECK(e.error_number() == EMFILE);
       CHECK(e.index() == 0);
-      CHECK_THAT(std::string(e.what()), Contains("Too many open files") && Contains("tried 4 times") &&
+      CHECK_THAT(std::string(e.what()), Contains("Too many open files") && Contains("tried") &&
                                             Contains("not delivered"));
     }
     CHECK(loader.skipped().empty());
   }
+  require_clean();
+}
+
+TEST_CASE("workers forked while another thread holds spdlog's console lock start anyway", "[supervision][fork]") {
+  // Before: the worker's logger was an spdlog console sink, whose process-wide mutex another
+  // thread of the parent held at fork(); the worker waited for it forever.
+  std::atomic<bool> stop{false};
+  std::thread logger([&] {
+    while (!stop) {
+      std::lock_guard<std::mutex> hold(spdlog::details::console_mutex::mutex());
+      std::this_thread::sleep_for(200us);
+    }
+  });
+  int timeouts = 0;
+  for (int round = 0; round < 10; ++round) {
+    auto ds = std::make_shared<test::HookDataset>(40);
+    LoaderOptions o;
+    o.batch_size = 10;
+    o.num_workers = 4;
+    o.timeout = 3s;
+    DataLoader loader(ds, o);
+    try {
+      std::vector<int64_t> seen;
+      for (auto& b : loader) {
+        for (int64_t i : b.indices()) seen.push_back(i);
+      }
+      CHECK(test::exactly_once(seen, 40));
+    } catch (const TimeoutError&) {
+      ++timeouts;
+    }
+  }
+  stop = true;
+  logger.join();
+  CHECK(timeouts == 0);
   require_clean();
 }

@@ -52,6 +52,7 @@ WorkerPool::Report service_until_fatal(WorkerPool& pool, std::chrono::millisecon
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
     auto r = pool.service();
+    if (!r.fatal) r.fatal = pool.respawn();
     if (r.fatal || std::chrono::steady_clock::now() - t0 > limit) return r;
     std::this_thread::sleep_for(10ms);
   }
@@ -87,6 +88,7 @@ TEST_CASE("stop() never respawns: a worker killed before or while stopping stays
     CHECK(std::chrono::steady_clock::now() - t0 < 4s);
     CHECK(pool.pids().empty());
     CHECK(pool.service().deaths.empty());  // stopped: nothing is reaped or replaced any more
+    CHECK_FALSE(pool.respawn());
   }
   CHECK(launches == 2);
   CHECK(test::own_children().empty());
@@ -105,6 +107,13 @@ TEST_CASE("a worker that keeps dying at start-up is fatal on its third death in 
                            Catch::Contains("exited with code 1"));
   CHECK(launches == 3);
   CHECK(pool.restarts() == 2);
+  // Fatal: no more forks, however long the pool is serviced.
+  for (int i = 0; i < 20; ++i) {
+    (void)pool.service();
+    CHECK_FALSE(pool.respawn());
+    std::this_thread::sleep_for(10ms);
+  }
+  CHECK(launches == 3);
   pool.stop();
   CHECK(test::own_children().empty());
 }
