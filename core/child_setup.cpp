@@ -4,12 +4,21 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <initializer_list>
 
 namespace ringloader::core {
 namespace {
 
 volatile sig_atomic_t g_parent = 0;  ///< the child's parent process (its tgid); set once after fork
+
+std::atomic<uint64_t> g_fork_generation{0};
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+void bump_generation() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+/// Registers the child handler once, when the library is loaded.
+const int g_registered = ::pthread_atfork(nullptr, nullptr, bump_generation);
 
 void on_parent_death(int) {
   // The thread that forked us ended. Only the end of the whole parent process ends us.
@@ -19,6 +28,11 @@ void on_parent_death(int) {
 }  // namespace
 
 int parent_death_signal() { return SIGRTMAX - 3; }
+
+uint64_t fork_generation() {
+  (void)g_registered;
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
 
 void block_all_signals(sigset_t& old) {
   sigset_t all;

@@ -22,6 +22,8 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <cstdint>
+
 namespace ringloader::core {
 
 /// The signal a forked child receives when the thread that forked it ends.
@@ -34,6 +36,11 @@ void restore_signals(const sigset_t& old);
 
 /// Is the calling thread its process's main thread?
 bool on_main_thread();
+
+/// A number that changes in every child forked from this process (a pthread_atfork child
+/// handler bumps it): an object that recorded it can tell, without a system call, whether it
+/// still lives in the process that made it.
+uint64_t fork_generation();
 
 /// In the child, right after fork(): sets up the rules above, then restores `old`.
 /// `forked_by_main_thread`: what on_main_thread() said in the parent before fork().

@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "core/error.hpp"
+#include "core/child_setup.hpp"
 #include "core/fnv.hpp"
 #include "loader/distributed.hpp"
 #include "loader/detail/log.hpp"
@@ -95,6 +96,7 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   }
   for (size_t w = 0; w < std::max<size_t>(1, workers); ++w) new (&records()[w]) WorkerRecord{};
   owner_pid_ = static_cast<int>(::getpid());
+  owner_generation_ = core::fork_generation();
   slot_seq_.assign(cfg.num_slots, -1);
   recovery_ = std::make_unique<Recovery>(
       *ring_, layout_, opts_, [this](uint32_t s) { return describe_task(s); },
@@ -129,7 +131,7 @@ LoaderCore::LoaderCore(const DatasetRecipe& recipe, LoaderOptions options)
 
 LoaderCore::~LoaderCore() { shutdown(); }
 
-bool LoaderCore::mine() const { return owner_pid_ == static_cast<int>(::getpid()); }
+bool LoaderCore::mine() const { return owner_generation_ == core::fork_generation(); }
 
 void LoaderCore::check_owner() const {
   if (mine()) return;

@@ -104,6 +104,7 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::unique_ptr<Recovery> recovery_;
   std::unique_ptr<WorkerPool> pool_;  ///< null when num_workers = 0
   int owner_pid_ = 0;
+  uint64_t owner_generation_ = 0;  ///< core::fork_generation() where it was built: mine() without a syscall
   std::atomic<bool> interrupt_{false};
   static_assert(std::atomic<bool>::is_always_lock_free);
 
