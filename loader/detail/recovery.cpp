@@ -14,9 +14,9 @@ Recovery::Recovery(const ipc::SlotRing& ring, const SlotLayout& layout, const Re
     : ring_(ring),
       layout_(layout),
       opts_(options),
-      wake_all_(options.stream),
       describe_task_(std::move(describe_task)),
       source_of_(std::move(source_of)),
+      wake_all_(options.stream),
       hist_(ring.num_slots()) {}
 
 void Recovery::reset(uint32_t s) { hist_[s] = History{}; }

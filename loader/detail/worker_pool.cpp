@@ -183,9 +183,13 @@ WorkerPool::Report WorkerPool::service() {
                 ") failed in on_worker_start / worker_init_fn" +
                 (d.last_log.empty() ? std::string() : ": " + d.last_log) + "; not restarting it";
     } else if (d.held.empty() && !filled_any) {
+      // A start-up that crashes, exits or hangs (the watchdog) is the worker's own failure; a
+      // SIGKILL there (an external kill, the OOM killer) counts only towards the larger budget.
       const bool at_start = d.phase == WorkerPhase::kStarting || d.phase == WorkerPhase::kStartHook;
+      const bool own = d.killed_by_watchdog || !st->signaled || (st->value != SIGKILL && st->value != SIGTERM);
       w.fruitless += 1;
-      w.startup_deaths = at_start ? w.startup_deaths + 1 : 0;
+      if (!at_start) w.startup_deaths = 0;
+      else if (own) w.startup_deaths += 1;
       if (w.startup_deaths >= cfg_.max_startup_deaths || w.fruitless >= cfg_.max_fruitless_deaths) {
         const int n = w.startup_deaths >= cfg_.max_startup_deaths ? w.startup_deaths : w.fruitless;
         r.fatal = "worker " + std::to_string(id) + " died " + std::to_string(n) + " times in a row " +

@@ -16,10 +16,10 @@
 //
 // The budget. A worker that dies without holding a batch and without having filled one since
 // it was forked is "fruitless"; it is respawned (at once the first time, then after 100 ms,
-// 200 ms, ...). Three fruitless deaths in a row of the same worker during start-up (before
-// or inside on_worker_start) are fatal, and so are ten in a row once started (a worker that
-// crashes while idle); an external kill rarely repeats that often before a worker has filled
-// anything.
+// 200 ms, ...). Three fruitless deaths in a row of the same worker that crashed, exited or hung
+// during start-up (before or inside on_worker_start) are fatal, and so are ten fruitless deaths
+// in a row of any kind (SIGKILLs included: an external kill or the OOM killer rarely repeats
+// that often before a worker has filled anything).
 // A worker whose start hook (on_worker_start / worker_init_fn) throws is fatal at once.
 // Deaths while holding a batch are the batch's business (the loader blames a sample only when
 // deaths recur on it). A fork that fails (EAGAIN under ulimit -u) is retried with backoff; it
@@ -62,7 +62,7 @@ struct WorkerDeath {
 struct PoolConfig {
   size_t num_workers = 1;
   std::chrono::milliseconds timeout{0};  ///< watchdog limit; 0 = none
-  int max_startup_deaths = 3;    ///< fruitless deaths in a row during start-up before it is fatal
+  int max_startup_deaths = 3;    ///< crashes, exits or hangs in a row during start-up before it is fatal
   int max_fruitless_deaths = 10;  ///< fruitless deaths in a row, wherever they happen
   int max_spawn_failures = 5;
   bool warn_threaded_fork = true;  ///< fork start method: warn once when forking a threaded process
@@ -117,7 +117,7 @@ class WorkerPool {
   struct Worker {
     std::unique_ptr<ipc::Child> child;  ///< null while dead or not yet started
     int fruitless = 0;                  ///< fruitless deaths in a row
-    int startup_deaths = 0;             ///< of which, in a row, during start-up
+    int startup_deaths = 0;             ///< of which, in a row, crashes/exits/hangs during start-up
     int64_t not_before_ns = 0;          ///< backoff: no fork before this
     bool watchdog_killed = false;
   };
