@@ -16,6 +16,7 @@ when the last of them is freed. Nothing is pickled, nothing is copied twice.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import pickle
 import warnings
@@ -291,19 +292,30 @@ class _EpochIterator:
     """One epoch's batches. Not a generator: a generator's frame would keep the last batch (and
     its slot) alive until the next one is asked for."""
 
-    __slots__ = ("_dl",)
+    __slots__ = ("_dl", "_fast")
 
     def __init__(self, dl):
         self._dl = dl
+        self._fast = None
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        b = self._dl._loader.next()
+        if self._fast is not None:  # every batch after the first: one call into the binding
+            b = self._fast()
+            if b is None:
+                raise StopIteration
+            return b
+        dl = self._dl
+        b = dl._loader.next()
         if b is None:
             raise StopIteration
-        return self._dl._wrap(b)
+        first = dl._wrap(b)
+        if not dl.copy:
+            to_tensor = dl._to_tensor if dl.format == "torch" else None
+            self._fast = functools.partial(dl._loader.next_batch, to_tensor, Batch, dl._names, dl._single)
+        return first
 
 
 _Released = collections.namedtuple("_Released", ["indices", "skipped", "seq", "epoch"])
@@ -390,14 +402,22 @@ class DataLoader:
         arrays = b.arrays()
         if self._names is None:
             self._names = b.names
+            self._ragged = any(isinstance(x, list) for x in arrays)
+            self._to_tensor = None
+            if self.format == "torch":
+                import torch
+                self._to_tensor = torch.from_numpy
         if self.copy:
             arrays = tuple([a.copy() for a in x] if isinstance(x, list) else x.copy() for x in arrays)
             kept = _Released(b.indices.copy(), b.skipped, b.seq, b.epoch)
             b.release()  # the slot goes back now: the batch owns its memory
             b = kept
         if self.format == "torch":
-            from torch import from_numpy
-            arrays = tuple([from_numpy(a) for a in x] if isinstance(x, list) else from_numpy(x) for x in arrays)
+            t = self._to_tensor
+            if self._ragged:
+                arrays = tuple([t(a) for a in x] if isinstance(x, list) else t(x) for x in arrays)
+            else:
+                arrays = tuple(map(t, arrays))  # the per-batch path: kept short
         if self._single:
             return arrays[0]
         return Batch(arrays, self._names, b)

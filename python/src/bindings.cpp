@@ -337,6 +337,36 @@ PYBIND11_MODULE(_ringloader, m) {
              if (!b) return nullptr;
              return std::make_shared<PyBatch>(PyBatch{std::move(*b)});
            })
+      .def(
+          "next_batch",
+          [](loader::DataLoader& l, const py::object& to_tensor, const py::object& batch_cls, const py::object& names,
+             bool single) -> py::object {
+            // The per-batch path of rl.DataLoader's iteration, in one call: next(), the field
+            // arrays, the tensors, the Batch tuple - no Python frame of ours in between.
+            std::optional<loader::Batch> b;
+            {
+              py::gil_scoped_release rel;
+              b = l.next();
+            }
+            if (!b) return py::none();
+            auto holder = std::make_shared<PyBatch>(PyBatch{std::move(*b)});
+            py::object self = py::cast(holder);
+            py::tuple arrays = batch_arrays(holder, self);
+            if (!to_tensor.is_none()) {
+              for (size_t i = 0; i < arrays.size(); ++i) {
+                if (py::isinstance<py::list>(arrays[i])) {
+                  py::list out;
+                  for (auto a : arrays[i]) out.append(to_tensor(a));
+                  arrays[i] = out;
+                } else {
+                  arrays[i] = to_tensor(arrays[i]);
+                }
+              }
+            }
+            if (single) return arrays[0];
+            return batch_cls(arrays, names, self);
+          },
+          py::arg("to_tensor"), py::arg("batch_cls"), py::arg("names"), py::arg("single"))
       .def("start_epoch", &loader::DataLoader::start_epoch)
       .def("__len__", &loader::DataLoader::size)
       .def("set_epoch", &loader::DataLoader::set_epoch)

@@ -119,7 +119,13 @@ datasets::DType dtype_from(const py::handle& d, const std::string& what) {
   throw ConfigError(what + ": dtype '" + name + "' is not one of uint8, int32, int64, float32, float64");
 }
 
-py::dtype numpy_dtype(datasets::DType t) { return py::dtype(datasets::dtype_name(t)); }
+py::dtype numpy_dtype(datasets::DType t) {
+  // Parsed once per type: a batch makes a few arrays, and parsing "float32" each time is not free.
+  static py::dtype* cache[8] = {};
+  auto& d = cache[static_cast<size_t>(t) & 7];
+  if (!d) d = new py::dtype(datasets::dtype_name(t));  // lives as long as the interpreter (never freed)
+  return *d;
+}
 
 datasets::Schema schema_from(const py::handle& spec) {
   if (!py::isinstance<py::dict>(spec)) {
