@@ -5,11 +5,18 @@
 #include <turbojpeg.h>
 #include <webp/decode.h>
 
+#include <csetjmp>
+#include <cstddef>
+#include <cstdio>
+// jpeglib.h needs FILE and size_t first.
+#include <jerror.h>
+#include <jpeglib.h>
+#include <libyuv.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
@@ -311,6 +318,219 @@ void jpeg_fast(std::span<const uint8_t> b, const std::string& path, const Geomet
   errno = 0;
   tj_check(tjDecompressToYUVPlanes(h, b.data(), static_cast<unsigned long>(b.size()), dst, sw, strides, sh, kTjFlags), h, b, path);
   detail::resample_yuv_full_range(pv[0], pv[1], pv[2], sg.source, sg, out);
+}
+
+// ---- Region-of-interest JPEG decode (libjpeg-turbo's libjpeg API) ---------------------------
+//
+// Only the rows and columns the output needs are decoded: jpeg_crop_scanline narrows each row
+// (no IDCT, upsampling or colour conversion outside it), jpeg_skip_scanlines passes the rows
+// above (entropy decoding only) and decoding stops after the last row needed. The rows come
+// out as BGRX (libyuv's ARGB), libyuv's bilinear scaler computes just the window of the
+// resized box (ARGBScaleClip: the same pixels as resizing the whole box and cropping), and
+// the window becomes RGB.
+//
+// libjpeg reports errors by calling error_exit, which must not return: it longjmps back into
+// roi_decode_rows, whose frame holds nothing with a destructor.
+
+constexpr int kMaxScans = 500;  // TurboJPEG's TJFLAG_LIMITSCANS limit
+
+struct RoiError {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+  bool truncated;    // libjpeg ran out of data (it then pads with grey and warns)
+  bool out_of_memory;
+};
+
+extern "C" void roi_error_exit(j_common_ptr c) {
+  auto* e = reinterpret_cast<RoiError*>(c->err);
+  (*c->err->format_message)(c, e->message);
+  e->out_of_memory = c->err->msg_code == JERR_OUT_OF_MEMORY || malloc_failed();
+  std::longjmp(e->jump, 1);
+}
+
+// Warnings (a bad Huffman code, extraneous bytes) are recovered from, as TurboJPEG and PIL do;
+// running out of data is a truncated file.
+extern "C" void roi_emit_message(j_common_ptr c, int level) {
+  if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) reinterpret_cast<RoiError*>(c->err)->truncated = true;
+}
+
+extern "C" void roi_progress(j_common_ptr c) {
+  if (c->is_decompressor && reinterpret_cast<j_decompress_ptr>(c)->input_scan_number > kMaxScans) {
+    auto* e = reinterpret_cast<RoiError*>(c->err);
+    std::snprintf(e->message, sizeof e->message, "progressive JPEG with more than %d scans", kMaxScans);
+    e->out_of_memory = false;
+    std::longjmp(e->jump, 1);
+  }
+}
+
+// One libjpeg decompressor per thread, like the TurboJPEG handle: kept across images and
+// dropped after a failure (its state is then unknown).
+struct RoiDecompressor {
+  jpeg_decompress_struct cinfo{};
+  RoiError err{};
+  jpeg_progress_mgr progress{};
+  bool created = false;
+  ~RoiDecompressor() {
+    if (created) jpeg_destroy_decompress(&cinfo);
+  }
+};
+
+std::unique_ptr<RoiDecompressor>& roi_thread_decompressor() {
+  thread_local std::unique_ptr<RoiDecompressor> d;
+  return d;
+}
+
+// What to decode, in the 1/denom-scaled image: rows [y0, y1) and columns [x0, x0 + width),
+// written as BGRX to rows + (row - first_row) * stride + column * 4.
+struct RoiRequest {
+  const uint8_t* data;
+  size_t size;
+  int denom;
+  int scaled_width, scaled_height;  // what the header and denom give (checked)
+  JDIMENSION x0, width;
+  int y0, y1;
+  uint8_t* rows;
+  int first_row;
+  size_t stride;
+};
+
+enum class RoiResult { kDone, kFailed, kNotYcc };
+
+// Plain C-style: no object with a destructor lives in this frame across a longjmp.
+RoiResult roi_decode_rows(RoiDecompressor& d, RoiRequest& r) {
+  jpeg_decompress_struct& c = d.cinfo;
+  d.err.truncated = false;
+  d.err.out_of_memory = false;
+  d.err.message[0] = '\0';
+  if (setjmp(d.err.jump) != 0) return RoiResult::kFailed;
+  if (!d.created) {
+    c.err = jpeg_std_error(&d.err.pub);
+    d.err.pub.error_exit = roi_error_exit;
+    d.err.pub.emit_message = roi_emit_message;
+    jpeg_create_decompress(&c);
+    d.created = true;
+    d.progress.progress_monitor = roi_progress;
+    c.progress = &d.progress;
+  }
+  jpeg_mem_src(&c, r.data, static_cast<unsigned long>(r.size));
+  jpeg_read_header(&c, TRUE);
+  if (c.jpeg_color_space != JCS_YCbCr && c.jpeg_color_space != JCS_GRAYSCALE) {
+    jpeg_abort_decompress(&c);
+    return RoiResult::kNotYcc;
+  }
+  c.scale_num = 1;
+  c.scale_denom = static_cast<unsigned>(r.denom);
+  c.out_color_space = JCS_EXT_BGRX;
+  c.dct_method = JDCT_ISLOW;  // TurboJPEG's default, and PIL's
+  jpeg_start_decompress(&c);
+  if (static_cast<int>(c.output_width) != r.scaled_width || static_cast<int>(c.output_height) != r.scaled_height) {
+    std::snprintf(d.err.message, sizeof d.err.message, "libjpeg and TurboJPEG disagree on the size (%ux%u, %dx%d)",
+                  c.output_width, c.output_height, r.scaled_width, r.scaled_height);
+    jpeg_abort_decompress(&c);
+    return RoiResult::kFailed;
+  }
+  if (r.x0 != 0 || r.width != c.output_width) jpeg_crop_scanline(&c, &r.x0, &r.width);  // x0 moves left to an iMCU
+  if (r.y0 > 0) jpeg_skip_scanlines(&c, static_cast<JDIMENSION>(r.y0));
+  JSAMPROW rows[16];
+  while (static_cast<int>(c.output_scanline) < r.y1) {
+    const int n = std::min({16, r.y1 - static_cast<int>(c.output_scanline)});
+    for (int i = 0; i < n; ++i) {
+      rows[i] = r.rows + static_cast<size_t>(static_cast<int>(c.output_scanline) + i - r.first_row) * r.stride +
+                static_cast<size_t>(r.x0) * 4;
+    }
+    if (jpeg_read_scanlines(&c, rows, static_cast<JDIMENSION>(n)) == 0) break;
+  }
+  jpeg_abort_decompress(&c);  // the rows below are never decoded
+  return RoiResult::kDone;
+}
+
+// The source span [lo, hi) of the image (`image` pixels long) that output [o0, o1) of a box
+// [at, at + src) resampled to `dst` reads: bilinear reads the two source pixels around each
+// output centre and libyuv's row filter whole groups of 4 around those, so a margin of 8 keeps
+// every read inside what was decoded. Beyond the box too: libjpeg's smooth chroma upsampling
+// treats a cropped row's ends as image edges, so the crop's own edges must not be read.
+std::pair<int, int> needed_span(int at, int src, int dst, int image, int o0, int o1, int margin) {
+  const int64_t lo = at + int64_t{o0} * src / dst - margin;
+  const int64_t hi = at + (int64_t{o1} * src + dst - 1) / dst + margin;
+  return {static_cast<int>(std::max<int64_t>(0, lo)), static_cast<int>(std::min<int64_t>(image, hi))};
+}
+
+// True if the region-of-interest path took the image; false leaves it to jpeg_fast.
+bool jpeg_roi(std::span<const uint8_t> b, const std::string& path, const JpegHeader& hd, const Geometry& g,
+              bool dct_scaling, uint8_t* out) {
+  if (hd.colorspace != TJCS_YCbCr && hd.colorspace != TJCS_GRAY) return false;
+  // libjpeg pads a cut-off file with grey and only warns when it gets there, which a decode
+  // that stops early may never do: without the final EOI marker, decode the whole image.
+  if (!ends_with_eoi(b)) return false;
+  const int denom = dct_scaling ? pick_dct_denominator(g) : 1;
+  const tjscalingfactor sf{1, denom};
+  const int sw = TJSCALED(hd.width, sf);
+  const int sh = TJSCALED(hd.height, sf);
+  const Box box = scale_box(g.source, denom, sw, sh);
+  const int rw = g.resize_width;
+  const int rh = g.resize_height;
+  // Bilinear is right for less than 2x down; beyond that the planar path's box filter
+  // averages every source pixel (images over 16x the output, past the 1/8 DCT scale).
+  if (box.width >= 2 * rw || box.height >= 2 * rh) return false;
+  // The part of the resized box the window keeps.
+  const int cx0 = std::max(0, g.window.x);
+  const int cy0 = std::max(0, g.window.y);
+  const int cx1 = std::min(rw, g.window.x + g.window.width);
+  const int cy1 = std::min(rh, g.window.y + g.window.height);
+  const size_t out_stride = static_cast<size_t>(g.out_width()) * 3;
+  if (cx0 != g.window.x || cy0 != g.window.y || cx1 != g.window.x + g.window.width ||
+      cy1 != g.window.y + g.window.height) {
+    std::memset(out, 0, out_stride * static_cast<size_t>(g.out_height()));
+  }
+  if (cx1 <= cx0 || cy1 <= cy0) return true;  // the window misses the image: all padding
+  const auto [col_lo, col_hi] = needed_span(box.x, box.width, rw, sw, cx0, cx1, 8);
+  // Rows stay inside the box (the buffer holds the box's rows): skipping keeps libjpeg's
+  // context rows, so a row decoded after a skip is the row a whole decode gives.
+  const auto [row_lo, row_hi] = needed_span(box.y, box.height, rh, sh, cy0, cy1, 3);
+
+  detail::Scratch& s = thread_scratch();
+  const size_t stride = static_cast<size_t>(sw) * 4;
+  RoiRequest r{b.data(),
+               b.size(),
+               denom,
+               sw,
+               sh,
+               static_cast<JDIMENSION>(col_lo),
+               static_cast<JDIMENSION>(col_hi - col_lo),
+               std::max(box.y, row_lo),
+               std::min(box.y + box.height, row_hi),
+               s.roi_rows.get(stride * static_cast<size_t>(box.height)),
+               box.y,
+               stride};
+  auto& d = roi_thread_decompressor();
+  if (!d) d = std::make_unique<RoiDecompressor>();
+  errno = 0;
+  const RoiResult result = roi_decode_rows(*d, r);
+  if (result == RoiResult::kNotYcc) return false;
+  if (result == RoiResult::kFailed) {
+    const std::string msg = d->err.message;
+    const bool oom = d->err.out_of_memory;
+    d.reset();
+    if (oom) throw out_of_memory(path, "libjpeg (" + msg + ")");
+    throw DecodeError(path, "corrupt JPEG (" + msg + ")");
+  }
+  if (d->err.truncated) throw DecodeError(path, "truncated JPEG (premature end of JPEG file)");
+
+  const size_t scaled_stride = static_cast<size_t>(rw) * 4;
+  uint8_t* scaled = s.roi_scaled.get(scaled_stride * static_cast<size_t>(rh));
+  const uint8_t* src = r.rows + static_cast<size_t>(box.x) * 4;
+  if (libyuv::ARGBScaleClip(src, static_cast<int>(stride), box.width, box.height, scaled, static_cast<int>(scaled_stride),
+                            rw, rh, cx0, cy0, cx1 - cx0, cy1 - cy0, libyuv::kFilterBilinear) != 0) {
+    throw Error("libyuv ARGBScaleClip refused " + std::to_string(box.width) + "x" + std::to_string(box.height) + " -> " +
+                std::to_string(rw) + "x" + std::to_string(rh));
+  }
+  uint8_t* dst = out + static_cast<size_t>(cy0 - g.window.y) * out_stride + static_cast<size_t>(cx0 - g.window.x) * 3;
+  // libyuv "ARGB" is B,G,R,A in memory and "RAW" is R,G,B: what BGRX rows become as RGB.
+  libyuv::ARGBToRAW(scaled + static_cast<size_t>(cy0) * scaled_stride + static_cast<size_t>(cx0) * 4,
+                    static_cast<int>(scaled_stride), dst, static_cast<int>(out_stride), cx1 - cx0, cy1 - cy0);
+  if (g.flip) detail::flip_rgb_rows(out, g.out_width(), g.out_height());
+  return true;
 }
 
 // ---- stb_image ----------------------------------------------------------------------------
@@ -658,7 +878,9 @@ void ImageDecoder::decode_into(std::span<const uint8_t> b, const std::string& pa
   const bool use_stb_resize = options_.backend != ResizeBackend::kFast;
   if (info.format == ImageFormat::kJpeg && options_.backend != ResizeBackend::kStb) {
     if (options_.backend == ResizeBackend::kFast) {
-      jpeg_fast(b, path, g, options_.dct_scaling, out.data());
+      if (!options_.roi || !jpeg_roi(b, path, jpeg_header(b, path), g, options_.dct_scaling, out.data())) {
+        jpeg_fast(b, path, g, options_.dct_scaling, out.data());
+      }
     } else {
       const RgbView rgb = jpeg_to_rgb(b, path, jpeg_header(b, path), 1, s.rgb);
       detail::resample_rgb(rgb, g, use_stb_resize, out.data());

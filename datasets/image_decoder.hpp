@@ -52,6 +52,9 @@ struct DecodeOptions {
   int64_t max_pixels = int64_t{64} << 20;  ///< width * height above this is refused (bombs)
   bool dct_scaling = true;                 ///< let TurboJPEG decode at 1/2, 1/4, 1/8 when large enough
   ResizeBackend backend = ResizeBackend::kFast;
+  /// kFast JPEG: decode only the rows and columns the output needs (region of interest) and
+  /// resample only the window kept; false decodes the whole image (kept to measure the gain).
+  bool roi = true;
 };
 
 struct ImageInfo {

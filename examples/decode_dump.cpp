@@ -1,10 +1,13 @@
-// Writes what ringloader's Resize(256) + CenterCrop(224) makes of each image as a binary PPM,
-// for examples/psnr_vs_torchvision.py to compare with torchvision's own transform.
+// Writes what ringloader's Resize(256) + CenterCrop(224) (or RandomResizedCrop(224) + flip)
+// makes of each image as a binary PPM, for examples/psnr_vs_torchvision.py to compare with
+// torchvision's own transform.
 //
 //   ringloader-decode-dump --dir /tmp/ringloader-photos --out /tmp/rl-dump --limit 300
+//   ringloader-decode-dump --dir /tmp/ringloader-photos --out /tmp/rl-rrc --transform rrc
 //   /usr/bin/python3 examples/psnr_vs_torchvision.py /tmp/rl-dump
 //
-// OUT/manifest.tsv lists "source<TAB>dump" per image.
+// OUT/manifest.tsv lists "source<TAB>dump" per image; for rrc also the crop box and flip that
+// ringloader drew ("<TAB>x<TAB>y<TAB>w<TAB>h<TAB>flip"), for torchvision to apply the same.
 // GCC 12 reports a false -Wnull-dereference inside CLI11's (and libstdc++'s) inlined string code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
@@ -30,12 +33,17 @@ int main(int argc, char** argv) {
   std::string backend_name = "fast";
   size_t limit = 300;
   int resize = 256, crop = 224;
+  std::string transform = "center";
+  bool roi = true;
   app.add_option("--dir", dir, "ImageFolder root")->required();
   app.add_option("--out", out, "output folder")->required();
   app.add_option("--backend", backend_name, "fast | turbo-stb | stb");
   app.add_option("--limit", limit, "images to dump (evenly spread over the folder)");
   app.add_option("--resize", resize, "Resize(shorter side)");
-  app.add_option("--crop", crop, "CenterCrop size");
+  app.add_option("--crop", crop, "CenterCrop size (rrc: the output size)");
+  app.add_option("--transform", transform, "center: Resize + CenterCrop; rrc: RandomResizedCrop + flip")
+      ->check(CLI::IsMember({"center", "rrc"}));
+  app.add_option("--roi", roi, "region-of-interest JPEG decode (false: the whole image)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   const std::map<std::string, ResizeBackend> backends = {
       {"fast", ResizeBackend::kFast}, {"turbo-stb", ResizeBackend::kTurboJpegStb}, {"stb", ResizeBackend::kStb}};
@@ -46,8 +54,12 @@ int main(int argc, char** argv) {
   ImageFolderOptions o;
   o.reader_threads = 0;
   const ImageFolder folder(dir, o);
-  const ImageDecoder dec(DecodeOptions{int64_t{64} << 20, true, backends.at(backend_name)});
-  const Pipeline p = Pipeline::center(resize, crop);
+  DecodeOptions dopts;
+  dopts.backend = backends.at(backend_name);
+  dopts.roi = roi;
+  const ImageDecoder dec(dopts);
+  const bool rrc = transform == "rrc";
+  const Pipeline p = rrc ? Pipeline::random_crop_flip(crop) : Pipeline::center(resize, crop);
   std::filesystem::create_directories(out);
   std::ofstream manifest(out + "/manifest.tsv");
   std::vector<uint8_t> px(static_cast<size_t>(crop) * static_cast<size_t>(crop) * 3);
@@ -57,15 +69,22 @@ int main(int argc, char** argv) {
     const std::string src = folder.path(i);
     const auto bytes = ringloader::datasets::detail::read_file(src, size_t{256} << 20);
     const ImageInfo info = dec.probe(bytes, src);
-    Rng rng(0);
-    dec.decode_into(bytes, src, p.plan(info.width, info.height, rng), px);
+    Rng rng(k);
+    const Geometry g = p.plan(info.width, info.height, rng);
+    dec.decode_into(bytes, src, g, px);
     char name[32];
     std::snprintf(name, sizeof name, "%06zu.ppm", k);
     std::ofstream ppm(out + "/" + name, std::ios::binary);
     ppm << "P6\n" << crop << " " << crop << "\n255\n";
     ppm.write(reinterpret_cast<const char*>(px.data()), static_cast<std::streamsize>(px.size()));
-    manifest << src << "\t" << out << "/" << name << "\n";
+    manifest << src << "\t" << out << "/" << name;
+    if (rrc) {
+      manifest << "\t" << g.source.x << "\t" << g.source.y << "\t" << g.source.width << "\t" << g.source.height << "\t"
+               << (g.flip ? 1 : 0);
+    }
+    manifest << "\n";
   }
-  std::printf("dumped %zu images to %s (backend %s)\n", n, out.c_str(), backend_name.c_str());
+  std::printf("dumped %zu images to %s (backend %s, %s, roi %s)\n", n, out.c_str(), backend_name.c_str(),
+              p.describe().c_str(), roi ? "on" : "off");
   return 0;
 }

@@ -1,15 +1,18 @@
 #!/usr/bin/python3
-"""Pixel fidelity of ringloader's Resize(256)+CenterCrop(224) against torchvision's own.
+"""Pixel fidelity of ringloader's transforms against torchvision's own.
 
 For each image in DUMP/manifest.tsv (written by ringloader-decode-dump), load the source
 file the way torchvision's ImageFolder does (PIL, convert("RGB")), apply
-transforms.Resize(256) + transforms.CenterCrop(224) (PIL bilinear, antialiased), and compare
-with ringloader's dump. Prints the mean, median and worst PSNR in dB over all pixels and
-channels (peak 255).
+transforms.Resize(256) + transforms.CenterCrop(224) (PIL bilinear, antialiased) or, for a
+dump made with --transform rrc, torchvision's resized_crop with the box ringloader's
+RandomResizedCrop drew (and hflip where it flipped), and compare with ringloader's dump.
+Prints the mean, median and worst PSNR in dB over all pixels and channels (peak 255).
 
 Run with Debian's python, which has torch/torchvision:
     ringloader-decode-dump --dir /tmp/ringloader-photos --out /tmp/rl-dump --limit 300
     /usr/bin/python3 examples/psnr_vs_torchvision.py /tmp/rl-dump
+    ringloader-decode-dump --dir /tmp/ringloader-photos --out /tmp/rl-rrc --transform rrc
+    /usr/bin/python3 examples/psnr_vs_torchvision.py /tmp/rl-rrc
 """
 import argparse
 import math
@@ -19,6 +22,7 @@ import sys
 import numpy as np
 from PIL import Image
 from torchvision import transforms
+from torchvision.transforms import functional as F
 
 
 def psnr(a, b):
@@ -34,11 +38,19 @@ def main():
     args = ap.parse_args()
     tv = transforms.Compose([transforms.Resize(args.resize), transforms.CenterCrop(args.crop)])
     scores = []
+    what = f"Resize({args.resize}) + CenterCrop({args.crop})"
     with open(f"{args.dump}/manifest.tsv") as manifest:
         for line in manifest:
-            src, dump = line.rstrip("\n").split("\t")
+            src, dump, *crop = line.rstrip("\n").split("\t")
             with open(src, "rb") as f:
-                ref = np.asarray(tv(Image.open(f).convert("RGB")))
+                img = Image.open(f).convert("RGB")
+            if crop:  # RandomResizedCrop: the box and flip ringloader drew
+                x, y, w, h, flip = map(int, crop)
+                img = F.resized_crop(img, y, x, h, w, [args.crop, args.crop])
+                ref = np.asarray(F.hflip(img) if flip else img)
+                what = f"RandomResizedCrop({args.crop}) + flip"
+            else:
+                ref = np.asarray(tv(img))
             ours = np.asarray(Image.open(dump).convert("RGB"))
             if ours.shape != ref.shape:
                 sys.exit(f"{src}: shape {ours.shape} != torchvision's {ref.shape}")
@@ -47,8 +59,7 @@ def main():
         sys.exit("empty manifest")
     values = [s for s, _ in scores]
     worst = min(scores)
-    print(f"{len(values)} images, Resize({args.resize}) + CenterCrop({args.crop}) vs torchvision "
-          f"(PIL bilinear, antialiased):")
+    print(f"{len(values)} images, {what} vs torchvision (PIL bilinear, antialiased):")
     print(f"  mean PSNR {statistics.fmean(values):.2f} dB, median {statistics.median(values):.2f} dB, "
           f"worst {worst[0]:.2f} dB ({worst[1]})")
 

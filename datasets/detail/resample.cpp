@@ -40,6 +40,9 @@ void Scratch::trim(size_t keep_bytes) {
   shrink(rgb);
   shrink(rgb_scaled);
   shrink(out);
+  for (RawBuffer* r : {&roi_rows, &roi_scaled}) {
+    if (r->capacity() > keep_bytes) r->release();
+  }
 }
 
 Scratch& thread_scratch() {

@@ -5,6 +5,7 @@
 // of allocations. Internal to datasets/.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "datasets/transforms.hpp"
@@ -19,6 +20,29 @@ struct RgbView {
   size_t stride = 0;  ///< bytes between rows
 };
 
+/// Bytes that are not zeroed when they grow (a std::vector zero-fills every growth, which
+/// costs a pass over memory that the decoder overwrites at once).
+class RawBuffer {
+ public:
+  uint8_t* get(size_t bytes) {
+    if (bytes > capacity_) {
+      data_.reset();
+      data_.reset(new uint8_t[bytes]);  // default-initialised: left as it is
+      capacity_ = bytes;
+    }
+    return data_.get();
+  }
+  size_t capacity() const { return capacity_; }
+  void release() {
+    data_.reset();
+    capacity_ = 0;
+  }
+
+ private:
+  std::unique_ptr<uint8_t[]> data_;
+  size_t capacity_ = 0;
+};
+
 /// Buffers reused from one image to the next on one thread.
 struct Scratch {
   std::vector<uint8_t> planes[3];  ///< decoded YUV planes
@@ -26,6 +50,8 @@ struct Scratch {
   std::vector<uint8_t> rgb;        ///< a decoded RGB image
   std::vector<uint8_t> rgb_scaled; ///< a resampled RGB image, when the window is a part of it
   std::vector<uint8_t> out;        ///< the window, when the caller wants floats
+  RawBuffer roi_rows;              ///< the rows a region-of-interest JPEG decode needs, BGRX
+  RawBuffer roi_scaled;            ///< those resampled (resize_width x resize_height, BGRX)
   /// Give memory back after an unusually large image.
   void trim(size_t keep_bytes = size_t{32} << 20);
 };
