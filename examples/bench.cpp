@@ -64,6 +64,8 @@ struct Options {
   size_t limit = 0;        ///< 0: every image of ROOT
   size_t ceiling_images = 1000;
   int size = 224;
+  bool random_crop = false;  ///< RandomResizedCrop(size) instead of Resize + CenterCrop
+  bool flip = false;         ///< + RandomHorizontalFlip
   bool vs_pytorch = false;
   std::string python = "/usr/bin/python3";
   std::string pytorch_script;  ///< default: pytorch_bench.py next to the sources (compiled in)
@@ -78,7 +80,7 @@ struct Options {
 struct Config {
   int workers = 0;
   int batch = 0;
-  datasets::ResizeBackend decoder = datasets::ResizeBackend::kFast;
+  examples::Decoder decoder;
   bool to_float = false;
 };
 
@@ -126,8 +128,8 @@ const char* output_name(bool to_float) { return to_float ? "float" : "uint8"; }
 /// `read_in_get` makes get() read its own file, as the single-thread ceiling must.
 datasets::ImageFolderOptions folder_options(const Options& o, const Config& c, bool read_in_get) {
   datasets::ImageFolderOptions fo;
-  fo.transform = examples::make_pipeline({o.size, false, false, c.to_float});
-  fo.decode.backend = c.decoder;
+  fo.transform = examples::make_pipeline({o.size, o.random_crop, o.flip, c.to_float});
+  c.decoder.apply(fo.decode);
   if (read_in_get) {
     fo.reader_threads = 0;  // the single-thread ceiling: read and decode in one thread, no delay
   } else {
@@ -228,7 +230,7 @@ json result_json(const Result& r, const Options& o) {
   return {{"bench", "imagefolder"},
           {"workers", r.config.workers},
           {"batch", r.config.batch},
-          {"decoder", examples::backend_name(r.config.decoder)},
+          {"decoder", examples::decoder_name(r.config.decoder)},
           {"output", output_name(r.config.to_float)},
           {"images", r.images},
           {"repeats", r.ips.size()},
@@ -245,14 +247,14 @@ json result_json(const Result& r, const Options& o) {
 }
 
 void print_header() {
-  std::printf("%-7s %-5s %-9s %-6s %9s %9s %9s %7s %9s %9s %9s %9s\n", "workers", "batch", "decoder", "output",
+  std::printf("%-7s %-5s %-10s %-6s %9s %9s %9s %7s %9s %9s %9s %9s\n", "workers", "batch", "decoder", "output",
               "median/s", "min/s", "max/s", "mainCPU", "mainRSS", "workerRSS", "ceiling/s", "of w*ceil");
 }
 
 void print_row(const Result& r, const Options& o) {
   const json j = result_json(r, o);
-  std::printf("%-7d %-5d %-9s %-6s %9.1f %9.1f %9.1f %6.0f%% %7.0fMB %7.0fMB %9.1f %9.2f\n", r.config.workers,
-              r.config.batch, examples::backend_name(r.config.decoder), output_name(r.config.to_float),
+  std::printf("%-7d %-5d %-10s %-6s %9.1f %9.1f %9.1f %6.0f%% %7.0fMB %7.0fMB %9.1f %9.2f\n", r.config.workers,
+              r.config.batch, examples::decoder_name(r.config.decoder), output_name(r.config.to_float),
               j["median_ips"].get<double>(), j["min_ips"].get<double>(), j["max_ips"].get<double>(),
               r.main_cpu_share * 100, r.main_peak_rss_mb, r.worker_peak_rss_mb, r.ceiling_ips,
               j["ceiling_fraction"].get<double>());
@@ -287,6 +289,7 @@ std::optional<TorchResult> run_pytorch(const Options& o, int workers, int batch,
   const std::string cmd = quote(o.python) + " " + quote(o.pytorch_script) + " " + quote(o.root) +
                           " --workers " + std::to_string(workers) + " --batch-size " + std::to_string(batch) +
                           " --output " + output_name(to_float) + " --size " + std::to_string(o.size) +
+                          (o.random_crop ? " --random-crop" : "") + (o.flip ? " --flip" : "") +
                           " --repeats " + std::to_string(o.repeats) + " --warmup-batches " +
                           std::to_string(o.warmup_batches > 0 ? o.warmup_batches : 2 * std::max(workers, 1)) +
                           " --indices " + quote(indices_file);
@@ -330,7 +333,7 @@ void plot(const Options& o, const std::vector<Result>& results, const std::vecto
   for (const char* name : {"stb", "turbojpeg", "fast"}) {
     std::vector<const Result*> rows;
     for (const auto& r : results) {
-      if (r.config.batch == batch && r.config.to_float == to_float && std::string(examples::backend_name(r.config.decoder)) == name) {
+      if (r.config.batch == batch && r.config.to_float == to_float && std::string(examples::decoder_name(r.config.decoder)) == name) {
         rows.push_back(&r);
       }
     }
@@ -368,7 +371,7 @@ void plot(const Options& o, const std::vector<Result>& results, const std::vecto
       }
     }
     d << "\n\n";
-    series.push_back(std::string("workers x one-thread ceiling (") + examples::backend_name(best->config.decoder) + ")");
+    series.push_back(std::string("workers x one-thread ceiling (") + examples::decoder_name(best->config.decoder) + ")");
   }
   d.close();
   std::ostringstream g;
@@ -442,7 +445,9 @@ Options parse(int argc, char** argv) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--batch-sizes", o.batch_sizes, "Batch sizes to run")->type_name("LIST")->capture_default_str()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--decoders", o.decoders, "Decode paths: stb, turbojpeg (+ stb resize), fast (TurboJPEG DCT + libyuv)")
+  app.add_option("--decoders", o.decoders,
+                 "Decode paths: stb, turbojpeg (+ stb resize), fast (region-of-interest JPEG + libyuv), fast-noroi "
+                 "(fast decoding whole images)")
       ->type_name("LIST")->capture_default_str()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--outputs", o.outputs, "uint8 (HWC) and/or float (normalised CHW)")->type_name("LIST")
@@ -462,6 +467,8 @@ Options parse(int argc, char** argv) {
   app.add_option("--reader-threads", o.reader_threads,
                  "Reader threads per worker (-1: the library default; 0: read inside get(), no overlap)")
       ->type_name("N")->capture_default_str()->check(CLI::Range(-1, 256));
+  app.add_flag("--random-crop", o.random_crop, "RandomResizedCrop(PX) instead of Resize + CenterCrop");
+  app.add_flag("--flip", o.flip, "+ RandomHorizontalFlip()");
   app.add_option("--size", o.size, "Resize(PX*8/7) + CenterCrop(PX)")->type_name("PX")->capture_default_str()
       ->check(CLI::Range(8, 8192));
   app.add_flag("--vs-pytorch", o.vs_pytorch, "Also run PyTorch's DataLoader (examples/pytorch_bench.py) and print ratios");
@@ -490,7 +497,7 @@ int main(int argc, char** argv) {
     if (o.root.empty()) return 0;
   }
   std::vector<int> workers, batches;
-  std::vector<datasets::ResizeBackend> decoders;
+  std::vector<examples::Decoder> decoders;
   std::vector<bool> outputs;
   try {
     workers = examples::parse_int_list("--workers", o.workers);
@@ -498,7 +505,7 @@ int main(int argc, char** argv) {
     for (int b : batches) {
       if (b == 0) throw CLI::ValidationError("--batch-sizes: 0 is not a batch size");
     }
-    for (const auto& d : examples::split_list(o.decoders)) decoders.push_back(examples::parse_backend(d));
+    for (const auto& d : examples::split_list(o.decoders)) decoders.push_back(examples::parse_decoder(d));
     for (const auto& out : examples::split_list(o.outputs)) {
       if (out != "uint8" && out != "float") throw CLI::ValidationError("--outputs: '" + out + "' is not uint8 or float");
       outputs.push_back(out == "float");
@@ -514,8 +521,9 @@ int main(int argc, char** argv) {
     datasets::ImageFolder probe(o.root, {});
     for (const auto& e : probe.scan_errors()) std::fprintf(stderr, "%s: skipped by the scan: %s: %s\n", kProgram, e.path.c_str(), e.reason.c_str());
     indices = subset(probe.size(), o.limit);
-    std::fprintf(stderr, "%s: %s: %zu images in %zu classes, using %zu\n", kProgram, probe.root().c_str(), probe.size(),
-                 probe.classes().size(), indices.size());
+    std::fprintf(stderr, "%s: %s: %zu images in %zu classes, using %zu; %s\n", kProgram, probe.root().c_str(), probe.size(),
+                 probe.classes().size(), indices.size(),
+                 examples::make_pipeline({o.size, o.random_crop, o.flip, false}).describe().c_str());
   } catch (const Error& e) {
     usage_error(e.what());
   }
@@ -537,14 +545,14 @@ int main(int argc, char** argv) {
   }
 
   // The ceilings first: they also bring every file into the page cache before anything is timed.
-  std::map<std::pair<datasets::ResizeBackend, bool>, double> ceilings;
+  std::map<std::pair<std::string, bool>, double> ceilings;
   for (bool f : outputs) {
     for (auto d : decoders) {
       const double c = ceiling(o, Config{1, 1, d, f}, indices);
-      ceilings[{d, f}] = c;
-      std::printf("ceiling: %-9s %-6s %8.1f images/s on one thread (dataset get(), in-process)\n", examples::backend_name(d),
+      ceilings[{examples::decoder_name(d), f}] = c;
+      std::printf("ceiling: %-10s %-6s %8.1f images/s on one thread (dataset get(), in-process)\n", examples::decoder_name(d),
                   output_name(f), c);
-      std::printf("%s\n", examples::dump_json(json({{"bench", "ceiling"}, {"decoder", examples::backend_name(d)},
+      std::printf("%s\n", examples::dump_json(json({{"bench", "ceiling"}, {"decoder", examples::decoder_name(d)},
                                                      {"output", output_name(f)}, {"ceiling_ips", c},
                                                      {"images", std::min(indices.size(), o.ceiling_images)}}))
                               .c_str());
@@ -565,11 +573,11 @@ int main(int argc, char** argv) {
           try {
             r = run_config(o, Config{w, b, d, f}, indices);
           } catch (const Error& e) {
-            std::fprintf(stderr, "%s: workers %d batch %d %s %s failed: %s\n", kProgram, w, b, examples::backend_name(d),
+            std::fprintf(stderr, "%s: workers %d batch %d %s %s failed: %s\n", kProgram, w, b, examples::decoder_name(d),
                          output_name(f), examples::one_line(e.what()).c_str());
             continue;
           }
-          r.ceiling_ips = ceilings[{d, f}];
+          r.ceiling_ips = ceilings[{examples::decoder_name(d), f}];
           print_row(r, o);
           results.push_back(r);
         }
@@ -581,11 +589,11 @@ int main(int argc, char** argv) {
             for (const auto& r : results) {
               if (r.config.workers == w && r.config.batch == b && r.config.to_float == f && t->median > 0) {
                 const double ratio = median(r.ips) / t->median;
-                j["ratio"][examples::backend_name(r.config.decoder)] = ratio;
-                ratios += std::string("  ") + examples::backend_name(r.config.decoder) + " " + fmt("%.2fx", ratio);
+                j["ratio"][examples::decoder_name(r.config.decoder)] = ratio;
+                ratios += std::string("  ") + examples::decoder_name(r.config.decoder) + " " + fmt("%.2fx", ratio);
               }
             }
-            std::printf("%-7d %-5d %-9s %-6s %9.1f %9.1f %9.1f   ringloader/PyTorch:%s\n", w, b, "pytorch", output_name(f),
+            std::printf("%-7d %-5d %-10s %-6s %9.1f %9.1f %9.1f   ringloader/PyTorch:%s\n", w, b, "pytorch", output_name(f),
                         t->median, t->min, t->max, ratios.c_str());
             std::printf("%s\n", examples::dump_json(j).c_str());
             std::fflush(stdout);

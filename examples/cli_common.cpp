@@ -116,20 +116,26 @@ datasets::Pipeline make_pipeline(const TransformFlags& f) {
   return p;
 }
 
-datasets::ResizeBackend parse_backend(const std::string& name) {
-  if (name == "fast") return datasets::ResizeBackend::kFast;
-  if (name == "turbojpeg") return datasets::ResizeBackend::kTurboJpegStb;
-  if (name == "stb") return datasets::ResizeBackend::kStb;
-  throw CLI::ValidationError("decoder '" + name + "' is not one of stb, turbojpeg, fast");
+Decoder parse_decoder(const std::string& name) {
+  if (name == "fast") return {datasets::ResizeBackend::kFast, true};
+  if (name == "fast-noroi") return {datasets::ResizeBackend::kFast, false};
+  if (name == "turbojpeg") return {datasets::ResizeBackend::kTurboJpegStb, true};
+  if (name == "stb") return {datasets::ResizeBackend::kStb, true};
+  throw CLI::ValidationError("decoder '" + name + "' is not one of stb, turbojpeg, fast, fast-noroi");
 }
 
-const char* backend_name(datasets::ResizeBackend b) {
-  switch (b) {
-    case datasets::ResizeBackend::kFast: return "fast";
+const char* decoder_name(const Decoder& d) {
+  switch (d.backend) {
+    case datasets::ResizeBackend::kFast: return d.roi ? "fast" : "fast-noroi";
     case datasets::ResizeBackend::kTurboJpegStb: return "turbojpeg";
     case datasets::ResizeBackend::kStb: return "stb";
   }
   return "?";
+}
+
+void Decoder::apply(datasets::DecodeOptions& o) const {
+  o.backend = backend;
+  o.roi = roi;
 }
 
 std::vector<std::string> split_list(const std::string& text) {

@@ -55,9 +55,18 @@ struct TransformFlags {
 };
 datasets::Pipeline make_pipeline(const TransformFlags& f);
 
-/// "stb" | "turbojpeg" | "fast" -> backend; throws CLI::ValidationError naming the choices.
-datasets::ResizeBackend parse_backend(const std::string& name);
-const char* backend_name(datasets::ResizeBackend b);
+/// A decode path: "fast" (region-of-interest JPEG decode + libyuv), "fast-noroi" (the same
+/// decoding whole images: to measure what the region of interest gains), "turbojpeg" (full
+/// decode + stb resize), "stb".
+struct Decoder {
+  datasets::ResizeBackend backend = datasets::ResizeBackend::kFast;
+  bool roi = true;
+  void apply(datasets::DecodeOptions& o) const;
+  friend bool operator==(const Decoder&, const Decoder&) = default;
+};
+/// Throws CLI::ValidationError naming the choices.
+Decoder parse_decoder(const std::string& name);
+const char* decoder_name(const Decoder& d);
 
 /// "0,1,2" -> {0, 1, 2}; throws CLI::ValidationError naming `option` on a bad or negative entry.
 std::vector<int> parse_int_list(const std::string& option, const std::string& text);

@@ -293,8 +293,8 @@ Options parse(int argc, char** argv) {
                  "Bound each wait for a batch; a worker stuck longer on one is killed and the batch retried "
                  "(0 = no limit)")
       ->type_name("SEC")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--decoder", o.decoder, "Decode path: fast (TurboJPEG DCT scaling + libyuv), turbojpeg, stb")
-      ->capture_default_str()->check(CLI::IsMember({"fast", "turbojpeg", "stb"}));
+  app.add_option("--decoder", o.decoder, "Decode path: fast (region-of-interest JPEG decode + libyuv), fast-noroi (whole images), turbojpeg, stb")
+      ->capture_default_str()->check(CLI::IsMember({"fast", "fast-noroi", "turbojpeg", "stb"}));
   app.add_option("--errors", o.errors_path, "Write failing files as a TSV: path<TAB>reason")->type_name("FILE");
   app.add_option("--indices-out", o.indices_path, "Write the delivered sample indices, in order, one a line")
       ->type_name("FILE");
@@ -327,7 +327,7 @@ std::shared_ptr<datasets::ImageDataset> build_dataset(const Options& o, Summary&
   datasets::ImageDatasetOptions base;
   base.transform = examples::make_pipeline(o.transform);
   base.decode.max_pixels = o.max_pixels;
-  base.decode.backend = examples::parse_backend(o.decoder);
+  examples::parse_decoder(o.decoder).apply(base.decode);
   try {
     if (!o.file_list.empty()) {
       auto ds = std::make_shared<datasets::FileListDataset>(o.file_list, base);

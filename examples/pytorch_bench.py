@@ -22,6 +22,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--output", choices=["uint8", "float"], default="uint8")
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--random-crop", action="store_true", help="RandomResizedCrop(size) instead of Resize + CenterCrop")
+    ap.add_argument("--flip", action="store_true", help="+ RandomHorizontalFlip()")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup-batches", type=int, default=4)
     ap.add_argument("--indices", help="file of dataset indices to use, one a line (default: all)")
@@ -34,7 +36,12 @@ def main():
         print(f"pytorch_bench.py: {e}: install with `.ci/install-deps torch`", file=sys.stderr)
         return 3
 
-    steps = [T.Resize(args.size * 8 // 7), T.CenterCrop(args.size)]
+    if args.random_crop:
+        steps = [T.RandomResizedCrop(args.size)]
+    else:
+        steps = [T.Resize(args.size * 8 // 7), T.CenterCrop(args.size)]
+    if args.flip:
+        steps.append(T.RandomHorizontalFlip())
     if args.output == "uint8":
         steps.append(T.PILToTensor())  # uint8 CHW, no normalisation: ringloader's uint8 output
     else:

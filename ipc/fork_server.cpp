@@ -155,6 +155,14 @@ void ForkServer::start(PoolEntry entry) {
   g_server_pid = pid;
 }
 
+namespace {
+// The server died (it is our child): reap it, no zombie stays behind. Holds g_server_mutex.
+void reap_dead_server() {
+  int ws = 0;
+  if (g_server_pid > 0 && ::waitpid(g_server_pid, &ws, WNOHANG) == g_server_pid) g_server_pid = -1;
+}
+}  // namespace
+
 bool ForkServer::running() {
   std::lock_guard<std::mutex> lock(g_server_mutex);
   return g_server_fd >= 0;
@@ -169,12 +177,15 @@ UniqueFd ForkServer::open_pool(const std::string& request, int region_fd) {
   const int fds[2] = {region_fd, theirs.get()};
   if (!send_with_fds(g_server_fd, request.data(), request.size(), fds, 2)) {
     const int err = errno;
-    // The server died (it is our child: reap it, no zombie stays behind).
-    int ws = 0;
-    if (g_server_pid > 0 && ::waitpid(g_server_pid, &ws, WNOHANG) == g_server_pid) g_server_pid = -1;
+    reap_dead_server();
     throw posix_error(err, "sendmsg(fork server): the fork server is gone");
   }
   return mine;
+}
+
+void ForkServer::reap_if_dead() {
+  std::lock_guard<std::mutex> lock(g_server_mutex);
+  reap_dead_server();
 }
 
 PoolClient::PoolClient(UniqueFd channel) : channel_(std::move(channel)), owner_(::getpid()) {}
@@ -202,6 +213,7 @@ PoolClient::~PoolClient() {
   }
   // Whatever it was doing, the pool goes now; its workers follow it (their death signal).
   if (pool_pidfd_ && !pidfd_ended(pool_pidfd_.get())) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGKILL, nullptr, 0);
+  ForkServer::reap_if_dead();
 }
 
 void PoolClient::drain(int timeout_ms) {

@@ -51,6 +51,9 @@ class ForkServer {
   /// A new pool process for `request`, handed `region_fd`; returns the channel to it.
   /// Throws std::system_error if the server is gone.
   static core::UniqueFd open_pool(const std::string& request, int region_fd);
+  /// Reaps the server if it has died (it is our child): no zombie outlives a loader that
+  /// never needed the server again after it was killed.
+  static void reap_if_dead();
 };
 
 /// The main process's end of one pool.

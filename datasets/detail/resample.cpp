@@ -63,11 +63,15 @@ void copy_window(const uint8_t* src, int width, int height, size_t stride, const
 }
 
 void flip_rgb_rows(uint8_t* rgb, int width, int height) {
+  // libyuv's SIMD mirror cannot work in place: each row goes through a row buffer that stays
+  // in cache (a byte-swapping loop here cost 5% of a RandomResizedCrop decode).
+  thread_local std::vector<uint8_t> row;
+  const size_t bytes = static_cast<size_t>(width) * 3;
+  row.resize(bytes);
   for (int y = 0; y < height; ++y) {
-    uint8_t* row = rgb + static_cast<size_t>(y) * static_cast<size_t>(width) * 3;
-    for (int l = 0, r = width - 1; l < r; ++l, --r) {
-      std::swap_ranges(row + l * 3, row + l * 3 + 3, row + r * 3);
-    }
+    uint8_t* p = rgb + static_cast<size_t>(y) * bytes;
+    libyuv::RGB24Mirror(p, 0, row.data(), 0, width, 1);
+    std::memcpy(p, row.data(), bytes);
   }
 }
 

@@ -87,6 +87,21 @@ TEST_CASE("bench make-dataset writes a photo-like image folder", "[bench]") {
   CHECK(r.err.find("wrote 7 images") != std::string::npos);
 }
 
+TEST_CASE("bench compares region-of-interest decode with whole images under RandomResizedCrop + flip", "[bench]") {
+  const auto r = run(bench({folder(), "--workers", "1", "--batch-sizes", "8", "--decoders", "fast,fast-noroi", "--outputs",
+                            "uint8", "--repeats", "1", "--size", "64", "--ceiling-images", "6", "--limit", "16",
+                            "--random-crop", "--flip"}));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.err.find("RandomResizedCrop(64) -> RandomHorizontalFlip") != std::string::npos);
+  std::set<std::string> decoders;
+  for (const auto& c : of_kind(json_lines(r.out), "imagefolder")) {
+    decoders.insert(c["decoder"].get<std::string>());
+    CHECK(c["images"] == 16);
+  }
+  CHECK(decoders == std::set<std::string>{"fast", "fast-noroi"});
+}
+
 TEST_CASE("bench runs the grid and prints a table and JSON lines", "[bench]") {
   const auto r = run(bench({folder(), "--workers", "0,1", "--batch-sizes", "4,8", "--decoders", "stb,fast", "--outputs",
                             "uint8,float", "--repeats", "2", "--size", "64", "--ceiling-images", "6", "--limit", "16"}));

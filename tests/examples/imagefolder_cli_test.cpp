@@ -212,10 +212,11 @@ TEST_CASE("transform options change the delivered pixels", "[cli]") {
   CHECK(std::string(crop["transform"]).find("RandomResizedCrop") != std::string::npos);
   CHECK(std::string(flip["transform"]).find("Flip") != std::string::npos);
   // The other decode paths load the same images (their resamplers differ in the last bits).
-  for (const char* d : {"stb", "turbojpeg"}) {
+  for (const char* d : {"stb", "turbojpeg", "fast-noroi"}) {
     const json other = summary({"--decoder", d});
     CHECK(other["images"] == kGood);
     CHECK(other["errors"].empty());
+    CHECK(other["pixel_checksum"] != base["pixel_checksum"]);
   }
 }
 

@@ -1,5 +1,6 @@
 // libFuzzer target: arbitrary bytes through the whole decode path (sniff, probe, the pixel
-// limit, every decoder, the resampling plan for a random crop and a center crop). The only
+// limit, every decoder, region-of-interest and whole-image JPEG decode, the resampling plan for a
+// random crop and a center crop). The only
 // acceptable outcomes are success or a DecodeError; anything else (a crash, an ASan report,
 // an unbounded allocation, another exception type) is a finding.
 //
@@ -19,10 +20,11 @@ namespace {
 
 using namespace ringloader::datasets;
 
-void decode_one(std::span<const uint8_t> bytes, ResizeBackend backend) {
+void decode_one(std::span<const uint8_t> bytes, ResizeBackend backend, bool roi = true) {
   DecodeOptions o;
   o.max_pixels = int64_t{1} << 16;  // 256x256: keeps each run fast and its memory bounded
   o.backend = backend;
+  o.roi = roi;
   const ImageDecoder dec(o);
   try {
     const ImageInfo info = dec.probe(bytes, "fuzz-input");
@@ -41,7 +43,8 @@ void decode_one(std::span<const uint8_t> bytes, ResizeBackend backend) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const uint8_t> bytes(data, size);
-  decode_one(bytes, ResizeBackend::kFast);
+  decode_one(bytes, ResizeBackend::kFast);  // JPEG: the region-of-interest path (libjpeg)
+  if (size % 3 == 2) decode_one(bytes, ResizeBackend::kFast, false);  // JPEG: whole image (TurboJPEG)
   // JPEG under kStb is stb_image's own JPEG decoder, which has known bugs in 2.27 (a heap
   // overread and a failing assert() in its Huffman decoder, found here; upstream code, not
   // ours). kStb is the benchmarks' baseline, documented as for trusted files only.

@@ -240,14 +240,20 @@ TEST_CASE("shutdown is bounded when forks fail or the fork server dies mid-epoch
   SECTION("the fork server and its pool are SIGKILLed mid-epoch") {
     const auto r = test::run_in_child(
         [](test::Report& out) {
-          register_dataset("hook", [](const std::string& n) { return std::make_shared<test::HookDataset>(std::stoul(n)); });
+          // 1 ms a sample: the epoch cannot end before the kills reach the workers (under ASan a
+          // dataset with no work finished all 2000 samples first).
+          register_dataset("slow", [](const std::string& n) {
+            auto ds = std::make_shared<test::HookDataset>(std::stoul(n));
+            ds->before = [](size_t, datasets::SampleWriter&) { std::this_thread::sleep_for(1ms); };
+            return ds;
+          });
           init();  // this child has one thread: the server may start here
           LoaderOptions o;
           o.batch_size = 10;
           o.num_workers = 2;
           o.persistent_workers = true;
           o.start_method = StartMethod::kForkServer;
-          auto loader = std::make_unique<DataLoader>(DatasetRecipe{"hook", "2000"}, o);
+          auto loader = std::make_unique<DataLoader>(DatasetRecipe{"slow", "2000"}, o);
           (void)loader->next();
           for (int i = 0; i < 200 && loader->worker_pids().size() < 2; ++i) std::this_thread::sleep_for(10ms);
           if (loader->worker_pids().size() < 2) return 7;
