@@ -49,8 +49,11 @@ std::string ImageDataset::path(size_t index) const {
   return full;
 }
 
-std::vector<uint8_t> ImageDataset::read(size_t index) const {
-  return detail::read_file(path(index), options_.max_file_bytes, options_.read_delay_ms);
+ImageDataset::SampleBytes ImageDataset::fetch(size_t index) const {
+  SampleBytes b;
+  b.owned = detail::read_file(path(index), options_.max_file_bytes, options_.read_delay_ms);
+  b.view = b.owned;
+  return b;
 }
 
 void ImageDataset::on_worker_start(const WorkerInfo& /*info*/) {
@@ -60,7 +63,11 @@ void ImageDataset::on_worker_start(const WorkerInfo& /*info*/) {
   if (reader_) static_cast<void>(reader_.release());  // inherited through fork: see ~ImageDataset
   reader_warning_.clear();
   auto reader = std::make_unique<detail::ReadAhead>(options_.reader_threads, options_.prefetch_files, options_.prefetch_bytes,
-                                                    [this](int64_t i) { return read(static_cast<size_t>(i)); });
+                                                    [this](int64_t i) {
+                                                      SampleBytes b = fetch(static_cast<size_t>(i));
+                                                      if (b.owned.empty()) b.owned.assign(b.view.begin(), b.view.end());
+                                                      return std::move(b.owned);
+                                                    });
   reader_pid_ = pid;
   if (reader->started_threads() < options_.reader_threads) {
     reader_warning_ = reader->start_failure() + (reader->started_threads() == 0
@@ -102,7 +109,14 @@ void ImageDataset::get(size_t index, SampleWriter& out) {
 void ImageDataset::load(size_t index, const std::string& file, SampleWriter& out) {
   std::optional<std::vector<uint8_t>> fetched;
   if (reader_ && reader_pid_ == ::getpid()) fetched = reader_->take(static_cast<int64_t>(index));
-  const std::vector<uint8_t> bytes = fetched ? std::move(*fetched) : read(index);
+  SampleBytes sample;
+  if (fetched) {
+    sample.owned = std::move(*fetched);
+    sample.view = sample.owned;
+  } else {
+    sample = fetch(index);
+  }
+  const std::span<const uint8_t> bytes = sample.view;
 
   const ImageInfo info = decoder_.probe(bytes, file);
   Rng rng = out.rng(0);

@@ -69,8 +69,8 @@ class ImageDataset : public Dataset {
   std::string worker_start_warning() const override;
   void prefetch(std::span<const int64_t> indices) override;
 
-  /// Full path of sample `index`.
-  std::string path(size_t index) const;
+  /// Full path of sample `index` (Shards: the shard, byte offset and source file).
+  virtual std::string path(size_t index) const;
   int64_t label(size_t index) const { return index_.label(index); }
   /// {height, width} of every image.
   std::array<int, 2> image_size() const { return out_hw_; }
@@ -86,9 +86,19 @@ class ImageDataset : public Dataset {
   ImageDataset(ImageDatasetOptions options, std::string base);
   /// Filled by the subclass constructor, read-only afterwards.
   detail::PathIndex& mutable_index() { return index_; }
+  const detail::PathIndex& path_index() const { return index_; }
+
+  /// A sample's encoded bytes: `view`, pointing into `owned` or into memory that outlives
+  /// the dataset (a mapped shard).
+  struct SampleBytes {
+    std::vector<uint8_t> owned;
+    std::span<const uint8_t> view;
+  };
+  /// The bytes of sample `index` (after options().read_delay_ms): the file read whole here;
+  /// a subclass may hand out a view instead. Thread-safe; throws DecodeError naming the sample.
+  virtual SampleBytes fetch(size_t index) const;
 
  private:
-  std::vector<uint8_t> read(size_t index) const;
   void load(size_t index, const std::string& file, SampleWriter& out);
 
   ImageDatasetOptions options_;

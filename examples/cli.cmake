@@ -1,8 +1,13 @@
-# ringloader-imagefolder (the image-folder CLI) and ringloader-bench (the throughput harness).
+# ringloader-imagefolder (the image-folder CLI), ringloader-pack (packed shards) and
+# ringloader-bench (the throughput harness).
 # Included from examples/CMakeLists.txt, after image_gen.cmake (ringloader::image_gen) and
 # ringloader_cli_common.
 ringloader_add_example(ringloader-imagefolder SOURCES ${CMAKE_CURRENT_LIST_DIR}/imagefolder_cli.cpp
                        DEPS ringloader::ringloader ringloader_cli_common nlohmann_json::nlohmann_json)
+
+ringloader_add_example(ringloader-pack SOURCES ${CMAKE_CURRENT_LIST_DIR}/pack.cpp
+                       DEPS ringloader::ringloader ringloader_cli_common nlohmann_json::nlohmann_json
+                            LibArchive::LibArchive TurboJPEG::TurboJPEG)
 
 if(TARGET ringloader::image_gen)
   ringloader_add_example(ringloader-bench SOURCES ${CMAKE_CURRENT_LIST_DIR}/bench.cpp

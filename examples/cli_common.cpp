@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <stdexcept>
 #include <fstream>
@@ -114,6 +115,20 @@ datasets::Pipeline make_pipeline(const TransformFlags& f) {
   if (f.flip) p.random_horizontal_flip();
   if (f.to_float) p.to_float();
   return p;
+}
+
+bool is_packed(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return fs::path(path).extension() == ".tar";
+  if (!fs::is_directory(path, ec)) return false;
+  if (fs::exists(fs::path(path) / "manifest.json", ec)) return true;
+  bool tar = false;
+  for (const auto& e : fs::directory_iterator(path, ec)) {
+    if (e.is_directory(ec)) return false;
+    tar = tar || e.path().extension() == ".tar";
+  }
+  return tar;
 }
 
 Decoder parse_decoder(const std::string& name) {

@@ -55,6 +55,10 @@ struct TransformFlags {
 };
 datasets::Pipeline make_pipeline(const TransformFlags& f);
 
+/// True if `path` is packed shards: a folder with manifest.json, a .tar file, or a folder of
+/// .tar files with no subfolder (an ImageFolder has class subfolders).
+bool is_packed(const std::string& path);
+
 /// A decode path: "fast" (region-of-interest JPEG decode + libyuv), "fast-noroi" (the same
 /// decoding whole images: to measure what the region of interest gains), "turbojpeg" (full
 /// decode + stb resize), "stb".

@@ -33,6 +33,7 @@
 #include "core/error.hpp"
 #include "datasets/file_list_dataset.hpp"
 #include "datasets/image_folder.hpp"
+#include "datasets/shards.hpp"
 #include "examples/cli_common.hpp"
 #include "loader/data_loader.hpp"
 #include "loader/distributed.hpp"
@@ -55,6 +56,7 @@ struct Options {
   int batch_size = 64;
   int epochs = 1;
   bool shuffle = false;
+  int block = 0;  ///< > 0: BlockShuffleSampler over the shards, windows of this many
   std::optional<uint64_t> seed;
   examples::TransformFlags transform;
   std::string on_error = "skip";
@@ -277,6 +279,10 @@ Options parse(int argc, char** argv) {
   app.add_option("--batch-size", o.batch_size, "Samples per batch")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--epochs", o.epochs, "Passes over the data")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_flag("--shuffle", o.shuffle, "Random order each epoch (seeded by --seed and the epoch)");
+  app.add_option("--block", o.block,
+                 "Packed shards: shuffle the shards and the samples within windows of N shards each epoch "
+                 "(near-sequential reads; ranks take whole shards)")
+      ->type_name("N")->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "Seed of shuffling and augmentation (default: random, printed)");
   app.add_option("--size", o.transform.size, "Output side: Resize(PX*8/7) + CenterCrop(PX)")
       ->type_name("PX")->capture_default_str()->check(CLI::Range(8, 8192));
@@ -335,6 +341,17 @@ std::shared_ptr<datasets::ImageDataset> build_dataset(const Options& o, Summary&
       s.classes = static_cast<size_t>(ds->num_classes());
       return ds;
     }
+    if (examples::is_packed(o.root)) {
+      datasets::ShardsOptions opt;
+      const int readers = opt.reader_threads;  // the mapping needs none
+      static_cast<datasets::ImageDatasetOptions&>(opt) = base;
+      opt.reader_threads = readers;
+      auto ds = std::make_shared<datasets::Shards>(o.root, opt);
+      s.source = ds->root();
+      s.classes = ds->classes().size();
+      return ds;
+    }
+    if (o.block > 0) usage_error("--block needs a packed dataset (ringloader-pack's output or .tar shards)");
     datasets::ImageFolderOptions opt;
     static_cast<datasets::ImageDatasetOptions&>(opt) = base;
     auto ds = std::make_shared<datasets::ImageFolder>(o.root, opt);
@@ -347,7 +364,8 @@ std::shared_ptr<datasets::ImageDataset> build_dataset(const Options& o, Summary&
   }
 }
 
-loader::LoaderOptions build_loader_options(const Options& o, size_t dataset_size, Summary& s) {
+loader::LoaderOptions build_loader_options(const Options& o, const datasets::ImageDataset& ds, Summary& s) {
+  const size_t dataset_size = ds.size();
   loader::LoaderOptions lo;
   loader::DistributedEnv dist;
   try {
@@ -372,7 +390,16 @@ loader::LoaderOptions build_loader_options(const Options& o, size_t dataset_size
   lo.seed = o.seed;
   lo.in_order = true;  // the checksum and --indices-out follow sampler order
   lo.on_error = o.on_error == "raise" ? loader::OnError::kRaise : loader::OnError::kSkip;
-  if (dist.world_size > 1 || dist.source != "default") {
+  if (o.block > 0) {
+    const auto* shards = dynamic_cast<const datasets::Shards*>(&ds);
+    try {
+      lo.sampler = std::make_shared<loader::BlockShuffleSampler>(shards->shard_sizes(), static_cast<size_t>(o.block),
+                                                                 std::nullopt, dist.rank, dist.world_size);
+    } catch (const ConfigError& e) {
+      usage_error(e.what());
+    }
+    lo.shuffle = false;
+  } else if (dist.world_size > 1 || dist.source != "default") {
     // One shard per rank, PyTorch's DistributedSampler rule (padding by wrap-around).
     lo.sampler = std::make_shared<loader::DistributedSampler>(dataset_size, dist.rank, dist.world_size, o.shuffle);
     lo.shuffle = false;
@@ -602,7 +629,7 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<loader::DataLoader> loader;
-  const loader::LoaderOptions lo = build_loader_options(o, dataset->size(), s);
+  const loader::LoaderOptions lo = build_loader_options(o, *dataset, s);
   try {
     loader = std::make_unique<loader::DataLoader>(dataset, lo);
   } catch (const ConfigError& e) {

@@ -16,7 +16,8 @@ datasets::Rng epoch_rng(const std::optional<uint64_t>& own, const EpochContext& 
   return datasets::Rng(datasets::derive_seed(own.value_or(ctx.seed), ctx.epoch, salt));
 }
 
-constexpr uint64_t kSaltRandom = 0x52414e44, kSaltSubset = 0x53554253, kSaltWeighted = 0x57454947;
+constexpr uint64_t kSaltRandom = 0x52414e44, kSaltSubset = 0x53554253, kSaltWeighted = 0x57454947,
+                   kSaltBlock = 0x424c4f43;
 
 }  // namespace
 
@@ -55,6 +56,82 @@ SubsetRandomSampler::SubsetRandomSampler(std::vector<int64_t> indices, std::opti
   for (int64_t i : indices_) {
     if (i < 0) throw ConfigError("SubsetRandomSampler: negative index " + std::to_string(i));
   }
+}
+
+BlockShuffleSampler::BlockShuffleSampler(std::vector<size_t> block_sizes, size_t window, std::optional<uint64_t> seed,
+                                         int rank, int world_size, bool drop_last)
+    : sizes_(std::move(block_sizes)), window_(window), seed_(seed), rank_(rank), world_(world_size), drop_last_(drop_last) {
+  if (sizes_.empty()) throw ConfigError("BlockShuffleSampler: no blocks");
+  if (window_ == 0) throw ConfigError("BlockShuffleSampler: window must be at least 1 block");
+  if (world_ < 1 || rank_ < 0 || rank_ >= world_) {
+    throw ConfigError("BlockShuffleSampler: rank " + std::to_string(rank_) + " is not in [0, world_size " +
+                      std::to_string(world_) + ")");
+  }
+  if (sizes_.size() < static_cast<size_t>(world_)) {
+    throw ConfigError("BlockShuffleSampler: " + std::to_string(sizes_.size()) + " blocks cannot give each of " +
+                      std::to_string(world_) + " ranks a whole one: pack with a smaller --shard-size");
+  }
+  int64_t at = 0;
+  for (size_t n : sizes_) {
+    starts_.push_back(at);
+    at += static_cast<int64_t>(n);
+  }
+  // Every rank steps the same number of times whatever blocks the epoch deals it: the count
+  // is the largest (smallest with drop_last) any rank could be dealt, over all epochs. Blocks
+  // go round-robin over a permutation, so a rank gets ceil or floor(blocks / world) of them.
+  if (world_ == 1) {
+    per_rank_ = static_cast<size_t>(at);
+  } else {
+    std::vector<size_t> sorted = sizes_;
+    std::sort(sorted.begin(), sorted.end());
+    const size_t most = (sorted.size() + static_cast<size_t>(world_) - 1) / static_cast<size_t>(world_);
+    const size_t least = sorted.size() / static_cast<size_t>(world_);
+    size_t n = 0;
+    if (drop_last_) {
+      for (size_t i = 0; i < least; ++i) n += sorted[i];  // the smallest blocks a rank may get
+    } else {
+      for (size_t i = 0; i < most; ++i) n += sorted[sorted.size() - 1 - i];  // the largest
+    }
+    per_rank_ = n;
+  }
+  if (per_rank_ == 0) throw ConfigError("BlockShuffleSampler: the blocks hold no sample");
+}
+
+std::vector<int64_t> BlockShuffleSampler::own_indices(const EpochContext& ctx) const {
+  auto rng = epoch_rng(seed_, ctx, kSaltBlock);
+  std::vector<size_t> order(sizes_.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  rng.shuffle(order.begin(), order.end());
+  std::vector<size_t> mine;
+  for (size_t p = static_cast<size_t>(rank_); p < order.size(); p += static_cast<size_t>(world_)) mine.push_back(order[p]);
+  std::vector<int64_t> out;
+  for (size_t w = 0; w < mine.size(); w += window_) {
+    const size_t from = out.size();
+    for (size_t k = w; k < std::min(mine.size(), w + window_); ++k) {
+      for (size_t i = 0; i < sizes_[mine[k]]; ++i) out.push_back(starts_[mine[k]] + static_cast<int64_t>(i));
+    }
+    rng.shuffle(out.begin() + static_cast<ptrdiff_t>(from), out.end());
+  }
+  return out;
+}
+
+std::vector<int64_t> BlockShuffleSampler::indices(const EpochContext& ctx) const {
+  std::vector<int64_t> v = own_indices(ctx);
+  if (v.size() >= per_rank_) {
+    v.resize(per_rank_);
+    return v;
+  }
+  if (v.empty()) {
+    throw ConfigError("BlockShuffleSampler: rank " + std::to_string(rank_) + " was dealt only empty blocks in epoch " +
+                      std::to_string(ctx.epoch));
+  }
+  const size_t own = v.size();
+  v.reserve(per_rank_);
+  for (size_t i = 0; v.size() < per_rank_; ++i) {
+    const int64_t again = v[i % own];
+    v.push_back(again);
+  }
+  return v;
 }
 
 std::vector<int64_t> SubsetRandomSampler::indices(const EpochContext& ctx) const {

@@ -87,6 +87,38 @@ class WeightedRandomSampler : public Sampler {
   std::optional<uint64_t> seed_;
 };
 
+/// Near-sequential shuffling of data stored in blocks (packed shards: datasets::Shards::
+/// shard_sizes()). Each epoch permutes the blocks, then shuffles together the samples of each
+/// `window` consecutive blocks of that order: reads stay within `window` shards at a time,
+/// every sample comes exactly once, and the order follows from (seed, epoch).
+///
+///   auto ds = std::make_shared<datasets::Shards>("/data/packed");
+///   o.sampler = std::make_shared<loader::BlockShuffleSampler>(ds->shard_sizes(), 4);
+///
+/// With world_size > 1 each rank takes whole blocks: those at positions rank, rank + world, ...
+/// of the epoch's block order (the same order on every rank), so ranks read disjoint shards
+/// that together cover the dataset. Ranks whose blocks hold fewer samples repeat their own
+/// from the start up to the largest rank's count (drop_last: every rank stops at the
+/// smallest's), so every rank runs the same number of steps, as torch's DistributedSampler.
+class BlockShuffleSampler : public Sampler {
+ public:
+  BlockShuffleSampler(std::vector<size_t> block_sizes, size_t window = 4, std::optional<uint64_t> seed = {},
+                      int rank = 0, int world_size = 1, bool drop_last = false);
+  size_t size() const override { return per_rank_; }
+  std::vector<int64_t> indices(const EpochContext& ctx) const override;
+  /// This rank's samples of the epoch before padding or dropping (the blocks it was dealt).
+  std::vector<int64_t> own_indices(const EpochContext& ctx) const;
+
+ private:
+  std::vector<size_t> sizes_;
+  std::vector<int64_t> starts_;  ///< first index of each block
+  size_t window_;
+  std::optional<uint64_t> seed_;
+  int rank_, world_;
+  bool drop_last_;
+  size_t per_rank_ = 0;
+};
+
 /// An epoch's batches: batch b is indices[offsets[b] .. offsets[b+1]).
 struct BatchPlan {
   std::vector<int64_t> indices;

@@ -1,0 +1,197 @@
+#include "datasets/shards.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "core/error.hpp"
+#include "core/fnv.hpp"
+#include "core/posix_error.hpp"
+#include "datasets/detail/file_reader.hpp"
+#include "datasets/detail/resource_error.hpp"
+#include "datasets/detail/shard_format.hpp"
+#include "datasets/image_decoder.hpp"
+
+namespace ringloader::datasets {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Width and height of an image inside a foreign tar, {0, 0} if it does not probe (get()
+// then reports it, as for a bad file).
+detail::ProbedSize probe_size(std::span<const uint8_t> bytes, const std::string& name) {
+  try {
+    const ImageInfo info = ImageDecoder().probe(bytes, name);
+    return {static_cast<uint32_t>(info.width), static_cast<uint32_t>(info.height)};
+  } catch (const DecodeError&) {
+    return {0, 0};
+  }
+}
+
+core::UniqueMapping map_file(const std::string& path) {
+  core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    const int err = errno;
+    if (core::is_resource_errno(err)) throw detail::resource_error(path, "cannot open shard: open", err);
+    throw DecodeError(path, std::string("cannot open shard: ") + std::strerror(err));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw DecodeError(path, std::string("fstat: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw DecodeError(path, std::string("not a regular file (") + detail::file_type_name(st.st_mode) + ")");
+  if (st.st_size == 0) throw DecodeError(path, "empty shard (0 bytes)");
+  void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    if (core::is_resource_errno(err)) throw detail::resource_error(path, "cannot map shard: mmap", err);
+    throw DecodeError(path, std::string("mmap: ") + std::strerror(err));
+  }
+  return core::UniqueMapping({static_cast<std::byte*>(p), static_cast<size_t>(st.st_size)});
+}
+
+}  // namespace
+
+Shards::Shards(const std::string& path, ShardsOptions options) : ImageDataset(std::move(options), ""), root_(path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) throw ConfigError(path + ": no such file or folder (expected packed shards)");
+  int64_t max_label = -1;
+  if (fs::is_directory(st) && fs::exists(fs::path(path) / detail::kManifestName)) {
+    const std::string mpath = (fs::path(path) / detail::kManifestName).string();
+    const std::vector<uint8_t> bytes = detail::read_file(mpath, size_t{256} << 20);
+    nlohmann::json m;
+    try {
+      m = nlohmann::json::parse(bytes.begin(), bytes.end());
+      if (m.value("format", "") != detail::kManifestFormat) {
+        throw DecodeError(mpath, "not a ringloader-shards manifest (format \"" + m.value("format", "") + "\")");
+      }
+      if (m.value("version", 0) != 1) throw DecodeError(mpath, "manifest version " + m["version"].dump() + " (this ringloader reads 1)");
+      packed_ = true;
+      dataset_id_ = m.at("dataset_id").get<std::string>();
+      classes_ = m.at("classes").get<std::vector<std::string>>();
+      const uint64_t id = std::stoull(dataset_id_, nullptr, 16);
+      for (const auto& s : m.at("shards")) {
+        const std::string tar = (fs::path(path) / s.at("tar").get<std::string>()).string();
+        const size_t before = samples_.size();
+        add_shard(tar, (fs::path(path) / s.at("index").get<std::string>()).string(), id);
+        const size_t got = samples_.size() - before;
+        if (got != s.at("samples").get<size_t>()) {
+          throw DecodeError(tar, "holds " + std::to_string(got) + " samples, the manifest says " + s.at("samples").dump());
+        }
+      }
+      if (samples_.size() != m.at("samples").get<size_t>()) {
+        throw DecodeError(mpath, "lists " + m.at("samples").dump() + " samples, its shards hold " + std::to_string(samples_.size()));
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw DecodeError(mpath, std::string("damaged manifest (") + e.what() + ")");
+    } catch (const std::invalid_argument&) {
+      throw DecodeError(mpath, "damaged manifest (dataset_id is not hex)");
+    }
+  } else {
+    std::vector<std::string> tars;
+    if (fs::is_directory(st)) {
+      for (const auto& e : fs::directory_iterator(path, ec)) {
+        if (e.path().extension() == ".tar") tars.push_back(e.path().string());
+      }
+      std::sort(tars.begin(), tars.end());
+      if (tars.empty()) throw ConfigError(path + ": no manifest.json and no .tar shard in this folder");
+    } else {
+      tars.push_back(path);
+    }
+    for (const std::string& tar : tars) {
+      const std::string idx = fs::path(tar).replace_extension(".idx").string();
+      add_shard(tar, fs::exists(idx) ? idx : "", 0);
+    }
+  }
+  if (samples_.empty()) throw ConfigError(path + ": the shards hold no sample");
+  for (size_t i = 0; i < size(); ++i) max_label = std::max<int64_t>(max_label, label(i));
+  if (classes_.empty()) {
+    for (int64_t c = 0; c <= max_label; ++c) classes_.push_back(std::to_string(c));
+  } else if (max_label >= static_cast<int64_t>(classes_.size())) {
+    throw DecodeError(root_, "a sample has label " + std::to_string(max_label) + ", the manifest names " +
+                                 std::to_string(classes_.size()) + " classes");
+  }
+  mutable_index().finish();
+  members_.finish();
+}
+
+void Shards::add_shard(const std::string& tar_path, const std::string& index_path, uint64_t expect_id) {
+  core::UniqueMapping map = map_file(tar_path);
+  const std::span<const uint8_t> tar(reinterpret_cast<const uint8_t*>(map.get().data), map.get().size);
+  detail::ShardIndex idx;
+  if (!index_path.empty()) {
+    const std::vector<uint8_t> bytes = detail::read_file(index_path, size_t{1} << 30);
+    idx = detail::decode_index(bytes, index_path);
+    if (tar.size() < idx.tar_bytes) {
+      throw DecodeError(tar_path, "truncated shard: it ends at byte " + std::to_string(tar.size()) + ", its index (" +
+                                      index_path + ") says " + std::to_string(idx.tar_bytes));
+    }
+    if (tar.size() != idx.tar_bytes) {
+      throw DecodeError(tar_path, "is " + std::to_string(tar.size()) + " bytes, its index " + index_path + " says " +
+                                      std::to_string(idx.tar_bytes) + ": the index does not match this tar");
+    }
+    if (expect_id != 0 && idx.dataset_id != expect_id) {
+      throw DecodeError(index_path, "belongs to another packed dataset (id " + core::hex64(idx.dataset_id) +
+                                        ", the manifest says " + core::hex64(expect_id) + ")");
+    }
+    // The first and last members here; every member's header is checked when it is read.
+    for (const size_t i : {size_t{0}, idx.entries.empty() ? size_t{0} : idx.entries.size() - 1}) {
+      if (idx.entries.empty()) break;
+      const detail::ShardEntry& e = idx.entries[i];
+      const std::string why = detail::check_member_header(tar, e.offset, e.size, e.key + "." + e.ext);
+      if (!why.empty()) throw DecodeError(tar_path, "sample at byte " + std::to_string(e.offset) + ": " + why);
+    }
+  } else {
+    idx = detail::scan_tar(tar, tar_path, &probe_size);
+  }
+  const auto shard = static_cast<uint32_t>(maps_.size());
+  for (const detail::ShardEntry& e : idx.entries) {
+    if (e.label < 0 || e.label > INT32_MAX) {
+      throw DecodeError(tar_path, "sample at byte " + std::to_string(e.offset) + " has label " + std::to_string(e.label));
+    }
+    samples_.push_back({e.offset, e.size, shard});
+    mutable_index().add(e.name, static_cast<int32_t>(e.label));
+    members_.add(e.key + "." + e.ext, 0);
+  }
+  shard_paths_.push_back(tar_path);
+  shard_sizes_.push_back(idx.entries.size());
+  maps_.push_back(std::move(map));
+}
+
+std::string Shards::path(size_t index) const {
+  const Sample& s = samples_.at(index);
+  return shard_paths_[s.shard] + "@" + std::to_string(s.offset) + " (" + std::string(path_index().path(index)) + ")";
+}
+
+size_t Shards::mapped_bytes() const {
+  size_t n = 0;
+  for (const auto& m : maps_) n += m.get().size;
+  return n;
+}
+
+ImageDataset::SampleBytes Shards::fetch(size_t index) const {
+  if (options().read_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(options().read_delay_ms));
+  const Sample& s = samples_[index];
+  const core::Mapping& m = maps_[s.shard].get();
+  const std::span<const uint8_t> tar(reinterpret_cast<const uint8_t*>(m.data), m.size);
+  const std::string why = detail::check_member_header(tar, s.offset, s.size, members_.path(index));
+  if (!why.empty()) throw DecodeError(path(index), why);
+  if (s.size > options().max_file_bytes) {
+    throw DecodeError(path(index), std::to_string(s.size) + " bytes, over max_file_bytes " + std::to_string(options().max_file_bytes));
+  }
+  SampleBytes b;
+  b.view = tar.subspan(s.offset, s.size);
+  return b;
+}
+
+}  // namespace ringloader::datasets
