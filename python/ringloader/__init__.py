@@ -26,8 +26,8 @@ from ._errors import (BatchError, ConfigError, DecodeError, Error, Interrupted, 
                       SampleError, TimeoutError, WorkerError)
 
 __all__ = [
-    "init", "get_worker_info", "WorkerInfo", "Dataset", "IterableDataset", "ImageFolder", "FileList",
-    "DistributedSampler", "DataLoader", "Batch", "set_log_level",
+    "init", "get_worker_info", "WorkerInfo", "Dataset", "IterableDataset", "ImageFolder", "FileList", "Shards",
+    "DistributedSampler", "BlockShuffleSampler", "DataLoader", "Batch", "set_log_level",
     "Error", "ConfigError", "IpcError", "DecodeError", "SampleError", "WorkerError", "BatchError",
     "TimeoutError", "ResourceError", "Interrupted",
 ]
@@ -159,6 +159,60 @@ class FileList(_ImageDataset):
                  reader_threads=16, decoder="fast"):
         self._args = (os.fspath(path), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
         self._native = _core.file_list(*self._args)
+
+
+class Shards(_ImageDataset):
+    """A dataset packed by ringloader-pack (or WebDataset-style tars: KEY.jpg + KEY.cls), read in
+    place from read-only mappings: no system call per sample. path: the packed folder, a folder
+    of .tar files, or one .tar. Same transforms and outputs as ImageFolder. A damaged or
+    mismatched shard, index or manifest raises at open naming the shard and byte offset."""
+
+    def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
+                 decoder="fast"):
+        self._args = (os.fspath(path), size, random_crop, flip, output, max_pixels, decoder)
+        self._native = _core.shards(*self._args)
+        self.root = self._args[0]
+
+    @property
+    def classes(self):
+        return list(self._native.classes)
+
+    @property
+    def class_to_idx(self):
+        return {c: i for i, c in enumerate(self._native.classes)}
+
+    @property
+    def shard_sizes(self):
+        """Samples per shard, in order (for BlockShuffleSampler)."""
+        return list(self._native.shard_sizes)
+
+
+class BlockShuffleSampler:
+    """Near-sequential order for data larger than memory: shuffles the shards, then the samples
+    within a window of `window` shards, from the loader's seed and epoch. With several ranks
+    (rank and world size from torchrun, Open MPI or Slurm unless given) each rank takes whole
+    shards; ranks are padded (or cut, drop_last) to the same length.
+
+        ds = rl.Shards("/data/train-packed", random_crop=True, flip=True)
+        loader = rl.DataLoader(ds, batch_size=256, num_workers=8, sampler=rl.BlockShuffleSampler(ds))"""
+
+    def __init__(self, dataset_or_block_sizes, window=4, num_replicas=None, rank=None, seed=None, drop_last=False):
+        sizes = dataset_or_block_sizes
+        if hasattr(sizes, "shard_sizes"):
+            sizes = sizes.shard_sizes
+        self.rank, self.num_replicas, self.local_rank, self.launcher = _core.detect_distributed(rank, num_replicas)
+        self.window, self.seed, self.drop_last = window, seed, drop_last
+        self._native = _core.BlockShuffleSampler(list(sizes), window, seed, self.rank, self.num_replicas, drop_last)
+        self.epoch = None
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(self._native.indices(self.seed or 0, self.epoch or 0))
 
 
 class DistributedSampler:
@@ -392,7 +446,7 @@ class DataLoader:
     def __iter__(self):
         """Starts an epoch (abandoning an unfinished one) and iterates it."""
         loader = self._loader
-        if isinstance(self.sampler, DistributedSampler) and self.sampler.epoch is not None:
+        if isinstance(self.sampler, (DistributedSampler, BlockShuffleSampler)) and self.sampler.epoch is not None:
             loader.set_epoch(self.sampler.epoch)
         loader.start_epoch()
         self._warn_threads()

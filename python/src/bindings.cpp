@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "datasets/file_list_dataset.hpp"
 #include "datasets/image_folder.hpp"
+#include "datasets/shards.hpp"
 #include "ipc/fork_hooks.hpp"
 #include "loader/data_loader.hpp"
 #include "loader/distributed.hpp"
@@ -239,9 +240,14 @@ PYBIND11_MODULE(_ringloader, m) {
       .def_property_readonly("classes",
                              [](const NativeDataset& d) {
                                if (auto* f = dynamic_cast<datasets::ImageFolder*>(d.ds.get())) return f->classes();
+                               if (auto* f = dynamic_cast<datasets::Shards*>(d.ds.get())) return f->classes();
                                return std::vector<std::string>{};
                              })
-      .def_property_readonly("transform", [](const NativeDataset& d) { return d.ds->options().transform.describe(); });
+      .def_property_readonly("transform", [](const NativeDataset& d) { return d.ds->options().transform.describe(); })
+      .def_property_readonly("shard_sizes", [](const NativeDataset& d) {
+        if (auto* f = dynamic_cast<datasets::Shards*>(d.ds.get())) return f->shard_sizes();
+        return std::vector<size_t>{};
+      });
 
   m.def(
       "image_folder",
@@ -266,6 +272,18 @@ PYBIND11_MODULE(_ringloader, m) {
       py::arg("list"), py::arg("size"), py::arg("random_crop"), py::arg("flip"), py::arg("output"),
       py::arg("max_pixels"), py::arg("reader_threads"), py::arg("decoder"));
 
+  m.def(
+      "shards",
+      [](const std::string& path, int size, bool random_crop, bool flip, const std::string& output, int64_t max_pixels,
+         const std::string& decoder) {
+        datasets::ShardsOptions o;
+        static_cast<datasets::ImageDatasetOptions&>(o) = image_options(size, random_crop, flip, output, max_pixels, 0, decoder);
+        py::gil_scoped_release rel;  // the open maps and checks every shard
+        return NativeDataset{std::make_shared<datasets::Shards>(path, o)};
+      },
+      py::arg("path"), py::arg("size"), py::arg("random_crop"), py::arg("flip"), py::arg("output"),
+      py::arg("max_pixels"), py::arg("decoder"));
+
   py::class_<loader::Sampler, std::shared_ptr<loader::Sampler>>(m, "Sampler")
       .def("__len__", &loader::Sampler::size)
       .def("indices", [](const loader::Sampler& s, uint64_t seed, uint64_t epoch) { return s.indices({seed, epoch}); });
@@ -274,6 +292,11 @@ PYBIND11_MODULE(_ringloader, m) {
            py::arg("world_size"), py::arg("shuffle") = true, py::arg("seed") = py::none(), py::arg("drop_last") = false)
       .def_property_readonly("rank", &loader::DistributedSampler::rank)
       .def_property_readonly("world_size", &loader::DistributedSampler::world_size);
+  py::class_<loader::BlockShuffleSampler, loader::Sampler, std::shared_ptr<loader::BlockShuffleSampler>>(
+      m, "BlockShuffleSampler")
+      .def(py::init<std::vector<size_t>, size_t, std::optional<uint64_t>, int, int, bool>(), py::arg("block_sizes"),
+           py::arg("window"), py::arg("seed") = py::none(), py::arg("rank") = 0, py::arg("world_size") = 1,
+           py::arg("drop_last") = false);
   m.def("detect_distributed", [](std::optional<int> rank, std::optional<int> world) {
     const auto e = loader::DistributedEnv::resolve(rank, world);
     return py::make_tuple(e.rank, e.world_size, e.local_rank, e.source);
