@@ -179,8 +179,27 @@ size_t Shards::mapped_bytes() const {
   return n;
 }
 
+void Shards::delay_first_read(const Sample& s) const {
+  const uint64_t unit = ShardsOptions::kReadUnit;
+  bool miss = false;
+  {
+    std::lock_guard lock(read_mu_);
+    if (read_pid_ != ::getpid()) {  // a worker starts with nothing read
+      read_pid_ = ::getpid();
+      read_units_.assign(maps_.size(), {});
+      for (size_t i = 0; i < maps_.size(); ++i) read_units_[i].assign(maps_[i].get().size / unit + 1, false);
+    }
+    auto& units = read_units_[s.shard];
+    for (uint64_t u = (s.offset - std::min<uint64_t>(s.offset, 512)) / unit; u <= (s.offset + s.size) / unit; ++u) {
+      miss = miss || !units[u];
+      units[u] = true;
+    }
+  }
+  if (miss) std::this_thread::sleep_for(std::chrono::milliseconds(options().read_delay_ms));
+}
+
 ImageDataset::SampleBytes Shards::fetch(size_t index) const {
-  if (options().read_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(options().read_delay_ms));
+  if (options().read_delay_ms > 0) delay_first_read(samples_[index]);
   const Sample& s = samples_[index];
   const core::Mapping& m = maps_[s.shard].get();
   const std::span<const uint8_t> tar(reinterpret_cast<const uint8_t*>(m.data), m.size);

@@ -21,6 +21,7 @@
 // naming the shard and byte offset, raised or skipped by the loader's on_error.
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,13 @@
 
 namespace ringloader::datasets {
 
+/// As ImageDatasetOptions, but reader_threads defaults to 0: the bytes come from the mapping.
+/// read_delay_ms models remote storage serving ranged reads: the delay is paid once per
+/// kReadUnit bytes of a shard, the first time a process reads into them (by get(), or by reader
+/// threads ahead of it when reader_threads > 0), not once per sample.
 struct ShardsOptions : ImageDatasetOptions {
-  ShardsOptions() { reader_threads = 0; }  // bytes come from the mapping: nothing to read ahead
+  static constexpr uint64_t kReadUnit = uint64_t{1} << 20;
+  ShardsOptions() { reader_threads = 0; }
 };
 
 class Shards : public ImageDataset {
@@ -66,6 +72,7 @@ class Shards : public ImageDataset {
     uint32_t shard;
   };
   void add_shard(const std::string& tar_path, const std::string& index_path, uint64_t expect_id);
+  void delay_first_read(const Sample& s) const;
 
   std::string root_;
   bool packed_ = false;
@@ -76,6 +83,10 @@ class Shards : public ImageDataset {
   std::vector<core::UniqueMapping> maps_;
   std::vector<Sample> samples_;
   detail::PathIndex members_;  ///< "KEY.ext" of each sample, for the header check
+  // read_delay_ms: the read units this process has read (reset in a forked child).
+  mutable std::mutex read_mu_;
+  mutable int read_pid_ = 0;
+  mutable std::vector<std::vector<bool>> read_units_;
 };
 
 }  // namespace ringloader::datasets

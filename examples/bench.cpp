@@ -74,6 +74,7 @@ struct Options {
   size_t images = 3000;
   int read_delay_ms = 0;     ///< injected before every file read of the loader runs (not the ceiling)
   int reader_threads = -1;   ///< per worker; -1: the library's default, 0: read inside get()
+  int block = 0;             ///< packed ROOT: > 0 reads in BlockShuffleSampler order, windows of this many shards
 };
 
 /// One configuration of the grid.
@@ -139,6 +140,13 @@ datasets::ImageFolderOptions folder_options(const Options& o, const Config& c, b
   return fo;
 }
 
+/// ROOT as a user opens it: packed shards (ringloader-pack's output, .tar files) or an image folder.
+std::shared_ptr<datasets::ImageDataset> open_dataset(const Options& o, const Config& c, bool read_in_get) {
+  const datasets::ImageFolderOptions fo = folder_options(o, c, read_in_get);
+  if (examples::is_packed(o.root)) return examples::open_shards(o.root, fo, read_in_get ? 0 : o.reader_threads);
+  return std::make_shared<datasets::ImageFolder>(o.root, fo);
+}
+
 /// `limit` indices spread evenly over [0, n) (every class, the PNGs among the JPEGs), or all.
 std::vector<int64_t> subset(size_t n, size_t limit) {
   std::vector<int64_t> out;
@@ -154,9 +162,9 @@ std::vector<int64_t> subset(size_t n, size_t limit) {
 /// Images/s of one thread calling get() in-process, reading each file itself: the most one
 /// worker could do with this decoder and output.
 double ceiling(const Options& o, const Config& c, const std::vector<int64_t>& indices) {
-  datasets::ImageFolder ds(o.root, folder_options(o, c, true));
-  ds.on_worker_start(datasets::WorkerInfo{});
-  const datasets::Schema schema = ds.schema();
+  const auto ds = open_dataset(o, c, true);
+  ds->on_worker_start(datasets::WorkerInfo{});
+  const datasets::Schema schema = ds->schema();
   std::vector<std::byte> image(schema.fields[0].max_bytes());
   std::vector<std::byte> label(sizeof(int64_t));
   const datasets::FieldTarget targets[2] = {{image.data(), image.size(), nullptr}, {label.data(), label.size(), nullptr}};
@@ -164,7 +172,7 @@ double ceiling(const Options& o, const Config& c, const std::vector<int64_t>& in
   auto one = [&](size_t k) {
     datasets::SampleWriter w(schema, targets, datasets::SampleContext{indices[k], 0, 1, -1});
     try {
-      ds.get(static_cast<size_t>(indices[k]), w);
+      ds->get(static_cast<size_t>(indices[k]), w);
     } catch (const Error&) {  // a bad file costs what it costs, as in the loader
     }
   };
@@ -184,14 +192,19 @@ Result run_config(const Options& o, const Config& c, const std::vector<int64_t>&
   Result r;
   r.config = c;
   examples::reset_peak_rss();
-  auto ds = std::make_shared<datasets::ImageFolder>(o.root, folder_options(o, c, false));
+  const auto ds = open_dataset(o, c, false);
   loader::LoaderOptions lo;
   lo.batch_size = static_cast<size_t>(c.batch);
   lo.num_workers = static_cast<size_t>(c.workers);
   lo.persistent_workers = true;
   lo.seed = 1;
   lo.on_error = loader::OnError::kSkip;
-  lo.sampler = std::make_shared<loader::SubsetRandomSampler>(indices);
+  if (o.block > 0) {
+    const auto& shards = dynamic_cast<const datasets::Shards&>(*ds);
+    lo.sampler = std::make_shared<loader::BlockShuffleSampler>(shards.shard_sizes(), static_cast<size_t>(o.block));
+  } else {
+    lo.sampler = std::make_shared<loader::SubsetRandomSampler>(indices);
+  }
   loader::DataLoader loader(ds, lo);
 
   const int warmup = o.warmup_batches > 0 ? o.warmup_batches : 2 * std::max(c.workers, 1);
@@ -440,7 +453,8 @@ Options parse(int argc, char** argv) {
       "\n"
       "stdout: a table and one JSON line per configuration (grep '^{'). 'of w*ceil' is the median\n"
       "over max(workers,1) x the single-thread ceiling of the same decoder and output.");
-  app.add_option("root", o.root, "Image folder (ROOT/<class>/**/<image>)")->type_name("ROOT");
+  app.add_option("root", o.root, "Image folder (ROOT/<class>/**/<image>) or packed shards (ringloader-pack's output, .tar)")
+      ->type_name("ROOT");
   app.add_option("--workers", o.workers, "Worker counts to run")->type_name("LIST")->capture_default_str()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--batch-sizes", o.batch_sizes, "Batch sizes to run")->type_name("LIST")->capture_default_str()
@@ -462,11 +476,14 @@ Options parse(int argc, char** argv) {
   app.add_option("--ceiling-images", o.ceiling_images, "Images per single-thread ceiling pass (median of 3 passes)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--read-delay-ms", o.read_delay_ms,
-                 "Inject this latency before every file read of the loader runs (slow storage; the ceiling is undelayed)")
+                 "Inject this latency before every file read of the loader runs (packed: once per MiB of shard a worker reads first; the ceiling is undelayed)")
       ->type_name("MS")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--reader-threads", o.reader_threads,
                  "Reader threads per worker (-1: the library default; 0: read inside get(), no overlap)")
       ->type_name("N")->capture_default_str()->check(CLI::Range(-1, 256));
+  app.add_option("--block", o.block, "Packed ROOT: block order (BlockShuffleSampler), windows of N shards (default exact shuffle)")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--random-crop", o.random_crop, "RandomResizedCrop(PX) instead of Resize + CenterCrop");
   app.add_flag("--flip", o.flip, "+ RandomHorizontalFlip()");
   app.add_option("--size", o.size, "Resize(PX*8/7) + CenterCrop(PX)")->type_name("PX")->capture_default_str()
@@ -518,11 +535,23 @@ int main(int argc, char** argv) {
 
   std::vector<int64_t> indices;
   try {
-    datasets::ImageFolder probe(o.root, {});
-    for (const auto& e : probe.scan_errors()) std::fprintf(stderr, "%s: skipped by the scan: %s: %s\n", kProgram, e.path.c_str(), e.reason.c_str());
-    indices = subset(probe.size(), o.limit);
-    std::fprintf(stderr, "%s: %s: %zu images in %zu classes, using %zu; %s\n", kProgram, probe.root().c_str(), probe.size(),
-                 probe.classes().size(), indices.size(),
+    size_t n = 0, classes = 0;
+    if (examples::is_packed(o.root)) {
+      if (o.vs_pytorch) usage_error("--vs-pytorch needs an image folder (for packed shards: examples/python/bench_shards.py)");
+      if (o.block > 0 && o.limit > 0) usage_error("--block reads whole shards: drop --limit");
+      const auto probe = examples::open_shards(o.root, {});
+      n = probe->size();
+      classes = probe->classes().size();
+    } else {
+      if (o.block > 0) usage_error("--block needs a packed dataset (ringloader-pack's output or .tar shards)");
+      datasets::ImageFolder probe(o.root, {});
+      for (const auto& e : probe.scan_errors()) std::fprintf(stderr, "%s: skipped by the scan: %s: %s\n", kProgram, e.path.c_str(), e.reason.c_str());
+      n = probe.size();
+      classes = probe.classes().size();
+    }
+    indices = subset(n, o.limit);
+    std::fprintf(stderr, "%s: %s: %zu images in %zu classes, using %zu; %s\n", kProgram, o.root.c_str(), n,
+                 classes, indices.size(),
                  examples::make_pipeline({o.size, o.random_crop, o.flip, false}).describe().c_str());
   } catch (const Error& e) {
     usage_error(e.what());

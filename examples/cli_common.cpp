@@ -117,6 +117,15 @@ datasets::Pipeline make_pipeline(const TransformFlags& f) {
   return p;
 }
 
+std::shared_ptr<datasets::Shards> open_shards(const std::string& path, const datasets::ImageDatasetOptions& base,
+                                              int reader_threads) {
+  datasets::ShardsOptions opt;
+  const int readers = reader_threads >= 0 ? reader_threads : opt.reader_threads;
+  static_cast<datasets::ImageDatasetOptions&>(opt) = base;
+  opt.reader_threads = readers;
+  return std::make_shared<datasets::Shards>(path, opt);
+}
+
 bool is_packed(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

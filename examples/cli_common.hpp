@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "datasets/image_decoder.hpp"
+#include "datasets/shards.hpp"
 #include "datasets/transforms.hpp"
 
 namespace ringloader::examples {
@@ -58,6 +60,11 @@ datasets::Pipeline make_pipeline(const TransformFlags& f);
 /// True if `path` is packed shards: a folder with manifest.json, a .tar file, or a folder of
 /// .tar files with no subfolder (an ImageFolder has class subfolders).
 bool is_packed(const std::string& path);
+
+/// Opens packed shards with the decode and transform options of `base`; reader threads 0 (the
+/// mapping needs none) unless `reader_threads` >= 0 asks for some (to overlap --read-delay-ms).
+std::shared_ptr<datasets::Shards> open_shards(const std::string& path, const datasets::ImageDatasetOptions& base,
+                                              int reader_threads = -1);
 
 /// A decode path: "fast" (region-of-interest JPEG decode + libyuv), "fast-noroi" (the same
 /// decoding whole images: to measure what the region of interest gains), "turbojpeg" (full

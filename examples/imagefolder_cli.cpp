@@ -342,11 +342,7 @@ std::shared_ptr<datasets::ImageDataset> build_dataset(const Options& o, Summary&
       return ds;
     }
     if (examples::is_packed(o.root)) {
-      datasets::ShardsOptions opt;
-      const int readers = opt.reader_threads;  // the mapping needs none
-      static_cast<datasets::ImageDatasetOptions&>(opt) = base;
-      opt.reader_threads = readers;
-      auto ds = std::make_shared<datasets::Shards>(o.root, opt);
+      auto ds = examples::open_shards(o.root, base);
       s.source = ds->root();
       s.classes = ds->classes().size();
       return ds;
