@@ -179,6 +179,17 @@ size_t Shards::mapped_bytes() const {
   return n;
 }
 
+void Shards::get(size_t index, SampleWriter& out) {
+  if (options().read_delay_ms > 0) {
+    std::lock_guard lock(read_mu_);
+    if (read_epoch_ != out.epoch()) {  // a new epoch reads everything again
+      read_epoch_ = out.epoch();
+      read_pid_ = 0;
+    }
+  }
+  ImageDataset::get(index, out);
+}
+
 void Shards::delay_first_read(const Sample& s) const {
   const uint64_t unit = ShardsOptions::kReadUnit;
   bool miss = false;

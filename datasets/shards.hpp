@@ -32,8 +32,9 @@ namespace ringloader::datasets {
 
 /// As ImageDatasetOptions, but reader_threads defaults to 0: the bytes come from the mapping.
 /// read_delay_ms models remote storage serving ranged reads: the delay is paid once per
-/// kReadUnit bytes of a shard, the first time a process reads into them (by get(), or by reader
-/// threads ahead of it when reader_threads > 0), not once per sample.
+/// kReadUnit bytes of a shard, the first time in an epoch that a process reads into them (by
+/// get(), or by reader threads ahead of it when reader_threads > 0), not once per sample: data
+/// larger than memory, read again every epoch.
 struct ShardsOptions : ImageDatasetOptions {
   static constexpr uint64_t kReadUnit = uint64_t{1} << 20;
   ShardsOptions() { reader_threads = 0; }
@@ -59,6 +60,7 @@ class Shards : public ImageDataset {
 
   /// "ROOT/shard-000003.tar@123456 (class_01/img_00017.jpg)"
   std::string path(size_t index) const override;
+  void get(size_t index, SampleWriter& out) override;
   /// Bytes of the mapped shards (what the workers share).
   size_t mapped_bytes() const;
 
@@ -86,6 +88,7 @@ class Shards : public ImageDataset {
   // read_delay_ms: the read units this process has read (reset in a forked child).
   mutable std::mutex read_mu_;
   mutable int read_pid_ = 0;
+  mutable uint64_t read_epoch_ = 0;
   mutable std::vector<std::vector<bool>> read_units_;
 };
 
