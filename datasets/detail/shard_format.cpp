@@ -79,6 +79,12 @@ std::string lower(std::string s) {
   return s;
 }
 
+// libarchive's message for the last failure; it may have none (null).
+std::string archive_why(archive* a) {
+  const char* why = archive_error_string(a);
+  return why ? why : "libarchive gave no reason";
+}
+
 struct ArchiveFree {
   void operator()(archive* a) const { archive_read_free(a); }
 };
@@ -203,8 +209,10 @@ std::string check_member_header(std::span<const uint8_t> tar, uint64_t offset, u
   const std::string prefix = field_string(h + 345, 155);
   if (!prefix.empty() && std::memcmp(h + 257, "ustar", 5) == 0) name = prefix + "/" + name;
   const std::string want(member);
-  // A long path lives in a pax header before this one; the ustar name is then truncated.
-  if (want.size() < 100 && name != want && name != "./" + want) {
+  // A path of 100 bytes or more lives in a pax or GNU long-name header before this one and the
+  // ustar name is truncated. The tar may name the member "./KEY.ext" (tar -C dir .), 2 bytes
+  // longer than the index's name: only names that fit with those 2 bytes are compared.
+  if (want.size() + 2 < 100 && name != want && name != "./" + want) {
     return "its tar header names \"" + name + "\", the index \"" + want + "\": an index that does not match this tar";
   }
   return "";
@@ -216,7 +224,7 @@ ShardIndex scan_tar(std::span<const uint8_t> tar, const std::string& path,
   if (!a) throw ResourceError(path + ": archive_read_new failed (out of memory)", ENOMEM, path);
   archive_read_support_format_tar(a.get());
   if (archive_read_open_memory(a.get(), tar.data(), tar.size()) != ARCHIVE_OK) {
-    throw DecodeError(path, std::string("not a tar archive (") + archive_error_string(a.get()) + ")");
+    throw DecodeError(path, std::string("not a tar archive (") + archive_why(a.get()) + ")");
   }
   struct Sample {
     ShardEntry image;
@@ -230,10 +238,22 @@ ShardIndex scan_tar(std::span<const uint8_t> tar, const std::string& path,
   for (;;) {
     const int64_t at = archive_filter_bytes(a.get(), -1);
     const int r = archive_read_next_header(a.get(), &entry);
-    if (r == ARCHIVE_EOF) break;
+    if (r == ARCHIVE_EOF) {
+      // libarchive ends cleanly where the bytes end between two members, but a tar ends with
+      // zero blocks: without them it was cut off there (a writer killed after a member), and
+      // the members after the cut would go missing without a word.
+      const auto end = static_cast<uint64_t>(std::max<int64_t>(at, 0));
+      if (end + 512 > tar.size() || std::any_of(tar.begin() + static_cast<ptrdiff_t>(end),
+                                                tar.begin() + static_cast<ptrdiff_t>(end + 512),
+                                                [](uint8_t c) { return c != 0; })) {
+        throw DecodeError(path, "cut off at byte " + std::to_string(end) +
+                                    ": no end-of-archive block after the last member (truncated tar)");
+      }
+      break;
+    }
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
       throw DecodeError(path, "damaged or cut-off tar member at byte " + std::to_string(at) + " (" +
-                                  archive_error_string(a.get()) + ")");
+                                  archive_why(a.get()) + ")");
     }
     if (archive_entry_filetype(entry) != AE_IFREG) continue;
     const std::string member = archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "";
@@ -242,14 +262,15 @@ ShardIndex scan_tar(std::span<const uint8_t> tar, const std::string& path,
     const void* buf = nullptr;
     size_t len = 0;
     la_int64_t off = 0;
-    uint64_t data_offset = 0;
+    // Where the header(s) end: the data's place, also for an empty member (no data block).
+    uint64_t data_offset = static_cast<uint64_t>(std::max<int64_t>(archive_filter_bytes(a.get(), -1), 0));
     int64_t got = 0;
     for (;;) {
       const int d = archive_read_data_block(a.get(), &buf, &len, &off);
       if (d == ARCHIVE_EOF) break;
       if (d != ARCHIVE_OK && d != ARCHIVE_WARN) {
         throw DecodeError(path, "member \"" + member + "\" is cut off or damaged at byte " +
-                                    std::to_string(archive_filter_bytes(a.get(), -1)) + " (" + archive_error_string(a.get()) +
+                                    std::to_string(archive_filter_bytes(a.get(), -1)) + " (" + archive_why(a.get()) +
                                     ")");
       }
       const auto* p = static_cast<const uint8_t*>(buf);
