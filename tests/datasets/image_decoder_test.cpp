@@ -316,6 +316,24 @@ TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decod
   }
 }
 
+TEST_CASE("decode_into refuses an ImageInfo probed from other bytes", "[decoder]") {
+  const auto px = make_rgb(8, 8, [](int x, int y) { return quadrant_colour(x, y, 8, 8); });
+  const auto png = encode_png(px, 8, 8);
+  const auto jpg = encode_jpeg(px, 8, 8);
+  ImageDecoder dec;
+  const ImageInfo png_info = dec.probe(png, "a.png");
+  std::vector<uint8_t> out(8 * 8 * 3);
+  const Geometry g = Geometry::identity(8, 8);
+  dec.decode_into(png, "a.png", png_info, g, out);
+  CHECK(out == px);
+  CHECK_THROWS_AS(dec.decode_into(jpg, "b.jpg", png_info, g, out), ConfigError);
+  CHECK_THROWS_AS(dec.decode_into(png, "a.png", ImageInfo{}, g, out), ConfigError);
+  auto longer = png;
+  longer.push_back(0);
+  CHECK_THROWS_WITH(dec.decode_into(longer, "c.png", png_info, g, out),
+                    Catch::Contains("c.png") && Catch::Contains("not probe()'s"));
+}
+
 TEST_CASE("decode_into crops, flips and pads exactly without resampling", "[decoder][geometry]") {
   const int w = 10, h = 6;
   const auto px = make_rgb(w, h, [](int x, int y) {
