@@ -14,8 +14,8 @@
 // libyuv scales; only the kept window is converted to RGB); PNG through libspng (stb_image
 // under kStb); binary PNM (P5/P6, 8 or 16 bit, scaled from maxval to 255 rounding half to
 // even as Pillow does; but where Pillow 9.4 clips 16-bit grey to 255 on convert("RGB"), it is
-// scaled here like 16-bit colour) through our own reader; BMP, TGA, GIF (first frame), PSD
-// and HDR through stb_image; WebP through libwebp.
+// scaled here like 16-bit colour) through our own reader; BMP (bottom-up or top-down), TGA,
+// GIF (first frame), PSD and HDR through stb_image; WebP through libwebp.
 // Gray, CMYK, alpha (dropped, as PIL's convert("RGB")), palette and 16-bit become RGB8.
 // The header's dimensions are checked against `max_pixels` before anything is allocated.
 // Every failure is a DecodeError(path, one-line reason), except an allocation that fails

@@ -37,7 +37,11 @@ int64_t le32(std::span<const uint8_t> b, size_t at) {
 ImageInfo bmp_probe(std::span<const uint8_t> b, const std::string& path, const DecodeOptions& o) {
   // BITMAPINFOHEADER and later: a height below 0 means rows stored top-down.
   if (b.size() >= 26 && le32(b, 14) >= 40) check_pixels(path, ImageFormat::kBmp, le32(b, 18), std::abs(le32(b, 22)), o.max_pixels);
-  return stb_probe(b, path, ImageFormat::kBmp);
+  ImageInfo info = stb_probe(b, path, ImageFormat::kBmp);
+  // stb_image 2.27's stbi_info passes a top-down BMP's height on with its sign (its loader
+  // takes the absolute value and reads the file right).
+  if (info.height < 0 && info.height != INT_MIN) info.height = -info.height;
+  return info;
 }
 
 ImageInfo gif_probe(std::span<const uint8_t> b, const std::string& path, const DecodeOptions& o) {

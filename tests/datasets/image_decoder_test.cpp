@@ -316,6 +316,76 @@ TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decod
   }
 }
 
+// A 24-bit BMP written by hand: BITMAPFILEHEADER, BITMAPINFOHEADER, rows of B, G, R padded to
+// 4 bytes. Bottom-up (the usual order) or top-down, which the header says by a negative height.
+std::vector<uint8_t> bmp24(const std::vector<uint8_t>& rgb, int w, int h, bool top_down) {
+  const size_t row = (static_cast<size_t>(w) * 3 + 3) / 4 * 4;
+  const size_t size = 54 + row * static_cast<size_t>(h);
+  std::vector<uint8_t> b;
+  auto le = [&](int64_t v, int n) {
+    for (int i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i)));
+  };
+  b.push_back('B');
+  b.push_back('M');
+  le(static_cast<int64_t>(size), 4);
+  le(0, 4);   // reserved
+  le(54, 4);  // pixels start
+  le(40, 4);  // BITMAPINFOHEADER
+  le(w, 4);
+  le(top_down ? -h : h, 4);
+  le(1, 2);   // planes
+  le(24, 2);  // bits per pixel
+  le(0, 4);   // BI_RGB
+  le(static_cast<int64_t>(row) * h, 4);
+  le(2835, 4);  // 72 dpi
+  le(2835, 4);
+  le(0, 4);
+  le(0, 4);
+  for (int i = 0; i < h; ++i) {
+    const int y = top_down ? i : h - 1 - i;
+    for (int x = 0; x < w; ++x) {
+      const size_t at = (static_cast<size_t>(y) * static_cast<size_t>(w) + static_cast<size_t>(x)) * 3;
+      b.push_back(rgb[at + 2]);
+      b.push_back(rgb[at + 1]);
+      b.push_back(rgb[at]);
+    }
+    b.resize(b.size() + row - static_cast<size_t>(w) * 3, 0);
+  }
+  REQUIRE(b.size() == size);
+  return b;
+}
+
+TEST_CASE("a top-down BMP (negative height) decodes like its bottom-up twin", "[decoder][bmp]") {
+  // The size of the file that was refused as "BMP header declares an empty image (71x-53)".
+  const int w = 71, h = 53;
+  const auto px = make_rgb(w, h, [](int x, int y) {
+    return std::array<uint8_t, 3>{static_cast<uint8_t>(x * 3), static_cast<uint8_t>(y * 4), static_cast<uint8_t>(x ^ y)};
+  });
+  const auto bottom_up = bmp24(px, w, h, false);
+  const auto top_down = bmp24(px, w, h, true);
+  for (const ResizeBackend backend : {ResizeBackend::kFast, ResizeBackend::kStb}) {
+    const ImageDecoder dec(DecodeOptions{int64_t{64} << 20, true, backend});
+    for (const auto* bytes : {&bottom_up, &top_down}) {
+      INFO((bytes == &top_down ? "top-down" : "bottom-up") << ", backend " << static_cast<int>(backend));
+      const ImageInfo info = dec.probe(*bytes, "t.bmp");
+      CHECK(info.format == ImageFormat::kBmp);
+      CHECK(info.width == w);
+      CHECK(info.height == h);
+      const RgbImage img = dec.decode(*bytes, "t.bmp");
+      REQUIRE(img.height == h);
+      CHECK(img.pixels == px);  // every row in its place: the first row is the top one
+      // A crop of the top rows through the probed header.
+      std::vector<uint8_t> top(static_cast<size_t>(w) * 2 * 3);
+      dec.decode_into(*bytes, "t.bmp", info, Geometry{Box{0, 0, w, 2}, w, 2, Box{0, 0, w, 2}, false}, top);
+      CHECK(top == std::vector<uint8_t>(px.begin(), px.begin() + static_cast<std::ptrdiff_t>(top.size())));
+    }
+  }
+  SECTION("the pixel limit reads the height without its sign") {
+    const ImageDecoder small(DecodeOptions{int64_t{w} * h - 1});
+    CHECK_THROWS_WITH(small.probe(top_down, "t.bmp"), Catch::Contains("71x53 = 3763 pixels, over the limit"));
+  }
+}
+
 TEST_CASE("decode_into refuses an ImageInfo probed from other bytes", "[decoder]") {
   const auto px = make_rgb(8, 8, [](int x, int y) { return quadrant_colour(x, y, 8, 8); });
   const auto png = encode_png(px, 8, 8);
