@@ -3,9 +3,12 @@
 // (DCT rounding); subsampled/lossy/resampled cases state their own bound.
 #include <catch2/catch.hpp>
 #include <spng.h>
+#include <stb/stb_image.h>
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 
@@ -13,6 +16,7 @@
 #include "core/error.hpp"
 #include "datasets/image_decoder.hpp"
 #include "tests/datasets/image_test_util.hpp"
+#include "tests/support/child.hpp"
 
 using namespace ringloader;
 using namespace ringloader::datasets;
@@ -583,4 +587,90 @@ TEST_CASE("read_file refuses what is not a regular file, never opening a FIFO", 
   } else {
     CHECK_THROWS_WITH(detail::read_file(tmp / "secret.jpg", 1 << 20), Catch::Contains("open: Permission denied"));
   }
+}
+
+// stb_image 2.27 loops forever on an HDR RLE count of 0, the byte it also reads past the end
+// of a file, so a truncated .hdr hung a worker; codecs/stb.cpp walks the pixel stream first.
+// Every decode that could hang runs in a child first, so a regression fails, not hangs.
+TEST_CASE("a truncated or corrupt RLE HDR is a DecodeError naming the file, never a hang", "[decoder][bad][hdr]") {
+  const int w = 64, h = 48;  // RLE scanlines: stbi_write_hdr uses them for widths of 8 to 32767
+  std::vector<float> f(static_cast<size_t>(w * h * 3));
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      float* p = &f[static_cast<size_t>((y * w + x) * 3)];
+      p[0] = static_cast<float>(x / 8) * 0.1f;                  // runs
+      p[1] = static_cast<float>((x * 7 + y * 3) % 50) / 60.0f;  // literal spans
+      p[2] = 0.5f;                                              // one run a scanline
+    }
+  }
+  std::vector<uint8_t> hdr;
+  stbi_write_hdr_to_func(
+      [](void* ctx, void* data, int size) {
+        auto* v = static_cast<std::vector<uint8_t>*>(ctx);
+        v->insert(v->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+      },
+      &hdr, w, h, 3, f.data());
+  const std::string res = "-Y 48 +X 64\n";
+  const auto res_at = std::search(hdr.begin(), hdr.end(), res.begin(), res.end());
+  REQUIRE(res_at != hdr.end());
+  const size_t pixels_at = static_cast<size_t>(res_at - hdr.begin()) + res.size();
+  REQUIRE(hdr[pixels_at] == 2);  // a new-style RLE scanline: 2, 2, width (big-endian)
+  REQUIRE(hdr[pixels_at + 3] == 64);
+  const ImageDecoder dec;
+  auto cut = [&](size_t n) { return std::vector<uint8_t>(hdr.begin(), hdr.begin() + static_cast<std::ptrdiff_t>(n)); };
+
+  // The whole file decodes as stb_image alone decodes it (the check changes no good file).
+  {
+    const RgbImage img = dec.decode(hdr, "/d/ok.hdr");
+    int sw = 0, sh = 0, comp = 0;
+    unsigned char* ref = stbi_load_from_memory(hdr.data(), static_cast<int>(hdr.size()), &sw, &sh, &comp, 3);
+    REQUIRE(ref != nullptr);
+    const std::vector<uint8_t> want(ref, ref + w * h * 3);
+    stbi_image_free(ref);
+    REQUIRE(img.width == w);
+    REQUIRE(img.height == h);
+    CHECK(img.pixels == want);
+  }
+
+  // Every cut from the first pixel byte on (the 64x48 of tests/fuzz/regressions/ is one).
+  const auto r = test::run_in_child(
+      [&](test::Report& out) {
+        for (size_t n = pixels_at; n < hdr.size(); ++n) {
+          try {
+            static_cast<void>(dec.decode(cut(n), "/d/cut.hdr"));
+            out << n << " bytes decoded; ";
+          } catch (const DecodeError& e) {
+            const std::string msg = e.what();
+            if (e.path() != "/d/cut.hdr" || msg.find("truncated HDR (the file ends at byte " + std::to_string(n)) ==
+                                                std::string::npos) {
+              out << n << " bytes: " << msg << "; ";
+            }
+          }
+        }
+        return 0;
+      },
+      std::chrono::seconds(20));
+  INFO(r.describe());
+  REQUIRE(r.ok());  // only now is a decode in this process safe
+  CHECK_THROWS_WITH(dec.decode(cut(hdr.size() - 3), "/d/cut.hdr"),
+                    "/d/cut.hdr: truncated HDR (the file ends at byte " + std::to_string(hdr.size() - 3) +
+                        ", in scanline 48 of 48)");
+
+  // A count of 0 where the first scanline's red starts.
+  auto zero = hdr;
+  zero[pixels_at + 4] = 0;
+  const auto z = test::run_in_child(
+      [&]() -> std::string {
+        try {
+          static_cast<void>(dec.decode(zero, "/d/zero.hdr"));
+          return "decoded";
+        } catch (const DecodeError&) {
+          return "";
+        }
+      },
+      std::chrono::seconds(20));
+  INFO(z.describe());
+  REQUIRE(z.ok());
+  CHECK_THROWS_WITH(dec.decode(zero, "/d/zero.hdr"),
+                    Catch::StartsWith("/d/zero.hdr: corrupt HDR run length 0 at byte " + std::to_string(pixels_at + 4)));
 }
