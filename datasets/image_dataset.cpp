@@ -127,11 +127,11 @@ void ImageDataset::load(size_t index, const std::string& file, SampleWriter& out
                       static_cast<int64_t>(index), file, "ShapeMismatch");
   }
   if (options_.transform.format() == OutputFormat::kUInt8HWC) {
-    decoder_.decode_into(bytes, file, g, out.field<uint8_t>(0));  // straight into the batch
+    decoder_.decode_into(bytes, file, info, g, out.field<uint8_t>(0));  // straight into the batch
   } else {
     thread_local std::vector<uint8_t> hwc;
     hwc.resize(static_cast<size_t>(out_hw_[0]) * static_cast<size_t>(out_hw_[1]) * 3);
-    decoder_.decode_into(bytes, file, g, hwc);
+    decoder_.decode_into(bytes, file, info, g, hwc);
     options_.transform.to_float_chw(hwc, out_hw_[0], out_hw_[1], out.field<float>(0));
   }
   out.field<int64_t>(1)[0] = label(index);

@@ -6,14 +6,15 @@
 //   datasets::ImageDecoder dec;                                  // 64 MP limit, fast path
 //   ImageInfo info = dec.probe(bytes, path);                     // header only
 //   Geometry g = pipeline.plan(info.width, info.height, rng);
-//   dec.decode_into(bytes, path, g, out);                        // out: g.out_height() x g.out_width() x 3
+//   dec.decode_into(bytes, path, info, g, out);                  // out: g.out_height() x g.out_width() x 3
 //
-// The format is sniffed from the magic bytes, never the file name. JPEG goes through
-// TurboJPEG (DCT-domain 1/2, 1/4, 1/8 downscaling when the target is small enough, decoding
-// to YUV planes that libyuv scales; only the kept window is converted to RGB); PNG through
-// libspng (stb_image under kStb); binary PNM (P5/P6, 8 or 16 bit, scaled from maxval to 255
-// rounding half to even as Pillow does; but where Pillow 9.4 clips 16-bit grey to 255 on
-// convert("RGB"), it is scaled here like 16-bit colour) through our own reader; BMP, TGA,
+// The format is sniffed from the magic bytes, never the file name; each format is one codec
+// under datasets/codecs/ (codec.hpp holds the table). JPEG goes through TurboJPEG (DCT-domain
+// 1/2, 1/4, 1/8 downscaling when the target is small enough, decoding to YUV planes that
+// libyuv scales; only the kept window is converted to RGB); PNG through libspng (stb_image
+// under kStb); binary PNM (P5/P6, 8 or 16 bit, scaled from maxval to 255 rounding half to
+// even as Pillow does; but where Pillow 9.4 clips 16-bit grey to 255 on convert("RGB"), it is
+// scaled here like 16-bit colour) through our own reader; BMP (bottom-up or top-down), TGA,
 // GIF (first frame), PSD and HDR through stb_image; WebP through libwebp.
 // Gray, CMYK, alpha (dropped, as PIL's convert("RGB")), palette and 16-bit become RGB8.
 // The header's dimensions are checked against `max_pixels` before anything is allocated.
@@ -22,6 +23,8 @@
 //
 // Thread-safe: const methods, per-thread scratch buffers and TurboJPEG handles. Safe to
 // build before fork and use in the forked workers.
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -57,10 +60,15 @@ struct DecodeOptions {
   bool roi = true;
 };
 
+/// What probe() read from a file's header. decode_into() takes it back: the header is read once.
 struct ImageInfo {
   ImageFormat format = ImageFormat::kUnknown;
   int width = 0;
   int height = 0;
+  // For decode_into() alone: the size of the file probed, and the header fields its codec
+  // needs again (JPEG: subsampling, colour space; PNM: maxval, where the pixels start).
+  size_t file_size = 0;
+  std::array<uint64_t, 2> codec_header{};
 };
 
 /// A decoded image: RGB, rows packed (stride width * 3).
@@ -80,14 +88,16 @@ class ImageDecoder {
   ImageInfo probe(std::span<const uint8_t> bytes, const std::string& path) const;
   /// The whole image as RGB.
   RgbImage decode(std::span<const uint8_t> bytes, const std::string& path) const;
-  /// Decode and apply `g` (planned for this image's probe() size), writing
-  /// g.out_height() x g.out_width() x 3 bytes to `out` (which must hold at least that many).
+  /// Decode and apply `g` (planned for `info`'s size), writing g.out_height() x g.out_width()
+  /// x 3 bytes to `out` (which must hold at least that many). `info` is what probe() returned
+  /// for these same bytes (ConfigError if it visibly is not: another format or file size).
+  void decode_into(std::span<const uint8_t> bytes, const std::string& path, const ImageInfo& info, const Geometry& g,
+                   std::span<uint8_t> out) const;
+  /// probe() and the above, for a caller that has no ImageInfo.
   void decode_into(std::span<const uint8_t> bytes, const std::string& path, const Geometry& g,
                    std::span<uint8_t> out) const;
 
  private:
-  void check_pixels(const std::string& path, ImageFormat f, int64_t width, int64_t height) const;
-
   DecodeOptions options_;
 };
 

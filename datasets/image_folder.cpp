@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "core/posix_error.hpp"
+#include "datasets/codecs/codec.hpp"
 #include "datasets/detail/resource_error.hpp"
 
 namespace ringloader::datasets {
@@ -21,7 +22,9 @@ std::vector<std::string> torchvision_extensions() {
 }
 
 std::vector<std::string> decodable_extensions() {
-  return {".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pnm", ".bmp", ".webp", ".gif", ".tga", ".psd", ".hdr"};
+  std::vector<std::string> all;
+  for (const codecs::Codec* c : codecs::kCodecs) all.insert(all.end(), c->extensions.begin(), c->extensions.end());
+  return all;
 }
 
 namespace {

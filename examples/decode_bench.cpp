@@ -65,7 +65,7 @@ double decode_rate(const std::vector<std::vector<uint8_t>>& files, ResizeBackend
   const auto t0 = Clock::now();
   for (const auto& f : files) {
     const ImageInfo info = dec.probe(f, "bench");
-    dec.decode_into(f, "bench", p.plan(info.width, info.height, rng), out);
+    dec.decode_into(f, "bench", info, p.plan(info.width, info.height, rng), out);
   }
   return static_cast<double>(files.size()) / seconds_since(t0);
 }

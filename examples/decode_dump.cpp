@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     const ImageInfo info = dec.probe(bytes, src);
     Rng rng(k);
     const Geometry g = p.plan(info.width, info.height, rng);
-    dec.decode_into(bytes, src, g, px);
+    dec.decode_into(bytes, src, info, g, px);
     char name[32];
     std::snprintf(name, sizeof name, "%06zu.ppm", k);
     std::ofstream ppm(out + "/" + name, std::ios::binary);

@@ -114,7 +114,7 @@ Packed pack_one(const std::string& path, const Options& o, const datasets::Image
       const auto [w, h] = datasets::resize_shorter_side(info.width, info.height, o.max_short_side);
       std::vector<uint8_t> rgb(static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
       const datasets::Geometry g{datasets::Box{0, 0, info.width, info.height}, w, h, datasets::Box{0, 0, w, h}, false};
-      dec.decode_into(bytes, path, g, rgb);
+      dec.decode_into(bytes, path, info, g, rgb);
       thread_local std::unique_ptr<void, TjFree> tj(tjInitCompress());
       unsigned char* jpeg = nullptr;
       unsigned long size = 0;
@@ -134,8 +134,9 @@ Packed pack_one(const std::string& path, const Options& o, const datasets::Image
       // training time.
       std::vector<uint8_t> scratch(static_cast<size_t>(std::min(info.width, 8)) * static_cast<size_t>(std::min(info.height, 8)) * 3);
       const int tw = std::min(info.width, 8), th = std::min(info.height, 8);
-      dec.decode_into(bytes, path, datasets::Geometry{datasets::Box{0, 0, info.width, info.height}, tw, th,
-                                                      datasets::Box{0, 0, tw, th}, false},
+      dec.decode_into(bytes, path, info,
+                      datasets::Geometry{datasets::Box{0, 0, info.width, info.height}, tw, th, datasets::Box{0, 0, tw, th},
+                                         false},
                       scratch);
       p.ext = extension_of(info.format);
       p.width = static_cast<uint32_t>(info.width);

@@ -3,9 +3,12 @@
 // (DCT rounding); subsampled/lossy/resampled cases state their own bound.
 #include <catch2/catch.hpp>
 #include <spng.h>
+#include <stb/stb_image.h>
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 
@@ -13,6 +16,7 @@
 #include "core/error.hpp"
 #include "datasets/image_decoder.hpp"
 #include "tests/datasets/image_test_util.hpp"
+#include "tests/support/child.hpp"
 
 using namespace ringloader;
 using namespace ringloader::datasets;
@@ -316,6 +320,94 @@ TEST_CASE("PNG, BMP, TGA, PNM, HDR, WebP decode exactly where lossless", "[decod
   }
 }
 
+// A 24-bit BMP written by hand: BITMAPFILEHEADER, BITMAPINFOHEADER, rows of B, G, R padded to
+// 4 bytes. Bottom-up (the usual order) or top-down, which the header says by a negative height.
+std::vector<uint8_t> bmp24(const std::vector<uint8_t>& rgb, int w, int h, bool top_down) {
+  const size_t row = (static_cast<size_t>(w) * 3 + 3) / 4 * 4;
+  const size_t size = 54 + row * static_cast<size_t>(h);
+  std::vector<uint8_t> b;
+  auto le = [&](int64_t v, int n) {
+    for (int i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i)));
+  };
+  b.push_back('B');
+  b.push_back('M');
+  le(static_cast<int64_t>(size), 4);
+  le(0, 4);   // reserved
+  le(54, 4);  // pixels start
+  le(40, 4);  // BITMAPINFOHEADER
+  le(w, 4);
+  le(top_down ? -h : h, 4);
+  le(1, 2);   // planes
+  le(24, 2);  // bits per pixel
+  le(0, 4);   // BI_RGB
+  le(static_cast<int64_t>(row) * h, 4);
+  le(2835, 4);  // 72 dpi
+  le(2835, 4);
+  le(0, 4);
+  le(0, 4);
+  for (int i = 0; i < h; ++i) {
+    const int y = top_down ? i : h - 1 - i;
+    for (int x = 0; x < w; ++x) {
+      const size_t at = (static_cast<size_t>(y) * static_cast<size_t>(w) + static_cast<size_t>(x)) * 3;
+      b.push_back(rgb[at + 2]);
+      b.push_back(rgb[at + 1]);
+      b.push_back(rgb[at]);
+    }
+    b.resize(b.size() + row - static_cast<size_t>(w) * 3, 0);
+  }
+  REQUIRE(b.size() == size);
+  return b;
+}
+
+TEST_CASE("a top-down BMP (negative height) decodes like its bottom-up twin", "[decoder][bmp]") {
+  // The size of the file that was refused as "BMP header declares an empty image (71x-53)".
+  const int w = 71, h = 53;
+  const auto px = make_rgb(w, h, [](int x, int y) {
+    return std::array<uint8_t, 3>{static_cast<uint8_t>(x * 3), static_cast<uint8_t>(y * 4), static_cast<uint8_t>(x ^ y)};
+  });
+  const auto bottom_up = bmp24(px, w, h, false);
+  const auto top_down = bmp24(px, w, h, true);
+  for (const ResizeBackend backend : {ResizeBackend::kFast, ResizeBackend::kStb}) {
+    const ImageDecoder dec(DecodeOptions{int64_t{64} << 20, true, backend});
+    for (const auto* bytes : {&bottom_up, &top_down}) {
+      INFO((bytes == &top_down ? "top-down" : "bottom-up") << ", backend " << static_cast<int>(backend));
+      const ImageInfo info = dec.probe(*bytes, "t.bmp");
+      CHECK(info.format == ImageFormat::kBmp);
+      CHECK(info.width == w);
+      CHECK(info.height == h);
+      const RgbImage img = dec.decode(*bytes, "t.bmp");
+      REQUIRE(img.height == h);
+      CHECK(img.pixels == px);  // every row in its place: the first row is the top one
+      // A crop of the top rows through the probed header.
+      std::vector<uint8_t> top(static_cast<size_t>(w) * 2 * 3);
+      dec.decode_into(*bytes, "t.bmp", info, Geometry{Box{0, 0, w, 2}, w, 2, Box{0, 0, w, 2}, false}, top);
+      CHECK(top == std::vector<uint8_t>(px.begin(), px.begin() + static_cast<std::ptrdiff_t>(top.size())));
+    }
+  }
+  SECTION("the pixel limit reads the height without its sign") {
+    const ImageDecoder small(DecodeOptions{int64_t{w} * h - 1});
+    CHECK_THROWS_WITH(small.probe(top_down, "t.bmp"), Catch::Contains("71x53 = 3763 pixels, over the limit"));
+  }
+}
+
+TEST_CASE("decode_into refuses an ImageInfo probed from other bytes", "[decoder]") {
+  const auto px = make_rgb(8, 8, [](int x, int y) { return quadrant_colour(x, y, 8, 8); });
+  const auto png = encode_png(px, 8, 8);
+  const auto jpg = encode_jpeg(px, 8, 8);
+  ImageDecoder dec;
+  const ImageInfo png_info = dec.probe(png, "a.png");
+  std::vector<uint8_t> out(8 * 8 * 3);
+  const Geometry g = Geometry::identity(8, 8);
+  dec.decode_into(png, "a.png", png_info, g, out);
+  CHECK(out == px);
+  CHECK_THROWS_AS(dec.decode_into(jpg, "b.jpg", png_info, g, out), ConfigError);
+  CHECK_THROWS_AS(dec.decode_into(png, "a.png", ImageInfo{}, g, out), ConfigError);
+  auto longer = png;
+  longer.push_back(0);
+  CHECK_THROWS_WITH(dec.decode_into(longer, "c.png", png_info, g, out),
+                    Catch::Contains("c.png") && Catch::Contains("not probe()'s"));
+}
+
 TEST_CASE("decode_into crops, flips and pads exactly without resampling", "[decoder][geometry]") {
   const int w = 10, h = 6;
   const auto px = make_rgb(w, h, [](int x, int y) {
@@ -495,4 +587,90 @@ TEST_CASE("read_file refuses what is not a regular file, never opening a FIFO", 
   } else {
     CHECK_THROWS_WITH(detail::read_file(tmp / "secret.jpg", 1 << 20), Catch::Contains("open: Permission denied"));
   }
+}
+
+// stb_image 2.27 loops forever on an HDR RLE count of 0, the byte it also reads past the end
+// of a file, so a truncated .hdr hung a worker; codecs/stb.cpp walks the pixel stream first.
+// Every decode that could hang runs in a child first, so a regression fails, not hangs.
+TEST_CASE("a truncated or corrupt RLE HDR is a DecodeError naming the file, never a hang", "[decoder][bad][hdr]") {
+  const int w = 64, h = 48;  // RLE scanlines: stbi_write_hdr uses them for widths of 8 to 32767
+  std::vector<float> f(static_cast<size_t>(w * h * 3));
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      float* p = &f[static_cast<size_t>((y * w + x) * 3)];
+      p[0] = static_cast<float>(x / 8) * 0.1f;                  // runs
+      p[1] = static_cast<float>((x * 7 + y * 3) % 50) / 60.0f;  // literal spans
+      p[2] = 0.5f;                                              // one run a scanline
+    }
+  }
+  std::vector<uint8_t> hdr;
+  stbi_write_hdr_to_func(
+      [](void* ctx, void* data, int size) {
+        auto* v = static_cast<std::vector<uint8_t>*>(ctx);
+        v->insert(v->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+      },
+      &hdr, w, h, 3, f.data());
+  const std::string res = "-Y 48 +X 64\n";
+  const auto res_at = std::search(hdr.begin(), hdr.end(), res.begin(), res.end());
+  REQUIRE(res_at != hdr.end());
+  const size_t pixels_at = static_cast<size_t>(res_at - hdr.begin()) + res.size();
+  REQUIRE(hdr[pixels_at] == 2);  // a new-style RLE scanline: 2, 2, width (big-endian)
+  REQUIRE(hdr[pixels_at + 3] == 64);
+  const ImageDecoder dec;
+  auto cut = [&](size_t n) { return std::vector<uint8_t>(hdr.begin(), hdr.begin() + static_cast<std::ptrdiff_t>(n)); };
+
+  // The whole file decodes as stb_image alone decodes it (the check changes no good file).
+  {
+    const RgbImage img = dec.decode(hdr, "/d/ok.hdr");
+    int sw = 0, sh = 0, comp = 0;
+    unsigned char* ref = stbi_load_from_memory(hdr.data(), static_cast<int>(hdr.size()), &sw, &sh, &comp, 3);
+    REQUIRE(ref != nullptr);
+    const std::vector<uint8_t> want(ref, ref + w * h * 3);
+    stbi_image_free(ref);
+    REQUIRE(img.width == w);
+    REQUIRE(img.height == h);
+    CHECK(img.pixels == want);
+  }
+
+  // Every cut from the first pixel byte on (the 64x48 of tests/fuzz/regressions/ is one).
+  const auto r = test::run_in_child(
+      [&](test::Report& out) {
+        for (size_t n = pixels_at; n < hdr.size(); ++n) {
+          try {
+            static_cast<void>(dec.decode(cut(n), "/d/cut.hdr"));
+            out << n << " bytes decoded; ";
+          } catch (const DecodeError& e) {
+            const std::string msg = e.what();
+            if (e.path() != "/d/cut.hdr" || msg.find("truncated HDR (the file ends at byte " + std::to_string(n)) ==
+                                                std::string::npos) {
+              out << n << " bytes: " << msg << "; ";
+            }
+          }
+        }
+        return 0;
+      },
+      std::chrono::seconds(20));
+  INFO(r.describe());
+  REQUIRE(r.ok());  // only now is a decode in this process safe
+  CHECK_THROWS_WITH(dec.decode(cut(hdr.size() - 3), "/d/cut.hdr"),
+                    "/d/cut.hdr: truncated HDR (the file ends at byte " + std::to_string(hdr.size() - 3) +
+                        ", in scanline 48 of 48)");
+
+  // A count of 0 where the first scanline's red starts.
+  auto zero = hdr;
+  zero[pixels_at + 4] = 0;
+  const auto z = test::run_in_child(
+      [&]() -> std::string {
+        try {
+          static_cast<void>(dec.decode(zero, "/d/zero.hdr"));
+          return "decoded";
+        } catch (const DecodeError&) {
+          return "";
+        }
+      },
+      std::chrono::seconds(20));
+  INFO(z.describe());
+  REQUIRE(z.ok());
+  CHECK_THROWS_WITH(dec.decode(zero, "/d/zero.hdr"),
+                    Catch::StartsWith("/d/zero.hdr: corrupt HDR run length 0 at byte " + std::to_string(pixels_at + 4)));
 }

@@ -42,7 +42,7 @@ void decode_one(std::span<const uint8_t> bytes, ResizeBackend backend, bool roi 
     for (const Pipeline& p : pipes) {
       const Geometry g = p.plan(info.width, info.height, rng);
       std::vector<uint8_t> out(static_cast<size_t>(g.out_height()) * static_cast<size_t>(g.out_width()) * 3);
-      dec.decode_into(bytes, "fuzz-input", g, out);
+      dec.decode_into(bytes, "fuzz-input", info, g, out);
     }
   } catch (const ringloader::DecodeError&) {
   }

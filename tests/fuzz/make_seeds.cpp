@@ -122,6 +122,12 @@ int main(int argc, char** argv) {
     stbi_write_tga_to_func(sink, &out, size, size, 3, rgb.data());
     write(dir + "/rgb" + s + ".tga", out.data(), out.size());
     out.clear();
+    // Radiance HDR: flat pixels below a width of 8, RLE scanlines from 8 (the 33).
+    std::vector<float> linear(rgb.size());
+    for (size_t i = 0; i < rgb.size(); ++i) linear[i] = static_cast<float>(rgb[i]) / 255.0f;
+    stbi_write_hdr_to_func(sink, &out, size, size, 3, linear.data());
+    write(dir + "/rgb" + s + ".hdr", out.data(), out.size());
+    out.clear();
     for (int sub : {TJSAMP_444, TJSAMP_420, TJSAMP_GRAY}) {
       tjhandle h = tjInitCompress();
       unsigned char* jpg = nullptr;

@@ -1,0 +1,95 @@
+// PNG: stb_image reads the header (after the pixel limit has seen IHDR's size); libspng
+// decodes, or stb_image under kStb.
+#include <spng.h>
+
+#include <memory>
+#include <new>
+#include <string_view>
+#include <vector>
+
+#include "datasets/codecs/codec.hpp"
+#include "datasets/codecs/common.hpp"
+
+namespace ringloader::datasets::codecs {
+
+namespace {
+
+using detail::RgbView;
+
+/// stb_image grows its IDAT buffer to whatever length a chunk header claims before it looks
+/// for the bytes: every chunk must fit in the file before stb sees it.
+void check_png_chunks(std::span<const uint8_t> b, const std::string& path) {
+  size_t off = 8;  // after the signature
+  // A chunk whose length and type are there is checked even if the file ends before its data.
+  while (off + 8 <= b.size()) {
+    const uint32_t len = be32(b.data() + off);
+    const std::string type(reinterpret_cast<const char*>(b.data() + off + 4), 4);
+    const size_t left = b.size() - off - 8;  // after the length and type
+    if (left < 4 || len > left - 4) {
+      throw DecodeError(path, "truncated PNG (chunk '" + type + "' at byte " + std::to_string(off) + " claims " +
+                                  std::to_string(len) + " bytes of data and a 4-byte CRC, the file has " +
+                                  std::to_string(left) + " bytes after its type)");
+    }
+    off += 12 + size_t{len};
+    if (type == "IEND") return;
+  }
+}
+
+struct SpngFree {
+  void operator()(spng_ctx* c) const { spng_ctx_free(c); }
+};
+
+/// PNG to 8-bit RGB through libspng (16-bit samples keep their high byte, alpha is dropped,
+/// palettes expanded, grey replicated: what stb_image and PIL's convert("RGB") give). CRCs
+/// and the zlib checksum are checked: a damaged file is an error, not a silently wrong image.
+RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, int h, std::vector<uint8_t>& buf) {
+  const std::unique_ptr<spng_ctx, SpngFree> ctx(spng_ctx_new(0));
+  if (!ctx) throw std::bad_alloc();
+  auto check = [&](int rc, const char* what) {
+    if (rc == SPNG_EMEM) throw out_of_memory(path, std::string("libspng (") + what + ")");
+    if (rc != 0) throw DecodeError(path, std::string("corrupt PNG (") + what + ": " + spng_strerror(rc) + ")");
+  };
+  check(spng_set_png_buffer(ctx.get(), b.data(), b.size()), "buffer");
+  // The pixel limit was checked from the header; these bound what spng itself may allocate.
+  check(spng_set_image_limits(ctx.get(), static_cast<uint32_t>(w), static_cast<uint32_t>(h)), "limits");
+  check(spng_set_chunk_limits(ctx.get(), 16u << 20, 64u << 20), "limits");
+  spng_ihdr ihdr{};
+  check(spng_get_ihdr(ctx.get(), &ihdr), "header");
+  if (static_cast<int64_t>(ihdr.width) != w || static_cast<int64_t>(ihdr.height) != h) {
+    throw DecodeError(path, "corrupt PNG (header dimensions disagree)");
+  }
+  size_t len = 0;
+  check(spng_decoded_image_size(ctx.get(), SPNG_FMT_RGB8, &len), "size");
+  if (len != static_cast<size_t>(w) * static_cast<size_t>(h) * 3) throw DecodeError(path, "corrupt PNG (image size)");
+  buf.resize(len);
+  check(spng_decode_image(ctx.get(), buf.data(), len, SPNG_FMT_RGB8, 0), "data");
+  return RgbView{buf.data(), w, h, static_cast<size_t>(w) * 3};
+}
+
+bool sniff(std::span<const uint8_t> b) { return has_bytes(b, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}); }
+
+ImageInfo probe(std::span<const uint8_t> b, const std::string& path, const DecodeOptions& o) {
+  // IHDR's size first: the pixel limit speaks before stb_image (whose message is vaguer).
+  if (b.size() >= 24 && has_text(b, "IHDR", 12)) {
+    check_pixels(path, ImageFormat::kPng, int64_t{be32(b.data() + 16)}, int64_t{be32(b.data() + 20)}, o.max_pixels);
+  }
+  return stb_probe(b, path, ImageFormat::kPng);
+}
+
+void decode(std::span<const uint8_t> b, const std::string& path, const ImageInfo& info, const Geometry& g,
+            const DecodeOptions& o, uint8_t* out) {
+  if (o.backend == ResizeBackend::kStb) {
+    check_png_chunks(b, path);
+    stb_decode(b, path, info, g, o, out);
+    return;
+  }
+  resample(png_decode(b, path, info.width, info.height, detail::thread_scratch().rgb), g, o, out);
+}
+
+constexpr std::string_view kExtensions[] = {".png"};
+
+}  // namespace
+
+constinit const Codec kPng{ImageFormat::kPng, "PNG", kExtensions, sniff, probe, decode};
+
+}  // namespace ringloader::datasets::codecs
