@@ -163,7 +163,8 @@ class TarWriter {
     a_ = archive_write_new();
     if (!a_ || archive_write_set_format_ustar(a_) != ARCHIVE_OK || archive_write_set_bytes_per_block(a_, 0) != ARCHIVE_OK ||
         archive_write_open(a_, this, nullptr, &TarWriter::write_cb, nullptr) != ARCHIVE_OK) {
-      throw Error(path + ": libarchive: " + (a_ ? archive_error_string(a_) : "archive_write_new failed"));
+      const char* why = a_ ? archive_error_string(a_) : "archive_write_new failed";
+      throw Error(path + ": libarchive: " + (why ? why : "failed without a message"));
     }
   }
   TarWriter(const TarWriter&) = delete;
@@ -212,7 +213,8 @@ class TarWriter {
     return static_cast<la_ssize_t>(n);
   }
   [[noreturn]] void fail(const char* call) {
-    throw Error(path_ + ": " + call + ": " + (error_ ? std::strerror(error_) : archive_error_string(a_)));
+    const char* why = error_ ? std::strerror(error_) : archive_error_string(a_);  // libarchive may give none
+    throw Error(path_ + ": " + call + ": " + (why ? why : "failed without a message"));
   }
 
   std::string path_;
@@ -512,7 +514,7 @@ int main(int argc, char** argv) {
   app.add_option("out", o.out, "Output folder (must not exist, unless --force)")->type_name("OUT");
   app.add_option("--index", o.index_tars, "Instead: write a .idx beside each of these tars (made by tar or webdataset)")
       ->type_name("TAR...");
-  app.add_option("--shard-size", shard_size, "About this many bytes per shard (K, M, G suffixes)")->capture_default_str();
+  app.add_option("--shard-size", shard_size, "About this many bytes per shard (K, M, G: powers of 1024)")->capture_default_str();
   app.add_option("--max-short-side", o.max_short_side, "Resize and re-encode images whose shorter side exceeds S (0: never)")
       ->type_name("S")->check(CLI::NonNegativeNumber);
   app.add_option("--quality", o.quality, "JPEG quality of re-encoded images")->capture_default_str()->check(CLI::Range(1, 100));
@@ -528,7 +530,7 @@ int main(int argc, char** argv) {
     char* end = nullptr;
     const double v = std::strtod(shard_size.c_str(), &end);
     const std::string unit = end ? end : "";
-    const double mul = unit.empty() ? 1 : unit == "K" ? 1e3 : unit == "M" ? 1 << 20 : unit == "G" ? 1 << 30 : -1;
+    const double mul = unit.empty() ? 1 : unit == "K" ? 1 << 10 : unit == "M" ? 1 << 20 : unit == "G" ? 1 << 30 : -1;
     if (end == shard_size.c_str() || mul < 0 || v <= 0) {
       std::fprintf(stderr, "%s: --shard-size %s: expected a size such as 256M (see --help)\n", kProgram, shard_size.c_str());
       return 2;
