@@ -2,7 +2,7 @@
 
     PYTHONPATH=build/python python3 examples/python/bench_shards.py ROOT --pack build/bin/ringloader-pack
 
-Packs ROOT with `ringloader-pack --max-short-side 256` (timed: images/s, median of --pack-runs;
+Packs ROOT with `ringloader-pack --max-short-side 256 --shard-size 16M` (timed: images/s, median of --pack-runs;
 bytes on disk), writes the packed (pre-resized) images back out as a folder for the torch
 side, then measures images/s (median of --epochs epochs after a warm-up, shuffled, batch 64,
 --workers workers) for RandomResizedCrop(224)+flip and Resize(256)+CenterCrop(224):
@@ -37,7 +37,8 @@ def pack(args, out):
     rates, summary = [], None
     for _ in range(args.pack_runs):
         t0 = time.perf_counter()
-        r = subprocess.run([args.pack, args.root, out, "--max-short-side", str(args.max_short_side), "--jobs",
+        r = subprocess.run([args.pack, args.root, out, "--max-short-side", str(args.max_short_side), "--shard-size",
+                            args.shard_size, "--jobs",
                             str(max(args.workers, 1)), "--force", "-q"], capture_output=True, text=True)
         took = time.perf_counter() - t0
         if r.returncode != 0:
@@ -82,6 +83,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per loader (median)")
     ap.add_argument("--pack-runs", type=int, default=3, help="timed packs (median)")
     ap.add_argument("--max-short-side", type=int, default=256)
+    ap.add_argument("--shard-size", default="16M", help="ringloader-pack --shard-size")
     ap.add_argument("--work-dir", help="where the packed and pre-resized copies go (default: a temporary folder)")
     args = ap.parse_args()
     rl.set_log_level("error")
