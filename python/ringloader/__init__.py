@@ -130,7 +130,19 @@ _IMAGE_DEFAULTS = dict(size=224, random_crop=False, flip=False, output="uint8", 
                        reader_threads=16, decoder="fast")
 
 
-class ImageFolder(_ImageDataset):
+class _Classified(_ImageDataset):
+    """torchvision's class attributes."""
+
+    @property
+    def classes(self):
+        return list(self._native.classes)
+
+    @property
+    def class_to_idx(self):
+        return {c: i for i, c in enumerate(self._native.classes)}
+
+
+class ImageFolder(_Classified):
     """torchvision.datasets.ImageFolder, decoded in C++ in the workers: root/<class>/**/<image>.
 
     size: Resize(size * 8/7) + CenterCrop(size), or with random_crop RandomResizedCrop(size);
@@ -143,14 +155,6 @@ class ImageFolder(_ImageDataset):
         self._native = _core.image_folder(*self._args)
         self.root = self._args[0]
 
-    @property
-    def classes(self):
-        return list(self._native.classes)
-
-    @property
-    def class_to_idx(self):
-        return {c: i for i, c in enumerate(self._native.classes)}
-
 
 class FileList(_ImageDataset):
     """Images listed in a TSV/CSV file of path<TAB>label lines (paths relative to the file)."""
@@ -161,25 +165,19 @@ class FileList(_ImageDataset):
         self._native = _core.file_list(*self._args)
 
 
-class Shards(_ImageDataset):
+class Shards(_Classified):
     """A dataset packed by ringloader-pack (or WebDataset-style tars: KEY.jpg + KEY.cls), read in
     place from read-only mappings: no system call per sample. path: the packed folder, a folder
     of .tar files, or one .tar. Same transforms and outputs as ImageFolder. A damaged or
-    mismatched shard, index or manifest raises at open naming the shard and byte offset."""
+    mismatched shard, index or manifest raises at open naming the shard and byte offset.
+    reader_threads: 0 reads from the mapping in the decoding thread; on slow storage a few
+    threads fetch the next samples' bytes ahead."""
 
     def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
-                 decoder="fast"):
-        self._args = (os.fspath(path), size, random_crop, flip, output, max_pixels, decoder)
+                 reader_threads=0, decoder="fast"):
+        self._args = (os.fspath(path), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
         self._native = _core.shards(*self._args)
         self.root = self._args[0]
-
-    @property
-    def classes(self):
-        return list(self._native.classes)
-
-    @property
-    def class_to_idx(self):
-        return {c: i for i, c in enumerate(self._native.classes)}
 
     @property
     def shard_sizes(self):

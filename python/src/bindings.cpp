@@ -275,14 +275,15 @@ PYBIND11_MODULE(_ringloader, m) {
   m.def(
       "shards",
       [](const std::string& path, int size, bool random_crop, bool flip, const std::string& output, int64_t max_pixels,
-         const std::string& decoder) {
+         int reader_threads, const std::string& decoder) {
         datasets::ShardsOptions o;
-        static_cast<datasets::ImageDatasetOptions&>(o) = image_options(size, random_crop, flip, output, max_pixels, 0, decoder);
+        static_cast<datasets::ImageDatasetOptions&>(o) =
+            image_options(size, random_crop, flip, output, max_pixels, reader_threads, decoder);
         py::gil_scoped_release rel;  // the open maps and checks every shard
         return NativeDataset{std::make_shared<datasets::Shards>(path, o)};
       },
       py::arg("path"), py::arg("size"), py::arg("random_crop"), py::arg("flip"), py::arg("output"),
-      py::arg("max_pixels"), py::arg("decoder"));
+      py::arg("max_pixels"), py::arg("reader_threads"), py::arg("decoder"));
 
   py::class_<loader::Sampler, std::shared_ptr<loader::Sampler>>(m, "Sampler")
       .def("__len__", &loader::Sampler::size)

@@ -43,6 +43,10 @@ def test_a_webdataset_tar_reads_as_the_folder(image_folder, tmp_path):
     b = np.concatenate([x.numpy() for x, _ in rl.DataLoader(folder, batch_size=16, num_workers=2)])
     assert a.shape == (len(items), 64, 64, 3)
     assert np.array_equal(a, b)  # same files, same order (sorted class then name), same pixels
+    ahead = rl.Shards(tar, size=64, reader_threads=3)  # bytes fetched ahead by threads: the same pixels
+    c = np.concatenate([x.numpy() for x, _ in rl.DataLoader(ahead, batch_size=16, num_workers=2)])
+    assert np.array_equal(a, c)
+    assert ahead.classes == [str(c) for c in range(4)]  # a foreign tar's classes are its labels
 
 
 @pytest.mark.skipif("RINGLOADER_PACK" not in os.environ, reason="needs the ringloader-pack binary")
