@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -36,6 +37,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -309,8 +311,26 @@ int index_tars(const Options& o) {
   return 0;
 }
 
+// True if `out` is `src` or a folder holding it: replacing OUT (--force) would delete the source.
+bool holds_source(const std::string& out, const std::string& src) {
+  std::error_code e1, e2;
+  const fs::path o = fs::weakly_canonical(out, e1), s = fs::weakly_canonical(src, e2);
+  if (e1 || e2 || o.empty()) return false;
+  auto first_empty = [](const fs::path& p) {  // "a/b/" has an empty last element
+    auto it = p.end();
+    return it != p.begin() && (--it)->empty() ? it : p.end();
+  };
+  const auto o_end = first_empty(o);
+  return std::mismatch(o.begin(), o_end, s.begin(), first_empty(s)).first == o_end;
+}
+
 int pack(const Options& o) {
   std::error_code ec;
+  if (holds_source(o.out, o.src)) {
+    std::fprintf(stderr, "%s: OUT %s is SRC %s or holds it: replacing it would delete the source\n", kProgram, o.out.c_str(),
+                 o.src.c_str());
+    return 2;
+  }
   if (fs::exists(o.out, ec) && !o.force) {
     std::fprintf(stderr, "%s: %s exists: pass --force to replace it\n", kProgram, o.out.c_str());
     return 2;
@@ -345,7 +365,9 @@ int pack(const Options& o) {
   datasets::DecodeOptions dopt;
   dopt.max_pixels = o.max_pixels;
   const datasets::ImageDecoder dec(dopt);
-  const int jobs = o.jobs > 0 ? o.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // No more threads than images: --jobs 100000 is not 100000 threads.
+  const int jobs = static_cast<int>(std::clamp<size_t>(
+      o.jobs > 0 ? static_cast<size_t>(o.jobs) : std::max(1u, std::thread::hardware_concurrency()), 1, std::max<size_t>(n, 1)));
 
   struct ShardOut {
     datasets::detail::ShardIndex index;
@@ -390,7 +412,17 @@ int pack(const Options& o) {
       }
     };
     std::vector<std::thread> threads;
-    for (int t = 1; t < jobs; ++t) threads.emplace_back(work);
+    try {
+      for (int t = 1; t < jobs; ++t) threads.emplace_back(work);
+    } catch (const std::system_error& e) {
+      // A thread the system refuses (ulimit -v, -u): join those started rather than let the
+      // vector of joinable threads call std::terminate, which would leave OUT.tmp-PID behind.
+      next = end;
+      for (auto& t : threads) t.join();
+      throw ResourceError(std::string("--jobs ") + std::to_string(jobs) + ": cannot start thread " +
+                              std::to_string(threads.size() + 1) + ": " + e.what() + " (try a smaller --jobs)",
+                          e.code().value(), "");
+    }
     work();
     for (auto& t : threads) t.join();
     if (failure) std::rethrow_exception(failure);
@@ -475,12 +507,26 @@ int pack(const Options& o) {
     write_file((fs::path(tmp.path) / "bad_files.tsv").string(), tsv);
   }
   // Swap in atomically; an old OUT (with --force) goes only once the new one is in place.
+  // Without --force an OUT that appeared while packing (another ringloader-pack into the same
+  // OUT) is not replaced either: RENAME_NOREPLACE makes the check and the rename one step.
   std::string old;
-  if (fs::exists(o.out, ec)) {
-    old = o.out + ".old-" + std::to_string(::getpid());
-    fs::rename(o.out, old);
+  if (!o.force) {
+    if (::renameat2(AT_FDCWD, tmp.path.c_str(), AT_FDCWD, o.out.c_str(), RENAME_NOREPLACE) != 0) {
+      const int err = errno;
+      if (err == EEXIST) {
+        std::fprintf(stderr, "%s: %s appeared while packing (another ringloader-pack?): left as it is; pass --force to replace it\n",
+                     kProgram, o.out.c_str());
+        return 2;
+      }
+      throw Error(o.out + ": renameat2 from " + tmp.path + ": " + std::strerror(err));
+    }
+  } else {
+    if (fs::exists(o.out, ec)) {
+      old = o.out + ".old-" + std::to_string(::getpid());
+      fs::rename(o.out, old);
+    }
+    fs::rename(tmp.path, o.out);
   }
-  fs::rename(tmp.path, o.out);
   tmp.keep = true;
   if (!old.empty()) fs::remove_all(old, ec);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -531,7 +577,8 @@ int main(int argc, char** argv) {
     const double v = std::strtod(shard_size.c_str(), &end);
     const std::string unit = end ? end : "";
     const double mul = unit.empty() ? 1 : unit == "K" ? 1 << 10 : unit == "M" ? 1 << 20 : unit == "G" ? 1 << 30 : -1;
-    if (end == shard_size.c_str() || mul < 0 || v <= 0) {
+    // inf, nan and sizes past 2^62 bytes would be undefined as uint64_t; under a byte is none.
+    if (end == shard_size.c_str() || mul < 0 || !std::isfinite(v) || v * mul < 1 || v * mul > 0x1p62) {
       std::fprintf(stderr, "%s: --shard-size %s: expected a size such as 256M (see --help)\n", kProgram, shard_size.c_str());
       return 2;
     }

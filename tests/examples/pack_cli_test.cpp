@@ -11,9 +11,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "datasets/image_folder.hpp"
 #include "datasets/shards.hpp"
 #include "examples/image_gen.hpp"
 #include "tests/examples/cli_test_util.hpp"
+#include "tests/support/sanitizer.hpp"
 
 using nlohmann::json;
 using namespace ringloader::test;
@@ -236,6 +238,11 @@ TEST_CASE("pack: bad arguments exit 2 with a message", "[cli][pack]") {
       {{good_root(), out, "--shard-size", "lots"}, "--shard-size lots"},
       {{good_root(), out, "--shard-size", "0"}, "--shard-size 0"},
       {{good_root(), out, "--shard-size", "12X"}, "--shard-size 12X"},
+      // Once undefined conversions to uint64_t: inf and 1e30 gave one image per shard.
+      {{good_root(), out, "--shard-size", "inf"}, "--shard-size inf"},
+      {{good_root(), out, "--shard-size", "nan"}, "--shard-size nan"},
+      {{good_root(), out, "--shard-size", "1e30"}, "--shard-size 1e30"},
+      {{good_root(), out, "--shard-size", "0.0001"}, "--shard-size 0.0001"},
       {{good_root(), out, "--order", "random"}, "--order"},
       {{good_root(), out, "--quality", "0"}, "--quality"},
       {{good_root(), out, "--quality", "101"}, "--quality"},
@@ -299,4 +306,83 @@ TEST_CASE("pack --index: an index beside each tar, a damaged tar named with its 
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Contains(cut) && Contains("byte"));
   CHECK_FALSE(fs::exists(tmp / "cut.idx"));
+}
+
+TEST_CASE("pack: --force never deletes the source - OUT that is SRC, or a folder holding it, is refused", "[cli][pack]") {
+  // Before: `ringloader-pack data data --force` packed data, then removed the folder of
+  // originals; `ringloader-pack parent/train parent --force` removed all of parent.
+  TempDir tmp;
+  const std::string parent = tmp / "parent";
+  const std::string src = parent + "/train";
+  fs::create_directories(parent);
+  fs::copy(good_root(), src, fs::copy_options::recursive);
+  std::ofstream(parent + "/notes.txt") << "keep me\n";
+  for (const std::string& out : {src, src + "/", parent, parent + "/../parent", tmp.path()}) {
+    CAPTURE(out);
+    const auto r = pack({src, out, "-q", "--force"});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Contains("is SRC") && Contains("would delete the source"));
+    CHECK(r.out.empty());
+    CHECK(ringloader::datasets::ImageFolder(src).size() == kGood);
+    CHECK(slurp(parent + "/notes.txt") == "keep me\n");
+    CHECK(names_in(parent) == std::set<std::string>{"notes.txt", "train"});
+  }
+  // OUT beside SRC, or inside it, is fine.
+  CHECK(pack({src, parent + "/packed", "-q"}).exit_code == 0);
+  CHECK(pack({src, parent + "/packed", "-q", "--force"}).exit_code == 0);
+}
+
+TEST_CASE("pack: an OUT that appears while packing is not replaced without --force", "[cli][pack]") {
+  // Before: the check ran once at the start, and the final swap moved whatever was at OUT
+  // aside and deleted it - two concurrent packs into one OUT both exited 0, the first's output
+  // silently gone. A file list of 240 entries, --jobs 1: the progress line after the first
+  // 32 images says the start-up check has passed, with most of the work still to do.
+  TempDir tmp;
+  std::string list;
+  std::vector<std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(good_root())) {
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  for (int rep = 0; rep < 10; ++rep) {
+    for (size_t i = 0; i < files.size(); ++i) list += files[i] + "\t" + std::to_string(i % 3) + "\n";
+  }
+  std::ofstream(tmp / "list.tsv") << list;
+  const std::string out = tmp / "packed";
+  bool made = false;
+  const RunResult r = Child({kPack, tmp / "list.tsv", out, "--jobs", "1"}).run([&](pid_t, const std::string& err_path) {
+    if (wait_for_text(err_path, "/240 images", std::chrono::seconds(60))) {
+      fs::create_directories(out);
+      std::ofstream(out + "/precious.txt") << "keep me\n";
+      made = true;
+    }
+  });
+  INFO(r.err);
+  REQUIRE(made);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains(out + " appeared while packing"));
+  CHECK(names_in(out) == std::set<std::string>{"precious.txt"});
+  CHECK(names_in(tmp.path()) == std::set<std::string>{"list.tsv", "packed"});  // no OUT.tmp-PID left
+}
+
+TEST_CASE("pack: --jobs past what the system allows is an error, not std::terminate", "[cli][pack]") {
+#ifdef RINGLOADER_TEST_UNDER_SANITIZER
+  WARN("sanitizer build: its runtime needs the address space ulimit -v takes away; not exercised");
+#else
+  // Before: under ulimit -v a thread of --jobs 64 could not start, the vector of joinable
+  // threads called std::terminate (exit 134) and OUT.tmp-PID was left behind.
+  TempDir tmp;
+  const std::string out = tmp / "packed";
+  const RunResult r = run({"/bin/sh", "-c", "ulimit -v 300000 && exec \"$0\" \"$@\"", kPack, good_root(), out, "-q", "--jobs", "64"});
+  INFO(r.err);
+  CHECK(r.exit_code != 134);
+  if (r.exit_code == 0) {
+    CHECK(ringloader::datasets::Shards(out).size() == kGood);  // --jobs is at most one per image
+  } else {
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Contains("--jobs") && Contains("cannot start thread"));
+    CHECK_FALSE(fs::exists(out));
+  }
+  for (const auto& e : fs::directory_iterator(tmp.path())) CHECK(e.path().filename() == "packed");  // no OUT.tmp-PID
+#endif
 }
