@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -79,7 +80,12 @@ Shards::Shards(const std::string& path, ShardsOptions options) : ImageDataset(st
       packed_ = true;
       dataset_id_ = m.at("dataset_id").get<std::string>();
       classes_ = m.at("classes").get<std::vector<std::string>>();
-      const uint64_t id = std::stoull(dataset_id_, nullptr, 16);
+      // All of it hex and within 64 bits: std::stoull threw out_of_range (uncaught) on a longer
+      // id and read "12zz" as 0x12.
+      uint64_t id = 0;
+      const char* id_end = dataset_id_.data() + dataset_id_.size();
+      const auto [id_stop, id_err] = std::from_chars(dataset_id_.data(), id_end, id, 16);
+      if (dataset_id_.empty() || id_err != std::errc() || id_stop != id_end) throw std::invalid_argument("dataset_id");
       for (const auto& s : m.at("shards")) {
         const std::string tar = (fs::path(path) / s.at("tar").get<std::string>()).string();
         const size_t before = samples_.size();
@@ -95,7 +101,7 @@ Shards::Shards(const std::string& path, ShardsOptions options) : ImageDataset(st
     } catch (const nlohmann::json::exception& e) {
       throw DecodeError(mpath, std::string("damaged manifest (") + e.what() + ")");
     } catch (const std::invalid_argument&) {
-      throw DecodeError(mpath, "damaged manifest (dataset_id is not hex)");
+      throw DecodeError(mpath, "damaged manifest (dataset_id is not a 64-bit hex number)");
     }
   } else {
     std::vector<std::string> tars;

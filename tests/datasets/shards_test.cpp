@@ -998,6 +998,14 @@ TEST_CASE("shards: a manifest from another pack, or a damaged one, is an error a
   CHECK_THROWS_WITH(Shards(p.out), Contains("label 2, the manifest names 2 classes"));
   edit([](nlohmann::json& m) { m["dataset_id"] = "not hex"; });
   CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("damaged manifest"));
+  // Past 64 bits: std::stoull's out_of_range escaped as a crash (std::terminate in the CLI).
+  edit([](nlohmann::json& m) { m["dataset_id"] = "ffffffffffffffffffff"; });
+  CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("damaged manifest"));
+  // Trailing junk: once read as the hex before it, passing the check.
+  edit([](nlohmann::json& m) { m["dataset_id"] = m["dataset_id"].get<std::string>() + "zz"; });
+  CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("damaged manifest"));
+  edit([](nlohmann::json& m) { m["dataset_id"] = ""; });
+  CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("damaged manifest"));
   edit([](nlohmann::json& m) { m.erase("shards"); });
   CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("damaged manifest"));
   spit(mpath, mine.substr(0, mine.size() / 2));
