@@ -477,8 +477,10 @@ int pack(const Options& o) {
   // The dataset id ties every index to this manifest.
   json options = {{"shard_size", o.shard_size}, {"max_short_side", o.max_short_side}, {"quality", o.quality},
                   {"order", o.order}, {"seed", o.seed}};
-  uint64_t id = core::fnv1a64(json(classes).dump());
-  id = core::fnv1a64(options.dump(), id);
+  // A name that is not UTF-8 (a class folder "cl\xff") shows as U+FFFD rather than failing the pack.
+  constexpr auto kReplace = json::error_handler_t::replace;
+  uint64_t id = core::fnv1a64(json(classes).dump(-1, ' ', false, kReplace));
+  id = core::fnv1a64(options.dump(-1, ' ', false, kReplace), id);
   for (const ShardOut& s : shards) id = core::fnv1a64(core::hex64(s.index.tar_digest), id);
   json jshards = json::array();
   uint64_t total_bytes = 0;
@@ -500,7 +502,7 @@ int pack(const Options& o) {
                          {"options", options},
                          {"reencoded", reencoded},
                          {"bad_files", bad.size()}};
-  write_file((fs::path(tmp.path) / datasets::detail::kManifestName).string(), manifest.dump(1) + "\n");
+  write_file((fs::path(tmp.path) / datasets::detail::kManifestName).string(), manifest.dump(1, ' ', false, kReplace) + "\n");
   if (!bad.empty()) {
     std::string tsv;
     for (const auto& [p, why] : bad) tsv += p + "\t" + why + "\n";

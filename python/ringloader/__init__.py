@@ -151,7 +151,7 @@ class ImageFolder(_Classified):
 
     def __init__(self, root, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
                  reader_threads=16, decoder="fast"):
-        self._args = (os.fspath(root), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
+        self._args = (os.path.abspath(os.fspath(root)), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
         self._native = _core.image_folder(*self._args)
         self.root = self._args[0]
 
@@ -161,7 +161,7 @@ class FileList(_ImageDataset):
 
     def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
                  reader_threads=16, decoder="fast"):
-        self._args = (os.fspath(path), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
+        self._args = (os.path.abspath(os.fspath(path)), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
         self._native = _core.file_list(*self._args)
 
 
@@ -175,7 +175,7 @@ class Shards(_Classified):
 
     def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
                  reader_threads=0, decoder="fast"):
-        self._args = (os.fspath(path), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
+        self._args = (os.path.abspath(os.fspath(path)), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
         self._native = _core.shards(*self._args)
         self.root = self._args[0]
 

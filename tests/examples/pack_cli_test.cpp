@@ -386,3 +386,19 @@ TEST_CASE("pack: --jobs past what the system allows is an error, not std::termin
   for (const auto& e : fs::directory_iterator(tmp.path())) CHECK(e.path().filename() == "packed");  // no OUT.tmp-PID
 #endif
 }
+
+TEST_CASE("pack: a class folder whose name is not UTF-8 is packed, its name shown with U+FFFD", "[cli][pack]") {
+  // Before: every image was packed, then writing manifest.json threw nlohmann's type_error.316
+  // and the pack ended with exit 2 and nothing written.
+  TempDir tmp;
+  const std::string src = tmp / "src";
+  fs::copy(good_root(), src, fs::copy_options::recursive);
+  fs::rename(src + "/" + ringloader::datasets::ImageFolder(src).classes()[0], src + "/cl\xff\xfe");
+  const auto r = pack({src, tmp / "packed", "-q"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const ringloader::datasets::Shards shards(tmp / "packed");
+  CHECK(shards.size() == kGood);
+  const auto& classes = shards.classes();
+  CHECK(std::count_if(classes.begin(), classes.end(), [](const std::string& c) { return c.find("\xef\xbf\xbd") != std::string::npos; }) == 1);
+}

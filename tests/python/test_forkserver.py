@@ -35,6 +35,12 @@ def test_forkserver_from_a_threaded_interpreter(tmp_path, image_folder):
                                  start_method="forkserver")
             n = sum(len(y) for _, y in imgs)
             assert n == 40, n
+            # A relative path given after a chdir reaches the server (whose directory is the
+            # one rl.init() ran in) as the folder the program meant. Before: endless rebuilds.
+            os.chdir(os.path.dirname({image_folder!r}))
+            rel = rl.DataLoader(rl.ImageFolder(os.path.basename({image_folder!r}), size=32), batch_size=8,
+                                num_workers=1, start_method="forkserver", timeout=60)
+            assert sum(len(y) for _, y in rel) == 40
             # The plain fork method from this threaded process warns once, naming the remedy.
             direct = rl.DataLoader(mydata.Squares(16), batch_size=8, num_workers=1)
             assert sum(len(b) for (b,) in direct) == 16
