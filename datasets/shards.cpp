@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "core/error.hpp"
@@ -86,8 +87,12 @@ Shards::Shards(const std::string& path, ShardsOptions options) : ImageDataset(st
       const char* id_end = dataset_id_.data() + dataset_id_.size();
       const auto [id_stop, id_err] = std::from_chars(dataset_id_.data(), id_end, id, 16);
       if (dataset_id_.empty() || id_err != std::errc() || id_stop != id_end) throw std::invalid_argument("dataset_id");
+      std::set<std::string> listed;
       for (const auto& s : m.at("shards")) {
         const std::string tar = (fs::path(path) / s.at("tar").get<std::string>()).string();
+        if (!listed.insert(fs::weakly_canonical(tar, ec).string()).second) {
+          throw DecodeError(mpath, "lists shard " + tar + " twice (its samples would be read twice)");
+        }
         const size_t before = samples_.size();
         add_shard(tar, (fs::path(path) / s.at("index").get<std::string>()).string(), id);
         const size_t got = samples_.size() - before;

@@ -468,13 +468,13 @@ Options parse(int argc, char** argv) {
       ->capture_default_str()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--repeats", o.repeats, "Timed epochs per configuration")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_option("--warmup-batches", o.warmup_batches, "Untimed batches first (default 2 x workers)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--limit", o.limit, "Use this many images of ROOT, spread evenly (default all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--ceiling-images", o.ceiling_images, "Images per single-thread ceiling pass (median of 3 passes)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(examples::positive());
   app.add_option("--read-delay-ms", o.read_delay_ms,
                  "Inject this latency before every file read of the loader runs (packed: once per MiB of shard a worker reads first; the ceiling is undelayed)")
       ->type_name("MS")->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -483,7 +483,7 @@ Options parse(int argc, char** argv) {
       ->type_name("N")->capture_default_str()->check(CLI::Range(-1, 256));
   app.add_option("--block", o.block, "Packed ROOT: block order (BlockShuffleSampler), windows of N shards (default exact shuffle)")
       ->type_name("N")
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_flag("--random-crop", o.random_crop, "RandomResizedCrop(PX) instead of Resize + CenterCrop");
   app.add_flag("--flip", o.flip, "+ RandomHorizontalFlip()");
   app.add_option("--size", o.size, "Resize(PX*8/7) + CenterCrop(PX)")->type_name("PX")->capture_default_str()

@@ -126,6 +126,17 @@ std::shared_ptr<datasets::Shards> open_shards(const std::string& path, const dat
   return std::make_shared<datasets::Shards>(path, opt);
 }
 
+const CLI::Validator& positive() {
+  static const CLI::Validator v(
+      [](std::string& value) {
+        char* end = nullptr;
+        const double d = std::strtod(value.c_str(), &end);
+        return end != value.c_str() && *end == '\0' && d > 0 ? std::string() : "must be a positive number, got " + value;
+      },
+      "POSITIVE");
+  return v;
+}
+
 bool is_packed(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -61,6 +61,10 @@ datasets::Pipeline make_pipeline(const TransformFlags& f);
 /// .tar files with no subfolder (an ImageFolder has class subfolders).
 bool is_packed(const std::string& path);
 
+/// Like CLI::PositiveNumber, with a message a user can read ("must be a positive number, got 0"
+/// instead of CLI11's "not in range 0.000000 to 1797693...").
+const CLI::Validator& positive();
+
 /// Opens packed shards with the decode and transform options of `base`; reader threads 0 (the
 /// mapping needs none) unless `reader_threads` >= 0 asks for some (to overlap --read-delay-ms).
 std::shared_ptr<datasets::Shards> open_shards(const std::string& path, const datasets::ImageDatasetOptions& base,

@@ -25,6 +25,7 @@
 #include "datasets/detail/file_reader.hpp"
 #include "datasets/image_decoder.hpp"
 #include "datasets/image_folder.hpp"
+#include "examples/cli_common.hpp"
 #include "examples/image_gen.hpp"
 #include "ipc/worker_process.hpp"
 #include "loader/data_loader.hpp"
@@ -138,11 +139,11 @@ int main(int argc, char** argv) {
   app.add_option("--classes", classes, "classes to generate");
   app.add_option("--per-class", per_class, "images per class to generate");
   app.add_option("--seed", seed, "generator seed");
-  app.add_option("--runs", runs, "timed passes per backend and loader epochs per configuration (median reported)")->check(CLI::PositiveNumber);
+  app.add_option("--runs", runs, "timed passes per backend and loader epochs per configuration (median reported)")->check(examples::positive());
   app.add_option("--delay-ms", delay_ms, "injected latency per file read");
   app.add_option("--reader-threads", reader_threads, "reader threads per worker for the latency run");
   app.add_option("--latency-images", latency_images, "images per latency run (0: no latency runs)");
-  app.add_option("--batch", batch, "loader batch size")->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "loader batch size")->check(examples::positive());
   app.add_option("--roi", roi, "also compare region-of-interest decode with whole-image decode (1 thread)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -8,6 +8,6 @@ ringloader_enable_warnings(ringloader_image_gen)
 ringloader_sanitize(ringloader_image_gen)
 
 ringloader_add_example(ringloader-decode-bench SOURCES ${CMAKE_CURRENT_LIST_DIR}/decode_bench.cpp
-                       DEPS ringloader::image_gen ringloader::ringloader CLI11::CLI11)
+                       DEPS ringloader::image_gen ringloader::ringloader ringloader_cli_common CLI11::CLI11)
 ringloader_add_example(ringloader-decode-dump SOURCES ${CMAKE_CURRENT_LIST_DIR}/decode_dump.cpp
                        DEPS ringloader::datasets CLI11::CLI11)

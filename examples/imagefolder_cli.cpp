@@ -276,13 +276,13 @@ Options parse(int argc, char** argv) {
       ->type_name("LIST");
   app.add_option("--workers", o.workers, "Worker processes; 0 decodes in this process")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--batch-size", o.batch_size, "Samples per batch")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--epochs", o.epochs, "Passes over the data")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", o.batch_size, "Samples per batch")->capture_default_str()->check(examples::positive());
+  app.add_option("--epochs", o.epochs, "Passes over the data")->capture_default_str()->check(examples::positive());
   app.add_flag("--shuffle", o.shuffle, "Random order each epoch (seeded by --seed and the epoch)");
   app.add_option("--block", o.block,
                  "Packed shards: shuffle the shards and the samples within windows of N shards each epoch "
                  "(near-sequential reads; ranks take whole shards)")
-      ->type_name("N")->check(CLI::PositiveNumber);
+      ->type_name("N")->check(examples::positive());
   app.add_option("--seed", o.seed, "Seed of shuffling and augmentation (default: random, printed)");
   app.add_option("--size", o.transform.size, "Output side: Resize(PX*8/7) + CenterCrop(PX)")
       ->type_name("PX")->capture_default_str()->check(CLI::Range(8, 8192));
@@ -292,9 +292,9 @@ Options parse(int argc, char** argv) {
   app.add_option("--on-error", o.on_error, "A bad file: skip it and report (exit 1), or stop at it")
       ->capture_default_str()->check(CLI::IsMember({"raise", "skip"}));
   app.add_option("--max-pixels", o.max_pixels, "Refuse images with more pixels than this (decompression bombs)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(examples::positive());
   app.add_option("--prefetch", o.prefetch, "Batch slots per worker")->type_name("K")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_option("--timeout", o.timeout_s,
                  "Bound each wait for a batch; a worker stuck longer on one is killed and the batch retried "
                  "(0 = no limit)")
@@ -311,7 +311,7 @@ Options parse(int argc, char** argv) {
   app.add_option("--rank", o.rank, "This process's rank (default: RANK, OMPI_COMM_WORLD_RANK or SLURM_PROCID)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--world-size", o.world_size, "Number of ranks (default: WORLD_SIZE, OMPI_COMM_WORLD_SIZE or SLURM_NTASKS)")
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_option("--stop-after-batches", o.stop_after_batches, "Stop after K batches (with --save-state: to resume later)")
       ->type_name("K");
   app.add_option("--save-state", o.save_state_path, "When --stop-after-batches stops the run, write the resume state here")
@@ -319,7 +319,7 @@ Options parse(int argc, char** argv) {
   app.add_option("--resume", o.resume_path, "Continue a run from a --save-state FILE (same data and options)")
       ->type_name("FILE");
   app.add_option("--progress-every", o.progress_every_s, "Seconds between progress lines when stderr is not a terminal")
-      ->type_name("SEC")->capture_default_str()->check(CLI::PositiveNumber);
+      ->type_name("SEC")->capture_default_str()->check(examples::positive());
   examples::parse_or_exit(app, argc, argv, kProgram);
   if (o.root.empty() == o.file_list.empty()) usage_error("give either ROOT or --file-list LIST (see --help)");
   if (!o.save_state_path.empty() && !o.stop_after_batches) {

@@ -27,6 +27,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -324,6 +326,25 @@ bool holds_source(const std::string& out, const std::string& src) {
   return std::mismatch(o.begin(), o_end, s.begin(), first_empty(s)).first == o_end;
 }
 
+/// OUT.tmp-PID folders of packs into OUT whose process is gone (SIGKILL, a crash, the machine
+/// going down): removed, and said so, instead of left to fill the disk.
+void remove_stale_temps(const std::string& out) {
+  std::error_code ec;
+  const fs::path target = fs::path(out).lexically_normal();
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = target.filename().string() + ".tmp-";
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    if (::kill(std::stoi(pid), 0) == 0 || errno != ESRCH) continue;  // still packing (or not ours to judge)
+    fs::remove_all(e.path(), ec);
+    std::fprintf(stderr, "%s: removed %s, left by a pack that did not finish (pid %s)\n", kProgram, e.path().c_str(),
+                 pid.c_str());
+  }
+}
+
 int pack(const Options& o) {
   std::error_code ec;
   if (holds_source(o.out, o.src)) {
@@ -360,6 +381,7 @@ int pack(const Options& o) {
     rng.shuffle(order.begin(), order.end());
   }
 
+  remove_stale_temps(o.out);
   TempDir tmp{o.out + ".tmp-" + std::to_string(::getpid())};
   fs::create_directories(tmp.path);
   datasets::DecodeOptions dopt;

@@ -66,11 +66,11 @@ Options parse(int argc, char** argv) {
              "stdout: the figures, then one JSON line (starting with '{').");
   app.add_option("--workers", o.workers, "Worker processes; 0 loads in this process")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--batch", o.batch, "Samples per batch")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--batch", o.batch, "Samples per batch")->capture_default_str()->check(examples::positive());
   app.add_option("--batches", o.batches, "Batches per run (one epoch)")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_option("--runs", o.runs, "Timed runs; the median is reported")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   examples::parse_or_exit(app, argc, argv, kProgram);
   return o;
 }

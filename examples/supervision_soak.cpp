@@ -143,10 +143,10 @@ int main(int argc, char** argv) {
   bool check = false, verbose = false;
   CLI::App app{"ringloader-supervision-soak: random SIGKILL/SIGSTOP of workers and failing samples for N epochs; "
                "every index exactly once or reported, same bytes as an undisturbed run, bounded waits, nothing left"};
-  app.add_option("--epochs", epochs, "epochs to run")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--epochs", epochs, "epochs to run")->capture_default_str()->check(examples::positive());
   app.add_option("--workers", workers, "worker processes")->capture_default_str()->check(CLI::Range(1, 64));
-  app.add_option("--batch", batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--samples", samples, "samples in the dataset")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "batch size")->capture_default_str()->check(examples::positive());
+  app.add_option("--samples", samples, "samples in the dataset")->capture_default_str()->check(examples::positive());
   app.add_option("--kill-every-ms", kill_every, "SIGKILL a random worker this often (0: never)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--timeout-ms", timeout_ms, "the loader's timeout; stops last up to 1.5x it")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(examples::positive());
   app.add_option("--seed", seed, "seed of the loader and of the chaos")->capture_default_str();
   app.add_flag("--check", check, "exit 1 unless every promise held");
   app.add_flag("--verbose", verbose, "show the loader's warnings (one per death)");

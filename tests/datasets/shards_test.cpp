@@ -1008,6 +1008,12 @@ TEST_CASE("shards: a manifest from another pack, or a damaged one, is an error a
   CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("damaged manifest"));
   edit([](nlohmann::json& m) { m.erase("shards"); });
   CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("damaged manifest"));
+  // A shard listed twice: its samples would have been read twice an epoch.
+  edit([](nlohmann::json& m) {
+    m["shards"].push_back(m["shards"][0]);
+    m["samples"] = m["samples"].get<int>() + m["shards"][0]["samples"].get<int>();
+  });
+  CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("twice"));
   spit(mpath, mine.substr(0, mine.size() / 2));
   CHECK_THROWS_WITH(Shards(p.out), Contains(mpath) && Contains("damaged manifest"));
   spit(mpath, mine);

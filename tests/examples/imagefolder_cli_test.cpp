@@ -418,6 +418,11 @@ TEST_CASE("bad arguments exit 2 with a one-line reason", "[cli]") {
     CHECK(err[0].rfind("ringloader-imagefolder: ", 0) == 0);
     CHECK(err[0].size() > 30);
   }
+  // A positive option given 0 says so, not CLI11's "not in range 0.000000 to 1797693134862...".
+  const auto zero = run(cli({good_root(), "--block", "0"}));
+  CHECK(zero.exit_code == 2);
+  CHECK_THAT(zero.err, Catch::Contains("must be a positive number, got 0"));
+  CHECK(zero.err.size() < 200);
 }
 
 TEST_CASE("help lists every option with examples", "[cli]") {

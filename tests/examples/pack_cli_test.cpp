@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -401,4 +404,25 @@ TEST_CASE("pack: a class folder whose name is not UTF-8 is packed, its name show
   CHECK(shards.size() == kGood);
   const auto& classes = shards.classes();
   CHECK(std::count_if(classes.begin(), classes.end(), [](const std::string& c) { return c.find("\xef\xbf\xbd") != std::string::npos; }) == 1);
+}
+
+TEST_CASE("pack: OUT.tmp-PID left by a pack that was killed is removed; a live pack's is not", "[cli][pack]") {
+  // Before: a SIGKILLed pack left OUT.tmp-PID (a partial copy of the dataset) forever.
+  TempDir tmp;
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  REQUIRE(dead > 0);
+  REQUIRE(::waitpid(dead, nullptr, 0) == dead);  // reaped: no process has this pid now
+  const std::string out = tmp / "packed";
+  const std::string stale = out + ".tmp-" + std::to_string(dead);
+  const std::string live = out + ".tmp-" + std::to_string(::getpid());
+  fs::create_directories(stale + "/x");
+  fs::create_directories(live);
+  const auto r = pack({good_root(), out, "-q"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, Contains("removed " + stale) && Contains("did not finish"));
+  CHECK_FALSE(fs::exists(stale));
+  CHECK(fs::exists(live));
+  CHECK(ringloader::datasets::Shards(out).size() == kGood);
 }
