@@ -185,7 +185,25 @@ class Shards(_Classified):
         return list(self._native.shard_sizes)
 
 
-class BlockShuffleSampler:
+class _NativeSampler:
+    """A sampler computed in C++ from (seed, epoch): the loader runs it natively."""
+
+    _native: _core.Sampler
+    seed = None
+    epoch = None
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def set_epoch(self, epoch: int) -> None:
+        """As in PyTorch: the loader then iterates this epoch (same as loader.set_epoch)."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(self._native.indices(self.seed or 0, self.epoch or 0))
+
+
+class BlockShuffleSampler(_NativeSampler):
     """Near-sequential order for data larger than memory: shuffles the shards, then the samples
     within a window of `window` shards, from the loader's seed and epoch. With several ranks
     (rank and world size from torchrun, Open MPI or Slurm unless given) each rank takes whole
@@ -203,17 +221,8 @@ class BlockShuffleSampler:
         self._native = _core.BlockShuffleSampler(list(sizes), window, seed, self.rank, self.num_replicas, drop_last)
         self.epoch = None
 
-    def __len__(self) -> int:
-        return len(self._native)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        return iter(self._native.indices(self.seed or 0, self.epoch or 0))
-
-
-class DistributedSampler:
+class DistributedSampler(_NativeSampler):
     """torch.utils.data.DistributedSampler's rule (padding by wrap-around, rank r takes
     positions r, r + world, ...). Rank and world size come from torchrun, Open MPI or Slurm
     variables unless given. The shuffle follows the loader's seed and epoch."""
@@ -224,16 +233,6 @@ class DistributedSampler:
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self._native = _core.DistributedSampler(n, self.rank, self.num_replicas, shuffle, seed, drop_last)
         self.epoch = None
-
-    def __len__(self) -> int:
-        return len(self._native)
-
-    def set_epoch(self, epoch: int) -> None:
-        """As in PyTorch: the loader then iterates this epoch (same as loader.set_epoch)."""
-        self.epoch = epoch
-
-    def __iter__(self):
-        return iter(self._native.indices(self.seed or 0, self.epoch or 0))
 
 
 # ---------------------------------------------------------------- adapters for torch datasets
@@ -444,7 +443,7 @@ class DataLoader:
     def __iter__(self):
         """Starts an epoch (abandoning an unfinished one) and iterates it."""
         loader = self._loader
-        if isinstance(self.sampler, (DistributedSampler, BlockShuffleSampler)) and self.sampler.epoch is not None:
+        if isinstance(self.sampler, _NativeSampler) and self.sampler.epoch is not None:
             loader.set_epoch(self.sampler.epoch)
         loader.start_epoch()
         self._warn_threads()
