@@ -1,5 +1,6 @@
 #include "datasets/image_dataset.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <unistd.h>
 
@@ -113,6 +114,10 @@ void ImageDataset::load(size_t index, const std::string& file, SampleWriter& out
   if (fetched) {
     sample.owned = std::move(*fetched);
     sample.view = sample.owned;
+  } else if (reader_ && reader_pid_ == ::getpid()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    sample = fetch(index);
+    reader_->note_read(std::chrono::steady_clock::now() - t0);  // slow reads turn read-ahead back on
   } else {
     sample = fetch(index);
   }

@@ -57,8 +57,22 @@ bool ReadAhead::evict_one() {
   return false;
 }
 
+void ReadAhead::note_read(std::chrono::nanoseconds took) {
+  int64_t mean = mean_ns_.load(std::memory_order_relaxed);
+  int64_t next = 0;
+  do {
+    next = mean + (took.count() - mean) / 8;
+  } while (!mean_ns_.compare_exchange_weak(mean, next, std::memory_order_relaxed));
+  if (next < kBypassBelow.count()) {
+    bypass_.store(true, std::memory_order_relaxed);
+  } else if (next > kResumeAbove.count()) {
+    bypass_.store(false, std::memory_order_relaxed);
+  }
+}
+
 void ReadAhead::hint(std::span<const int64_t> indices) {
   if (threads_.empty()) return;  // no reader would ever take them: take() returns nullopt
+  if (bypassing()) return;       // reads are fast: the caller's own are cheaper
   bool queued = false;
   {
     std::lock_guard lock(mu_);
@@ -116,11 +130,13 @@ void ReadAhead::run() {
     lock.unlock();
     std::vector<uint8_t> bytes;
     std::exception_ptr error;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       bytes = read_(index);
     } catch (...) {
       error = std::current_exception();
     }
+    note_read(std::chrono::steady_clock::now() - t0);
     lock.lock();
     // A kReading entry is never evicted nor taken away, so it is still ours.
     auto it = entries_.find(index);

@@ -15,9 +15,18 @@
 // none hint() does nothing and take() returns nullopt, so the caller reads in its own thread.
 // started_threads() and start_failure() say so, for the caller to report.
 //
+// Only while reads are slow: handing a read to a thread costs two wake-ups (on a VM about
+// 40-50 us each, and CPU the decode needs), more than a read from the page cache takes. Every
+// read is timed - the threads' own and the caller's, reported with note_read() - and while
+// their running mean is under kBypassBelow hint() queues nothing, take() returns nullopt and
+// the caller reads in its own thread; once the mean rises over kResumeAbove (storage went
+// cold, or is remote) the threads read ahead again.
+//
 // Memory is bounded: at most `max_entries` files hinted and not yet taken, and readers stop
 // starting new reads while the finished, untaken ones hold more than `max_bytes`. When full,
 // the oldest untaken entries (hints that were never asked for) are dropped.
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -54,6 +63,15 @@ class ReadAhead {
   /// Entries held now (queued, reading or read); for tests.
   size_t pending() const;
 
+  /// The caller read a file itself (take() gave nullopt): how long it took, for the mean.
+  void note_read(std::chrono::nanoseconds took);
+  /// True while reads are fast enough that hint() leaves them to the caller.
+  bool bypassing() const { return bypass_.load(std::memory_order_relaxed); }
+  /// Mean (exponentially weighted, 1/8) of the last reads; starts at kResumeAbove.
+  std::chrono::nanoseconds mean_read() const { return std::chrono::nanoseconds(mean_ns_.load(std::memory_order_relaxed)); }
+  static constexpr std::chrono::nanoseconds kBypassBelow{100'000};
+  static constexpr std::chrono::nanoseconds kResumeAbove{400'000};
+
   /// Reader threads running: the number asked for, or fewer (maybe 0) if the system refused
   /// some. Fixed after construction.
   int started_threads() const { return static_cast<int>(threads_.size()); }
@@ -86,6 +104,8 @@ class ReadAhead {
   size_t bytes_held_ = 0;                           ///< sum of bytes of kDone entries
   uint64_t next_seq_ = 0;
   bool stop_ = false;
+  std::atomic<int64_t> mean_ns_{kResumeAbove.count()};
+  std::atomic<bool> bypass_{false};
   std::string start_failure_;         ///< set in the constructor only
   std::vector<std::thread> threads_;  // last member: started after, joined before the rest dies
 };
