@@ -125,19 +125,23 @@ bool SlotRing::cas(uint32_t i, SlotWord from, SlotWord to) const {
   return slots_[i].state.compare_exchange_strong(expected, to.pack(), std::memory_order_seq_cst);
 }
 
-void SlotRing::wake_worker(bool all) const {
+void SlotRing::wake_workers(uint32_t n) const {
   const int32_t sleepers = header_->sleepers.load(std::memory_order_seq_cst);
-  for (int32_t k = 0; k < (all ? sleepers : std::min(sleepers, 1)); ++k) header_->tasks.post();
+  for (int64_t k = 0; k < std::min<int64_t>(sleepers, n); ++k) header_->tasks.post();
 }
 
-void SlotRing::queue(uint32_t i, bool wake_all) const {
+void SlotRing::queue_quietly(uint32_t i) const {
   const SlotWord w = word(i);
   if (w.state != SlotState::kFree) throw std::logic_error(std::string("SlotRing::queue: slot is ") + slot_state_name(w.state));
   slots_[i].attempts = 0;
   slots_[i].order = header_->next_order++;
   slots_[i].progress.store(-1, std::memory_order_relaxed);
   if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) throw std::logic_error("SlotRing::queue: slot changed under main");
-  wake_worker(wake_all);
+}
+
+void SlotRing::queue(uint32_t i, bool wake_all) const {
+  queue_quietly(i);
+  wake_workers(wake_all ? num_slots() : 1);
 }
 
 bool SlotRing::take(uint32_t i) const {
@@ -151,7 +155,7 @@ bool SlotRing::requeue(uint32_t i, bool fresh, bool wake_all) const {
   slots_[i].progress.store(-1, std::memory_order_relaxed);
   if (fresh) slots_[i].attempts = 0;
   if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) return false;
-  wake_worker(wake_all);
+  wake_workers(wake_all ? num_slots() : 1);
   return true;
 }
 

@@ -173,6 +173,13 @@ class SlotRing {
   /// `wake_all`: a task only one worker accepts must reach that one). The task must be written
   /// already. Throws std::logic_error if the slot is not FREE.
   void queue(uint32_t i, bool wake_all = false) const;
+  /// FREE -> QUEUED as queue() does, but wakes nobody: a worker finds the task when it next
+  /// looks (its idle wait is timed) or when the caller calls wake_workers(). For a main process
+  /// that has batches enough ready: a wake-up is a system call and, on a VM, an IPI (40-50 us
+  /// here), which the training loop would pay inside next() for a task not needed yet.
+  void queue_quietly(uint32_t i) const;
+  /// Posts `tasks` once per worker asleep in wait_for_task, at most `n` times.
+  void wake_workers(uint32_t n) const;
   /// QUEUED -> HELD: the main process fills it itself (no workers). False if not QUEUED.
   bool take(uint32_t i) const;
   /// HELD -> QUEUED with a new ticket, keeping its place in the queue order (and its attempts,
@@ -261,8 +268,6 @@ class SlotRing {
 
  private:
   bool cas(uint32_t i, SlotWord from, SlotWord to) const;
-  /// Posts `tasks` if a worker sleeps (or is about to) in wait_for_task; with `all`, once per sleeper.
-  void wake_worker(bool all) const;
 
   SharedRegion region_;  ///< owns the mapping; everything below points into it
   RingHeader* header_ = nullptr;

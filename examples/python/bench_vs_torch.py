@@ -8,7 +8,8 @@ images/s (median of --epochs epochs, after a warm-up) for
   pil          torchvision.datasets.ImageFolder (PIL) + torch DataLoader
   tvio         torch DataLoader over torchvision.io.decode_jpeg + tensor resize/crop
 for Resize(256)+CenterCrop(224) and RandomResizedCrop(224)+flip (uint8 output). Then the
-Python cost of one ringloader batch (microseconds inside next() when the batch is ready), and
+Python cost of one ringloader batch (microseconds inside next() when the batch is ready, plus
+deleting the previous one), and
 a Python-defined dataset against the same __getitem__ work under torch's DataLoader: fill a
 3x224x224 uint8 sample from a seeded NumPy generator. Prints a table and one JSON line each.
 """
@@ -126,14 +127,16 @@ class Empty(rl.Dataset):
 
 
 def python_cost_per_batch(busy):
-    """Microseconds the training loop spends in next() for a batch that is already filled: the
-    loop "trains" 5 ms between batches, so the ring is always full when it asks. `busy`: the
-    step computes, as a training step keeps its core; else it sleeps, and the batch is handed
-    out by a core that was idle (caches cold, on a VM possibly descheduled)."""
+    """Microseconds the training loop spends on one batch that is already filled: inside next()
+    plus giving the previous batch back (deleting it). The loop "trains" 5 ms between batches,
+    so the ring is always full when it asks. `busy`: the step computes, as a training step keeps
+    its core; else it sleeps, and the batch is handed out by a core that was idle (caches cold,
+    on a VM possibly descheduled). Returns (median, mean)."""
     loader = rl.DataLoader(Empty(), batch_size=BATCH, num_workers=2, persistent_workers=True, prefetch_factor=2)
     it = iter(loader)
+    b = None
     for _ in range(20):
-        next(it)
+        b = next(it)
     times = []
     for _ in range(300):
         if busy:
@@ -143,10 +146,11 @@ def python_cost_per_batch(busy):
         else:
             time.sleep(0.005)
         t0 = time.perf_counter()
+        del b
         b = next(it)
         times.append((time.perf_counter() - t0) * 1e6)
-        del b
-    return statistics.median(times)
+    del b, it, loader
+    return statistics.median(times), statistics.mean(times)
 
 
 def main():
@@ -176,10 +180,12 @@ def main():
             print(f"  {w:>7} {ours:>11.0f} {pil:>9.0f} {tvio:>9.0f} {ours / pil:>6.2f}x {ours / tvio:>7.2f}x")
             print(json.dumps({"bench": "python_vs_torch", "transform": name, "workers": w, "ringloader_ips": ours,
                               "pil_ips": pil, "tvio_ips": tvio, "vs_pil": ours / pil, "vs_tvio": ours / tvio}))
-    cost, cold = python_cost_per_batch(True), python_cost_per_batch(False)
-    print(f"\nPython cost per ready batch (time inside next(), batch {BATCH}, 2 fields, median of 300): "
-          f"{cost:.1f} us when the loop computes between batches, {cold:.1f} us when it sleeps")
-    print(json.dumps({"bench": "python_cost", "us_per_batch": cost, "us_per_batch_after_sleep": cold}))
+    (cost, cost_mean), (cold, cold_mean) = python_cost_per_batch(True), python_cost_per_batch(False)
+    print(f"\nPython cost per ready batch (next() + deleting the previous batch, batch {BATCH}, 2 fields, "
+          f"300 batches): median {cost:.1f} us (mean {cost_mean:.1f}) when the loop computes between batches, "
+          f"median {cold:.1f} us (mean {cold_mean:.1f}) when it sleeps")
+    print(json.dumps({"bench": "python_cost", "us_per_batch": cost, "us_per_batch_mean": cost_mean,
+                      "us_per_batch_after_sleep": cold, "us_per_batch_after_sleep_mean": cold_mean}))
     n = args.noise_samples
     print(f"\nPython dataset, 3x224x224 uint8 per sample from a seeded NumPy generator, {n} samples, 2 workers:")
     ours = images_per_second(rl.DataLoader(Noise(n), batch_size=BATCH, shuffle=True, num_workers=2,

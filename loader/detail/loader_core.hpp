@@ -69,8 +69,10 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   void check_owner() const;
   void abandon_epoch() noexcept;
   void end_epoch();
-  /// Queues planned batches into FREE slots.
+  /// Queues planned batches into FREE slots; wakes sleeping workers for them only when the
+  /// batches ready ahead run low (map-style datasets; a stream's task wakes its worker at once).
   void refill();
+  void queue_free_slots();
   /// Reaps dead workers (their batches retried or given up), replaces them, runs the
   /// watchdog. Throws WorkerError when the respawn budget is spent.
   void supervise();

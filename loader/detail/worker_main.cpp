@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <sstream>
@@ -17,6 +18,10 @@ namespace {
 
 using namespace std::chrono_literals;
 constexpr auto kWorkerIdle = 200ms;  ///< longest a worker sleeps before re-checking its parent
+/// First idle wait after a batch, doubling up to kWorkerIdle: the main process queues a task
+/// without waking anyone while it has batches enough ready (LoaderCore::refill), so a worker
+/// that has just been busy looks again soon by itself.
+constexpr auto kFirstIdle = 1ms;
 
 /// A worker allocates and frees the same few buffers for every sample (file bytes in reader
 /// threads, the decoders' scratch). glibc would hand large ones back to the kernel on free and
@@ -66,6 +71,7 @@ int run_worker(const WorkerEnv& env, int id) {
   bool exhausted = false;
   int64_t stream_pos = 0;
   uint64_t stream_gen = 0;
+  std::chrono::nanoseconds idle = kFirstIdle;
   for (;;) {
     if (hdr.shutdown.load(std::memory_order_acquire)) return 0;
     if (::getppid() != env.parent_pid) return 0;  // the main process is gone
@@ -106,8 +112,10 @@ int run_worker(const WorkerEnv& env, int id) {
         if (env.stream_ds) rec.stream_batches.fetch_add(1, std::memory_order_relaxed);
       }
       set_phase(rec, WorkerPhase::kIdle);
+      idle = kFirstIdle;
     }
-    ring.wait_for_task(mine, kWorkerIdle);
+    ring.wait_for_task(mine, idle);
+    idle = std::min<std::chrono::nanoseconds>(idle * 2, kWorkerIdle);
   }
 }
 
