@@ -125,9 +125,11 @@ bool SlotRing::cas(uint32_t i, SlotWord from, SlotWord to) const {
   return slots_[i].state.compare_exchange_strong(expected, to.pack(), std::memory_order_seq_cst);
 }
 
-void SlotRing::wake_workers(uint32_t n) const {
+uint32_t SlotRing::wake_workers(uint32_t n) const {
   const int32_t sleepers = header_->sleepers.load(std::memory_order_seq_cst);
-  for (int64_t k = 0; k < std::min<int64_t>(sleepers, n); ++k) header_->tasks.post();
+  const auto posts = static_cast<uint32_t>(std::clamp<int64_t>(sleepers, 0, n));
+  for (uint32_t k = 0; k < posts; ++k) header_->tasks.post();
+  return posts;
 }
 
 void SlotRing::queue_quietly(uint32_t i) const {

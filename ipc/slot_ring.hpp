@@ -178,8 +178,8 @@ class SlotRing {
   /// that has batches enough ready: a wake-up is a system call and, on a VM, an IPI (40-50 us
   /// here), which the training loop would pay inside next() for a task not needed yet.
   void queue_quietly(uint32_t i) const;
-  /// Posts `tasks` once per worker asleep in wait_for_task, at most `n` times.
-  void wake_workers(uint32_t n) const;
+  /// Posts `tasks` once per worker asleep in wait_for_task, at most `n` times; returns the posts.
+  uint32_t wake_workers(uint32_t n) const;
   /// QUEUED -> HELD: the main process fills it itself (no workers). False if not QUEUED.
   bool take(uint32_t i) const;
   /// HELD -> QUEUED with a new ticket, keeping its place in the queue order (and its attempts,

@@ -89,6 +89,7 @@ struct LoaderStats {
   uint64_t timeouts = 0;         ///< TimeoutErrors raised by next() for a wait past `timeout`
   uint64_t epochs = 0;           ///< epochs started
   uint64_t threaded_forks = 0;   ///< workers forked while this process ran other threads
+  uint64_t worker_wakeups = 0;   ///< sleeping workers woken for new tasks (each a system call in next())
 };
 
 }  // namespace ringloader::loader

@@ -283,8 +283,14 @@ void LoaderCore::load_state(const std::string& json) {
 }
 
 void LoaderCore::refill() {
+  const uint64_t queued_before = queued_;
   queue_free_slots();
-  if (!map_ds_ || !pool_) return;
+  if (!pool_) return;
+  if (stream()) {
+    // A shard's task must reach its own worker at once: wake them all.
+    if (queued_ > queued_before) stats_.worker_wakeups += ring_->wake_workers(ring_->num_slots());
+    return;
+  }
   // Wake workers only when the batches ready ahead run low. With more than half the ring
   // FILLED (the one next() is about to hand out not counted) the tasks just queued are not
   // needed yet: a worker finds them within its idle wait (1 ms, doubling), and the training
@@ -296,7 +302,7 @@ void LoaderCore::refill() {
     queued += st == ipc::SlotState::kQueued;
   }
   const uint32_t low_water = std::max<uint32_t>(2, ring_->num_slots() / 2);
-  if (queued > 0 && filled <= low_water) ring_->wake_workers(queued);
+  if (queued > 0 && filled <= low_water) stats_.worker_wakeups += ring_->wake_workers(queued);
 }
 
 void LoaderCore::queue_free_slots() {
@@ -327,11 +333,7 @@ void LoaderCore::queue_free_slots() {
     recovery_->reset(s);
     slot_seq_[s] = static_cast<int64_t>(queued_);
     ++queued_;
-    if (map_ds_) {
-      ring_->queue_quietly(s);  // refill() wakes a worker when it is needed
-    } else {
-      ring_->queue(s, /*wake_all=*/true);  // a shard's task must reach its own worker at once
-    }
+    ring_->queue_quietly(s);  // refill() wakes workers as they are needed
   }
 }
 

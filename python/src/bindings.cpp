@@ -417,6 +417,7 @@ PYBIND11_MODULE(_ringloader, m) {
              d["timeouts"] = s.timeouts;
              d["epochs"] = s.epochs;
              d["threaded_forks"] = s.threaded_forks;
+             d["worker_wakeups"] = s.worker_wakeups;
              return d;
            })
       .def("shared_memory",

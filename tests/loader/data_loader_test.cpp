@@ -176,6 +176,44 @@ TEST_CASE("in_order=true keeps sampler order - in_order=false delivers as batche
   require_clean();
 }
 
+TEST_CASE("a training loop slower than its workers does not wake one per batch - a drained ring does", "[loader][wakeups]") {
+  // Before: each next() queued the slot just freed and woke a sleeping worker for it: a futex
+  // call and an IPI (40-50 us on a VM) that the training loop paid on every batch.
+  auto ds = std::make_shared<test::HookDataset>(400);
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.num_workers = 2;
+  o.prefetch_factor = 4;  // 8 slots
+  o.persistent_workers = true;
+  DataLoader loader(ds, o);
+  SECTION("the loop computes 2 ms a batch; workers fill one in microseconds") {
+    std::vector<int64_t> seen;
+    while (auto b = loader.next()) {
+      for (int64_t i : b->indices()) seen.push_back(i);
+      b.reset();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    CHECK(test::exactly_once(seen, 400));
+    const auto st = loader.stats();
+    CHECK(st.batches == 100);
+    CHECK(st.worker_wakeups < st.batches / 4);
+  }
+  SECTION("the loop pauses (workers fall asleep), then drains the ring at once: sleepers are woken") {
+    std::vector<int64_t> seen;
+    for (int burst = 0; burst < 4; ++burst) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // every worker's idle wait grows to 200 ms
+      for (int k = 0; k < 25; ++k) {
+        auto b = loader.next();
+        REQUIRE(b);
+        for (int64_t i : b->indices()) seen.push_back(i);
+      }
+    }
+    CHECK_FALSE(loader.next());
+    CHECK(test::exactly_once(seen, 400));
+    CHECK(loader.stats().worker_wakeups >= 4);  // once the ready batches ran low, in each burst
+  }
+}
+
 TEST_CASE("persistent workers keep their pids across 3 epochs - others are forked per epoch", "[loader][workers]") {
   auto ds = std::make_shared<test::HookDataset>(50);
   LoaderOptions o;
