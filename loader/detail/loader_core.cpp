@@ -283,31 +283,62 @@ void LoaderCore::load_state(const std::string& json) {
 }
 
 void LoaderCore::refill() {
-  const uint64_t queued_before = queued_;
-  queue_free_slots();
+  const uint32_t newly = queue_free_slots();
   if (!pool_) return;
   if (stream()) {
     // A shard's task must reach its own worker at once: wake them all.
-    if (queued_ > queued_before) stats_.worker_wakeups += ring_->wake_workers(ring_->num_slots());
+    if (newly > 0) stats_.worker_wakeups += ring_->wake_workers(ring_->num_slots());
+    clear_quiet();
     return;
   }
   // Wake workers only when the batches ready ahead run low. With more than half the ring
   // FILLED (the one next() is about to hand out not counted) the tasks just queued are not
   // needed yet: a worker finds them within its idle wait (1 ms, doubling), and the training
   // loop does not pay a wake-up (a futex system call and an IPI: 40-50 us on a VM) per batch.
-  uint32_t filled = 0, queued = 0;
+  // Unless that has already made next() wait (see eager_until_).
+  if (newly == 0 && !any_quiet_) return;
+  uint32_t filled = 0, waiting = 0;  // waiting: queued quietly, still unclaimed
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
     const ipc::SlotState st = ring_->word(s).state;
     filled += st == ipc::SlotState::kFilled;
-    queued += st == ipc::SlotState::kQueued;
+    waiting += st == ipc::SlotState::kQueued && quiet_[s] != 0;
   }
   const uint32_t low_water = std::max<uint32_t>(2, ring_->num_slots() / 2);
-  if (queued > 0 && filled <= low_water) stats_.worker_wakeups += ring_->wake_workers(queued);
+  if (filled > low_water && stats_.batches >= eager_until_) return;  // they stay quiet
+  if (waiting > 0) stats_.worker_wakeups += ring_->wake_workers(waiting);
+  clear_quiet();
 }
 
-void LoaderCore::queue_free_slots() {
+void LoaderCore::before_wait() {
+  if (!any_quiet_) return;
+  uint32_t unclaimed = 0, late = 0;
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
-    if (map_ds_ && queued_ >= plan_.size()) return;
+    if (quiet_[s] == 0) continue;
+    const ipc::SlotState st = ring_->word(s).state;
+    unclaimed += st == ipc::SlotState::kQueued;
+    late += st == ipc::SlotState::kQueued || st == ipc::SlotState::kClaimed;
+  }
+  clear_quiet();
+  if (late == 0) return;
+  // The loop waits while a task queued quietly is not filled yet: a worker found it later than
+  // a wake-up would have sent it, and that cost more than the wake-up saved. Wake the sleepers
+  // for those still unclaimed, and wake eagerly for a while (twice as long each time).
+  eager_span_ = std::min<uint64_t>(std::max<uint64_t>(eager_span_ * 2, 2 * ring_->num_slots()), uint64_t{1} << 16);
+  eager_until_ = stats_.batches + eager_span_;
+  if (unclaimed > 0) stats_.worker_wakeups += ring_->wake_workers(unclaimed);
+}
+
+void LoaderCore::clear_quiet() {
+  if (!any_quiet_) return;
+  std::fill(quiet_.begin(), quiet_.end(), 0);
+  any_quiet_ = false;
+}
+
+uint32_t LoaderCore::queue_free_slots() {
+  quiet_.resize(ring_->num_slots());
+  uint32_t newly = 0;
+  for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
+    if (map_ds_ && queued_ >= plan_.size()) return newly;
     if (ring_->word(s).state != ipc::SlotState::kFree) continue;
     TaskRecord& task = ring_->task<TaskRecord>(s);
     task = TaskRecord{};
@@ -321,7 +352,7 @@ void LoaderCore::queue_free_slots() {
       const size_t n = exhausted_.size();
       size_t k = 0;
       while (k < n && exhausted_[(round_robin_ + k) % n]) ++k;
-      if (k == n) return;  // every shard has ended
+      if (k == n) return newly;  // every shard has ended
       task.target_worker = static_cast<int32_t>((round_robin_ + k) % n);
       round_robin_ = (round_robin_ + k + 1) % n;
       task.count = static_cast<uint32_t>(opts_.user.batch_size);
@@ -334,7 +365,11 @@ void LoaderCore::queue_free_slots() {
     slot_seq_[s] = static_cast<int64_t>(queued_);
     ++queued_;
     ring_->queue_quietly(s);  // refill() wakes workers as they are needed
+    quiet_[s] = 1;
+    any_quiet_ = true;
+    ++newly;
   }
+  return newly;
 }
 
 std::string LoaderCore::source_of(int64_t index) const {
@@ -511,6 +546,7 @@ std::optional<Batch> LoaderCore::next() {
     }
     const int64_t now = ipc::monotonic_ns();
     if (now >= deadline) throw_timeout(now - started);
+    before_wait();
     (void)ring_->wait_for_fill([this] { return ready_now(); },
                                std::chrono::nanoseconds(std::min<int64_t>(ns(kPoll), deadline - now)));
     check_interrupt();

@@ -72,7 +72,11 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   /// Queues planned batches into FREE slots; wakes sleeping workers for them only when the
   /// batches ready ahead run low (map-style datasets; a stream's task wakes its worker at once).
   void refill();
-  void queue_free_slots();
+  /// Queues planned batches into FREE slots without waking anyone (marked in quiet_); returns how many.
+  uint32_t queue_free_slots();
+  void clear_quiet();
+  /// next() is about to wait: wakes sleepers for tasks still queued, and turns quiet queueing off for a while.
+  void before_wait();
   /// Reaps dead workers (their batches retried or given up), replaces them, runs the
   /// watchdog. Throws WorkerError when the respawn budget is spent.
   void supervise();
@@ -126,6 +130,13 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::vector<SkippedSample> skipped_;
   LoaderStats stats_;
   int64_t last_check_ns_ = 0;  ///< when supervise last ran (it runs at least every kPoll)
+  /// Quiet queueing (refill) is off until stats_.batches reaches this: next() once had to wait
+  /// while a quietly queued task lay unclaimed beside a sleeping worker. Each such wait doubles
+  /// the span (eager_span_), so a loop only just slower than its workers settles on waking them.
+  uint64_t eager_until_ = 0;
+  uint64_t eager_span_ = 0;
+  std::vector<uint8_t> quiet_;  ///< per slot: queued without waking anyone since refill() last woke
+  bool any_quiet_ = false;
 };
 
 }  // namespace ringloader::loader::detail
