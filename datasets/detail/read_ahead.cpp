@@ -105,9 +105,12 @@ std::optional<std::vector<uint8_t>> ReadAhead::take(int64_t index) {
   if (it == entries_.end() || it->second.state != State::kDone) return std::nullopt;
   Entry e = std::move(it->second);
   entries_.erase(it);
+  // Readers wait on work_cv_ for bytes only while the untaken ones hold max_bytes_; waking one
+  // otherwise costs a wake-up per sample for nothing.
+  const bool readers_paused = bytes_held_ >= max_bytes_ && !queue_.empty();
   bytes_held_ -= e.bytes.size();
   lock.unlock();
-  work_cv_.notify_one();
+  if (readers_paused) work_cv_.notify_one();
   if (e.error) std::rethrow_exception(e.error);
   return std::move(e.bytes);
 }
