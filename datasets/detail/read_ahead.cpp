@@ -1,6 +1,7 @@
 #include "datasets/detail/read_ahead.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "core/error.hpp"
 
@@ -63,7 +64,13 @@ void ReadAhead::note_read(std::chrono::nanoseconds took) {
   do {
     next = mean + (took.count() - mean) / 8;
   } while (!mean_ns_.compare_exchange_weak(mean, next, std::memory_order_relaxed));
-  if (next < kBypassBelow.count()) {
+  if (took > kSlowRead) {
+    fast_run_.store(0, std::memory_order_relaxed);
+    bypass_.store(false, std::memory_order_relaxed);
+    return;
+  }
+  const int64_t run = fast_run_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (next < kBypassBelow.count() && run >= kFastRun) {
     bypass_.store(true, std::memory_order_relaxed);
   } else if (next > kResumeAbove.count()) {
     bypass_.store(false, std::memory_order_relaxed);
@@ -72,25 +79,44 @@ void ReadAhead::note_read(std::chrono::nanoseconds took) {
 
 void ReadAhead::hint(std::span<const int64_t> indices) {
   if (threads_.empty()) return;  // no reader would ever take them: take() returns nullopt
-  if (bypassing()) return;       // reads are fast: the caller's own are cheaper
   bool queued = false;
   {
     std::lock_guard lock(mu_);
-    for (int64_t index : indices) {
-      if (entries_.count(index) != 0) continue;
-      if (entries_.size() >= max_entries_ && !evict_one()) break;
-      const uint64_t seq = next_seq_++;
-      entries_.emplace(index, Entry{State::kQueued, seq, {}, nullptr});
-      queue_.push_back(index);
-      order_.emplace_back(index, seq);
-      queued = true;
+    if (bypassing()) {
+      // Reads are fast: the caller's own are cheaper. Keep the hint: should a read turn slow
+      // before these are taken, take() hands the rest to the threads.
+      deferred_.assign(indices.begin(), indices.end());
+      return;
     }
+    deferred_.clear();
+    queued = queue_locked(indices);
   }
   if (queued) work_cv_.notify_all();
 }
 
+bool ReadAhead::queue_locked(std::span<const int64_t> indices) {
+  bool queued = false;
+  for (int64_t index : indices) {
+    if (entries_.count(index) != 0) continue;
+    if (entries_.size() >= max_entries_ && !evict_one()) break;
+    const uint64_t seq = next_seq_++;
+    entries_.emplace(index, Entry{State::kQueued, seq, {}, nullptr});
+    queue_.push_back(index);
+    order_.emplace_back(index, seq);
+    queued = true;
+  }
+  return queued;
+}
+
 std::optional<std::vector<uint8_t>> ReadAhead::take(int64_t index) {
   std::unique_lock lock(mu_);
+  if (!deferred_.empty()) {
+    if (auto d = std::find(deferred_.begin(), deferred_.end(), index); d != deferred_.end()) deferred_.erase(d);
+    if (!bypassing()) {  // a read turned slow since the hint: the threads read the rest ahead
+      const std::vector<int64_t> rest = std::exchange(deferred_, {});
+      if (queue_locked(rest)) work_cv_.notify_all();
+    }
+  }
   auto it = entries_.find(index);
   if (it == entries_.end()) return std::nullopt;
   if (it->second.state == State::kQueued) {

@@ -17,10 +17,11 @@
 //
 // Only while reads are slow: handing a read to a thread costs two wake-ups (on a VM about
 // 40-50 us each, and CPU the decode needs), more than a read from the page cache takes. Every
-// read is timed - the threads' own and the caller's, reported with note_read() - and while
-// their running mean is under kBypassBelow hint() queues nothing, take() returns nullopt and
-// the caller reads in its own thread; once the mean rises over kResumeAbove (storage went
-// cold, or is remote) the threads read ahead again.
+// read is timed - the threads' own and the caller's, reported with note_read() - and once the
+// last kFastRun reads were all under kSlowRead and their running mean is under kBypassBelow,
+// hint() queues nothing, take() returns nullopt and the caller reads in its own thread. One
+// slow read (storage went cold, is remote, or a mapped shard faults in its next MiB), or a mean
+// over kResumeAbove, and the threads read ahead again.
 //
 // Memory is bounded: at most `max_entries` files hinted and not yet taken, and readers stop
 // starting new reads while the finished, untaken ones hold more than `max_bytes`. When full,
@@ -71,6 +72,8 @@ class ReadAhead {
   std::chrono::nanoseconds mean_read() const { return std::chrono::nanoseconds(mean_ns_.load(std::memory_order_relaxed)); }
   static constexpr std::chrono::nanoseconds kBypassBelow{100'000};
   static constexpr std::chrono::nanoseconds kResumeAbove{400'000};
+  static constexpr std::chrono::nanoseconds kSlowRead{1'000'000};
+  static constexpr int64_t kFastRun = 256;
 
   /// Reader threads running: the number asked for, or fewer (maybe 0) if the system refused
   /// some. Fixed after construction.
@@ -90,6 +93,7 @@ class ReadAhead {
 
   void run();
   bool evict_one();  // mu_ held; false if nothing could be dropped
+  bool queue_locked(std::span<const int64_t> indices);  // mu_ held; true if any was queued
 
   const size_t max_entries_;
   const size_t max_bytes_;
@@ -100,12 +104,14 @@ class ReadAhead {
   std::condition_variable done_cv_;  ///< an entry reached kDone
   std::unordered_map<int64_t, Entry> entries_;      // guarded by mu_
   std::deque<int64_t> queue_;                       ///< kQueued entries, in hint order
+  std::vector<int64_t> deferred_;                   ///< the last hint made while bypassing, not yet taken
   std::deque<std::pair<int64_t, uint64_t>> order_;  ///< (index, seq) in hint order, lazily pruned
   size_t bytes_held_ = 0;                           ///< sum of bytes of kDone entries
   uint64_t next_seq_ = 0;
   bool stop_ = false;
   std::atomic<int64_t> mean_ns_{kResumeAbove.count()};
   std::atomic<bool> bypass_{false};
+  std::atomic<int64_t> fast_run_{0};  ///< reads since the last one over kSlowRead
   std::string start_failure_;         ///< set in the constructor only
   std::vector<std::thread> threads_;  // last member: started after, joined before the rest dies
 };
