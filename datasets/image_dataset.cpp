@@ -115,9 +115,15 @@ void ImageDataset::load(size_t index, const std::string& file, SampleWriter& out
     sample.owned = std::move(*fetched);
     sample.view = sample.owned;
   } else if (reader_ && reader_pid_ == ::getpid()) {
+    // Timed, failed or not: slow reads (a remote timeout too) turn read-ahead back on.
     const auto t0 = std::chrono::steady_clock::now();
-    sample = fetch(index);
-    reader_->note_read(std::chrono::steady_clock::now() - t0);  // slow reads turn read-ahead back on
+    try {
+      sample = fetch(index);
+    } catch (...) {
+      reader_->note_read(std::chrono::steady_clock::now() - t0);
+      throw;
+    }
+    reader_->note_read(std::chrono::steady_clock::now() - t0);
   } else {
     sample = fetch(index);
   }

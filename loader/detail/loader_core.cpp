@@ -292,8 +292,8 @@ void LoaderCore::refill() {
     return;
   }
   // Wake workers only when the batches ready ahead run low. With more than half the ring
-  // FILLED (the one next() is about to hand out not counted) the tasks just queued are not
-  // needed yet: a worker finds them within its idle wait (1 ms, doubling), and the training
+  // FILLED (counting the one next() is about to hand out: 3 of 4 slots leave 2 ready after it)
+  // the tasks just queued are not needed yet: a worker finds them within its idle wait (1 ms, doubling), and the training
   // loop does not pay a wake-up (a futex system call and an IPI: 40-50 us on a VM) per batch.
   // Unless that has already made next() wait (see eager_until_).
   if (newly == 0 && !any_quiet_) return;

@@ -420,6 +420,10 @@ class DataLoader:
             raise ConfigError(f"a {type(dataset).__name__} is not a dataset: give an rl.Dataset, rl.IterableDataset, "
                               "rl.ImageFolder or a torch Dataset")
         if start_method == "forkserver":
+            if isinstance(dataset, IterableDataset) or isinstance(core_ds, _TorchIterableDataset):
+                raise ConfigError('start_method="forkserver" takes a map-style dataset (rl.Dataset, rl.ImageFolder, '
+                                  'rl.FileList, rl.Shards or a torch map-style Dataset); an iterable dataset runs '
+                                  'with start_method="fork"')
             if not _server_started:
                 raise ConfigError('start_method="forkserver" needs rl.init() called first thing in the program')
             try:

@@ -16,6 +16,10 @@ def test_forkserver_from_a_threaded_interpreter(tmp_path, image_folder):
             def __init__(self, n): self.n = n
             def __len__(self): return self.n
             def get(self, index, out): out["v"][...] = index * index
+
+        class Count(rl.IterableDataset):
+            schema = {"v": ("int64", ())}
+            def __iter__(self): return iter(range(10))
     """))
     script = textwrap.dedent(f"""
         import os, threading, time, warnings
@@ -41,6 +45,12 @@ def test_forkserver_from_a_threaded_interpreter(tmp_path, image_folder):
             rel = rl.DataLoader(rl.ImageFolder(os.path.basename({image_folder!r}), size=32), batch_size=8,
                                 num_workers=1, start_method="forkserver", timeout=60)
             assert sum(len(y) for _, y in rel) == 40
+            # An iterable dataset cannot go through the server: said at once, naming what can.
+            try:
+                rl.DataLoader(mydata.Count(), batch_size=4, num_workers=1, start_method="forkserver")
+                raise AssertionError("an IterableDataset was accepted by the fork server")
+            except rl.ConfigError as e:
+                assert "map-style" in str(e) and 'start_method="fork"' in str(e), e
             # The plain fork method from this threaded process warns once, naming the remedy.
             direct = rl.DataLoader(mydata.Squares(16), batch_size=8, num_workers=1)
             assert sum(len(b) for (b,) in direct) == 16
