@@ -1,6 +1,5 @@
 #include "datasets/image_dataset.hpp"
 
-#include <chrono>
 #include <cstdio>
 #include <unistd.h>
 
@@ -82,12 +81,17 @@ std::string ImageDataset::worker_start_warning() const {
   return reader_pid_ == ::getpid() ? reader_warning_ : std::string();
 }
 
+detail::ReadAhead* ImageDataset::reader() const {
+  return reader_ && reader_pid_ == ::getpid() ? reader_.get() : nullptr;
+}
+
 int ImageDataset::reader_threads_started() const {
-  return reader_ && reader_pid_ == ::getpid() ? reader_->started_threads() : 0;
+  const detail::ReadAhead* r = reader();
+  return r ? r->started_threads() : 0;
 }
 
 void ImageDataset::prefetch(std::span<const int64_t> indices) {
-  if (reader_ && reader_pid_ == ::getpid()) reader_->hint(indices);
+  if (detail::ReadAhead* r = reader()) r->hint(indices);
 }
 
 void ImageDataset::get(size_t index, SampleWriter& out) {
@@ -109,21 +113,15 @@ void ImageDataset::get(size_t index, SampleWriter& out) {
 
 void ImageDataset::load(size_t index, const std::string& file, SampleWriter& out) {
   std::optional<std::vector<uint8_t>> fetched;
-  if (reader_ && reader_pid_ == ::getpid()) fetched = reader_->take(static_cast<int64_t>(index));
+  detail::ReadAhead* const reader = this->reader();
+  if (reader) fetched = reader->take(static_cast<int64_t>(index));
   SampleBytes sample;
   if (fetched) {
     sample.owned = std::move(*fetched);
     sample.view = sample.owned;
-  } else if (reader_ && reader_pid_ == ::getpid()) {
-    // Timed, failed or not: slow reads (a remote timeout too) turn read-ahead back on.
-    const auto t0 = std::chrono::steady_clock::now();
-    try {
-      sample = fetch(index);
-    } catch (...) {
-      reader_->note_read(std::chrono::steady_clock::now() - t0);
-      throw;
-    }
-    reader_->note_read(std::chrono::steady_clock::now() - t0);
+  } else if (reader) {
+    detail::ReadAhead::TimedRead timed(*reader);  // failed or not: slow reads turn read-ahead back on
+    sample = fetch(index);
   } else {
     sample = fetch(index);
   }

@@ -101,6 +101,8 @@ class ImageDataset : public Dataset {
 
  private:
   void load(size_t index, const std::string& file, SampleWriter& out);
+  /// reader_ if this process started it, else null (a forked copy must not use it).
+  detail::ReadAhead* reader() const;
 
   ImageDatasetOptions options_;
   ImageDecoder decoder_;

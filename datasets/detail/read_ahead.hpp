@@ -66,6 +66,19 @@ class ReadAhead {
 
   /// The caller read a file itself (take() gave nullopt): how long it took, for the mean.
   void note_read(std::chrono::nanoseconds took);
+  /// Times the caller's own read for note_read(), also when the read throws:
+  ///   { ReadAhead::TimedRead t(ra); bytes = read_file(...); }
+  class TimedRead {
+   public:
+    explicit TimedRead(ReadAhead& ra) : ra_(ra) {}
+    TimedRead(const TimedRead&) = delete;
+    TimedRead& operator=(const TimedRead&) = delete;
+    ~TimedRead() { ra_.note_read(std::chrono::steady_clock::now() - t0_); }
+
+   private:
+    ReadAhead& ra_;
+    const std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+  };
   /// True while reads are fast enough that hint() leaves them to the caller.
   bool bypassing() const { return bypass_.load(std::memory_order_relaxed); }
   /// Mean (exponentially weighted, 1/8) of the last reads; starts at kResumeAbove.

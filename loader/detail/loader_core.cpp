@@ -98,6 +98,7 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   owner_pid_ = static_cast<int>(::getpid());
   owner_generation_ = core::fork_generation();
   slot_seq_.assign(cfg.num_slots, -1);
+  quiet_.assign(cfg.num_slots, 0);
   recovery_ = std::make_unique<Recovery>(
       *ring_, layout_, opts_, [this](uint32_t s) { return describe_task(s); },
       [this](int64_t i) { return source_of(i); });
@@ -335,7 +336,6 @@ void LoaderCore::clear_quiet() {
 }
 
 uint32_t LoaderCore::queue_free_slots() {
-  quiet_.resize(ring_->num_slots());
   uint32_t newly = 0;
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
     if (map_ds_ && queued_ >= plan_.size()) return newly;
