@@ -39,10 +39,26 @@ struct SpngFree {
   void operator()(spng_ctx* c) const { spng_ctx_free(c); }
 };
 
+/// True if the chunks run whole up to IEND (their lengths, not their CRCs).
+bool png_complete(std::span<const uint8_t> b) {
+  size_t off = 8;
+  while (off + 12 <= b.size()) {
+    const uint32_t len = be32(b.data() + off);
+    if (b.size() - off - 12 < len) return false;
+    if (has_text(b, "IEND", off + 4)) return true;
+    off += 12 + size_t{len};
+  }
+  return false;
+}
+
 /// PNG to 8-bit RGB through libspng (16-bit samples keep their high byte, alpha is dropped,
 /// palettes expanded, grey replicated: what stb_image and PIL's convert("RGB") give). CRCs
 /// and the zlib checksum are checked: a damaged file is an error, not a silently wrong image.
-RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, int h, std::vector<uint8_t>& buf) {
+/// With `rows` < h (region of interest), a non-interlaced image of a file that is whole up to
+/// IEND is decoded only down to row `rows`: the CRCs and checksum of the data below are not
+/// read, as a JPEG region of interest never decodes the rows below it.
+RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, int h, int rows,
+                   std::vector<uint8_t>& buf) {
   const std::unique_ptr<spng_ctx, SpngFree> ctx(spng_ctx_new(0));
   if (!ctx) throw std::bad_alloc();
   auto check = [&](int rc, const char* what) {
@@ -62,8 +78,17 @@ RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, i
   check(spng_decoded_image_size(ctx.get(), SPNG_FMT_RGB8, &len), "size");
   if (len != static_cast<size_t>(w) * static_cast<size_t>(h) * 3) throw DecodeError(path, "corrupt PNG (image size)");
   buf.resize(len);
-  check(spng_decode_image(ctx.get(), buf.data(), len, SPNG_FMT_RGB8, 0), "data");
-  return RgbView{buf.data(), w, h, static_cast<size_t>(w) * 3};
+  const size_t row_bytes = static_cast<size_t>(w) * 3;
+  if (rows >= h || ihdr.interlace_method != SPNG_INTERLACE_NONE || !png_complete(b)) {
+    check(spng_decode_image(ctx.get(), buf.data(), len, SPNG_FMT_RGB8, 0), "data");
+  } else {
+    check(spng_decode_image(ctx.get(), nullptr, 0, SPNG_FMT_RGB8, SPNG_DECODE_PROGRESSIVE), "data");
+    for (int y = 0; y < rows; ++y) {
+      const int rc = spng_decode_row(ctx.get(), buf.data() + static_cast<size_t>(y) * row_bytes, row_bytes);
+      if (rc != SPNG_EOI || y != h - 1) check(rc, "data");
+    }
+  }
+  return RgbView{buf.data(), w, h, row_bytes};
 }
 
 bool sniff(std::span<const uint8_t> b) { return has_bytes(b, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}); }
@@ -83,7 +108,9 @@ void decode(std::span<const uint8_t> b, const std::string& path, const ImageInfo
     stb_decode(b, path, info, g, o, out);
     return;
   }
-  resample(png_decode(b, path, info.width, info.height, detail::thread_scratch().rgb), g, o, out);
+  // The resampler reads the source box only: a region-of-interest decode stops below it.
+  const int rows = o.roi && o.backend == ResizeBackend::kFast ? g.source.y + g.source.height : info.height;
+  resample(png_decode(b, path, info.width, info.height, rows, detail::thread_scratch().rgb), g, o, out);
 }
 
 constexpr std::string_view kExtensions[] = {".png"};

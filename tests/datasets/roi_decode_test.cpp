@@ -20,6 +20,7 @@
 using namespace ringloader;
 using namespace ringloader::datasets;
 using ringloader::test::encode_jpeg;
+using ringloader::test::encode_png;
 using ringloader::test::make_rgb;
 
 namespace {
@@ -33,7 +34,8 @@ std::vector<uint8_t> textured(int w, int h) {
   });
 }
 
-// What the decoder promises, computed the long way: the whole image decoded by TurboJPEG at
+// What the decoder promises, computed the long way: the whole image decoded by TurboJPEG (chroma
+// upsampled by repetition, TJFLAG_FASTUPSAMPLE) at
 // the DCT scale the decoder picks, the whole scaled box resampled by libyuv's bilinear scaler,
 // the window cut out (zero outside the image), then mirrored.
 std::vector<uint8_t> reference(const std::vector<uint8_t>& jpg, const Geometry& g) {
@@ -50,7 +52,7 @@ std::vector<uint8_t> reference(const std::vector<uint8_t>& jpg, const Geometry& 
   const tjscalingfactor sf{1, denom};
   const int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
   std::vector<uint8_t> bgrx(static_cast<size_t>(sw) * static_cast<size_t>(sh) * 4);
-  REQUIRE(tjDecompress2(tj, jpg.data(), static_cast<unsigned long>(jpg.size()), bgrx.data(), sw, 0, sh, TJPF_BGRX, 0) == 0);
+  REQUIRE(tjDecompress2(tj, jpg.data(), static_cast<unsigned long>(jpg.size()), bgrx.data(), sw, 0, sh, TJPF_BGRX, TJFLAG_FASTUPSAMPLE) == 0);
   tjDestroy(tj);
   const int x0 = g.source.x / denom, y0 = g.source.y / denom;
   const int x1 = std::min(sw, (g.source.x + g.source.width + denom - 1) / denom);
@@ -189,4 +191,24 @@ TEST_CASE("a region-of-interest decode still reports a truncated JPEG", "[decode
       CHECK_THAT(e.what(), Catch::Contains("cut.jpg") && Catch::Contains("truncated"));
     }
   }
+}
+
+TEST_CASE("a region-of-interest PNG decode stops below the box, to the same picture", "[decoder][png][roi]") {
+  const int w = 465, h = 420;
+  const auto png = encode_png(textured(w, h), w, h);
+  const Pipeline rrc = Pipeline::random_crop_flip(224);
+  Rng rng(7);
+  int above_bottom = 0;
+  for (int i = 0; i < 30; ++i) {
+    const Geometry g = (i % 3 == 0 ? Pipeline::center(256, 224) : rrc).plan(w, h, rng);
+    above_bottom += g.source.y + g.source.height < h;
+    CHECK(differing_bytes(roi_decode(png, g), roi_decode(png, g, false)) == 0);
+  }
+  CHECK(above_bottom >= 10);  // most boxes end above the last row: those decodes stopped early
+
+  // A file cut short is refused whatever the box, as the whole decode refuses it.
+  std::vector<uint8_t> cut(png.begin(), png.end() - 40);
+  const Geometry top{Box{0, 0, 200, 100}, 224, 224, Box{0, 0, 224, 224}, false};
+  CHECK_THROWS_AS(roi_decode(cut, top), DecodeError);
+  CHECK_THROWS_AS(roi_decode(cut, top, false), DecodeError);
 }
