@@ -261,7 +261,9 @@ void LoaderCore::abandon_epoch() noexcept {
 
 void LoaderCore::end_epoch() {
   active_ = false;
-  if (pool_ && !opts_.user.persistent_workers) pool_->stop();
+  // The next() that ends the epoch stays within `timeout` too.
+  const auto timeout = opts_.user.timeout;
+  if (pool_ && !opts_.user.persistent_workers) pool_->stop(true, timeout.count() > 0 ? timeout : std::chrono::milliseconds::max());
 }
 
 void LoaderCore::shutdown() noexcept {

@@ -273,7 +273,7 @@ void WorkerPool::watchdog() {
   }
 }
 
-void WorkerPool::stop(bool graceful) noexcept {
+void WorkerPool::stop(bool graceful, std::chrono::milliseconds limit) noexcept {
   if (owner_ != ::getpid()) return;  // a fork of the owner: its copies only unmap
   if (!running_ && !any_running()) return;
   running_ = false;  // from here on nothing is respawned
@@ -284,8 +284,8 @@ void WorkerPool::stop(bool graceful) noexcept {
   for (auto& w : workers_) {
     if (w.child) w.child->kill(SIGCONT);  // a stopped worker cannot leave
   }
-  const auto wait_all = [this](std::chrono::milliseconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
+  const auto wait_all = [this, limit](std::chrono::milliseconds wait) {
+    const auto deadline = std::chrono::steady_clock::now() + std::min(wait, limit);
     for (;;) {
       bool left = false;
       for (auto& w : workers_) left |= w.child && !w.child->poll();

@@ -101,10 +101,10 @@ class WorkerPool {
   /// longer than the timeout. Their deaths come out of a later service() marked killed_by_watchdog.
   void watchdog();
   /// Stops every worker: asks (and SIGCONTs), waits up to 0.5 s (`graceful`; else not at all),
-  /// SIGKILLs the rest, reaps with a bounded wait (1 s), frees every slot not handed out.
-  /// Never respawns, never throws. Only in the process that made the pool; elsewhere (a fork
-  /// of it) a no-op.
-  void stop(bool graceful = true) noexcept;
+  /// SIGKILLs the rest, reaps with a bounded wait (1 s), frees every slot not handed out; each
+  /// wait is cut to `limit` if that is shorter (a next() bounded by `timeout`). Never respawns,
+  /// never throws. Only in the process that made the pool; elsewhere (a fork of it) a no-op.
+  void stop(bool graceful = true, std::chrono::milliseconds limit = std::chrono::milliseconds::max()) noexcept;
 
   std::vector<int> pids() const;
   /// One clause per worker for messages: "worker 0 (pid 12) in on_worker_start for 2.3 s, stopped".

@@ -94,6 +94,31 @@ TEST_CASE("stop() never respawns: a worker killed before or while stopping stays
   CHECK(test::own_children().empty());
 }
 
+TEST_CASE("stop() with a limit waits no longer than it: the next() that ends an epoch stays within timeout", "[pool]") {
+  // Before, stop() gave deaf workers 0.5 s whatever the loader's timeout.
+  Fixture f(2);
+  int launches = 0;
+  PoolConfig cfg;
+  cfg.num_workers = 2;
+  WorkerPool pool(f.ring, f.records,
+                  std::make_unique<CountingLauncher>(
+                      [](int) {
+                        for (;;) ::pause();  // deaf to the shutdown flag
+                        return 0;
+                      },
+                      &launches),
+                  cfg);
+  pool.start();
+  REQUIRE(pool.pids().size() == 2);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.stop(true, 50ms);
+  CHECK(std::chrono::steady_clock::now() - t0 < 400ms);
+  CHECK(pool.pids().empty());
+  const auto reaped_by = std::chrono::steady_clock::now() + 5s;  // SIGKILLed: reaped later if not at once
+  while (!test::own_children().empty() && std::chrono::steady_clock::now() < reaped_by) std::this_thread::sleep_for(10ms);
+  CHECK(test::own_children().empty());
+}
+
 TEST_CASE("a worker that keeps dying at start-up is fatal on its third death in a row", "[pool]") {
   Fixture f(1);
   int launches = 0;
