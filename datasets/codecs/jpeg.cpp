@@ -319,7 +319,7 @@ RoiResult roi_decode_rows(RoiDecompressor& d, RoiRequest& r) {
   c.dct_method = JDCT_ISLOW;  // TurboJPEG's default, and PIL's
   // Chroma upsampled by repeating samples, merged with the colour conversion (one SIMD pass):
   // what the planar path's libyuv conversion does too. Libjpeg's smoothing upsampler is a
-  // separate pass and cost a fifth of this path's time out of the entropy decode.
+  // separate pass over every kept row.
   c.do_fancy_upsampling = FALSE;
   jpeg_start_decompress(&c);
   if (static_cast<int>(c.output_width) != r.scaled_width || static_cast<int>(c.output_height) != r.scaled_height) {
