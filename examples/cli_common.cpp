@@ -222,7 +222,12 @@ void parse_or_exit(CLI::App& app, int argc, char** argv, const char* program) {
     std::fputs(app.help().c_str(), stdout);
     std::exit(0);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "%s: %s (see --help)\n", program, one_line(e.what()).c_str());
+    // A misspelt option is often why a required one looks missing ("--dri x": "--dir is
+    // required"), and CLI11 checks requirements first: name what was not expected instead.
+    const auto extras = app.remaining();
+    const bool missing = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr;
+    const std::string why = missing && !extras.empty() ? CLI::ExtrasError(extras).what() : e.what();
+    std::fprintf(stderr, "%s: %s (see --help)\n", program, one_line(why).c_str());
     std::exit(2);
   }
 }

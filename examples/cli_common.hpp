@@ -92,7 +92,8 @@ std::vector<std::string> split_list(const std::string& text);
 std::string one_line(const std::string& text);
 
 /// Parses the command line: --help prints the usage to stdout and exits 0; a bad option or
-/// value prints "program: reason (see --help)" as one line to stderr and exits 2.
+/// value prints "program: reason (see --help)" as one line to stderr and exits 2 (an unknown
+/// option is the reason given even when a required one is missing too).
 void parse_or_exit(CLI::App& app, int argc, char** argv, const char* program);
 
 /// `j` as one line of JSON; every byte that is not valid UTF-8 becomes U+FFFD. File names are

@@ -8,6 +8,8 @@
 //
 // OUT/manifest.tsv lists "source<TAB>dump" per image; for rrc also the crop box and flip that
 // ringloader drew ("<TAB>x<TAB>y<TAB>w<TAB>h<TAB>flip"), for torchvision to apply the same.
+//
+// An unknown option or a bad value exits 2 with one line on stderr; --help prints the usage.
 // GCC 12 reports a false -Wnull-dereference inside CLI11's (and libstdc++'s) inlined string code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
@@ -24,11 +26,16 @@
 #include "datasets/detail/file_reader.hpp"
 #include "datasets/image_decoder.hpp"
 #include "datasets/image_folder.hpp"
+#include "examples/cli_common.hpp"
 
 using namespace ringloader::datasets;
 
+namespace {
+constexpr const char* kProgram = "ringloader-decode-dump";
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"dump ringloader's Resize+CenterCrop output as PPM"};
+  CLI::App app{"dump ringloader's Resize+CenterCrop output as PPM", kProgram};
   std::string dir, out;
   std::string backend_name = "fast";
   size_t limit = 300;
@@ -37,20 +44,18 @@ int main(int argc, char** argv) {
   bool roi = true;
   app.add_option("--dir", dir, "ImageFolder root")->required();
   app.add_option("--out", out, "output folder")->required();
-  app.add_option("--backend", backend_name, "fast | turbo-stb | stb");
+  app.add_option("--backend", backend_name, "fast | turbo-stb | stb")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fast", "turbo-stb", "stb"}));
   app.add_option("--limit", limit, "images to dump (evenly spread over the folder)");
   app.add_option("--resize", resize, "Resize(shorter side)");
   app.add_option("--crop", crop, "CenterCrop size (rrc: the output size)");
   app.add_option("--transform", transform, "center: Resize + CenterCrop; rrc: RandomResizedCrop + flip")
       ->check(CLI::IsMember({"center", "rrc"}));
   app.add_option("--roi", roi, "region-of-interest JPEG decode (false: the whole image)")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  ringloader::examples::parse_or_exit(app, argc, argv, kProgram);
   const std::map<std::string, ResizeBackend> backends = {
       {"fast", ResizeBackend::kFast}, {"turbo-stb", ResizeBackend::kTurboJpegStb}, {"stb", ResizeBackend::kStb}};
-  if (!backends.count(backend_name)) {
-    std::fprintf(stderr, "unknown --backend %s\n", backend_name.c_str());
-    return 2;
-  }
   ImageFolderOptions o;
   o.reader_threads = 0;
   const ImageFolder folder(dir, o);

@@ -571,7 +571,7 @@ int pack(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Pack an image folder or file list into WebDataset-compatible tar shards with an index"};
+  CLI::App app{"Pack an image folder or file list into WebDataset-compatible tar shards with an index", kProgram};
   app.footer(
       "Examples:\n"
       "  ringloader-pack /data/train /data/train-packed --max-short-side 256\n"

@@ -44,4 +44,5 @@ int main() {
     std::printf("epoch %d: %zu images in %zu batches, %.0f images/s (label sum %lld)\n", epoch, images,
                 loader.size(), static_cast<double>(images) / s, static_cast<long long>(label_sum));
   }
+  return 0;
 }

@@ -142,7 +142,8 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   bool check = false, verbose = false;
   CLI::App app{"ringloader-supervision-soak: random SIGKILL/SIGSTOP of workers and failing samples for N epochs; "
-               "every index exactly once or reported, same bytes as an undisturbed run, bounded waits, nothing left"};
+               "every index exactly once or reported, same bytes as an undisturbed run, bounded waits, nothing left",
+               "ringloader-supervision-soak"};
   app.add_option("--epochs", epochs, "epochs to run")->capture_default_str()->check(examples::positive());
   app.add_option("--workers", workers, "worker processes")->capture_default_str()->check(CLI::Range(1, 64));
   app.add_option("--batch", batch, "batch size")->capture_default_str()->check(examples::positive());

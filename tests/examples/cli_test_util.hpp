@@ -44,16 +44,19 @@ struct RunResult {
   std::string out;
   std::string err;
   bool group_empty_after = false;  ///< no process of its group remained once it exited
+  bool timed_out = false;          ///< still running at the limit: its group was SIGKILLed
 };
 
 /// Runs `argv` (argv[0] a path) in a new process group with stdout/stderr captured.
 /// `while_running(pid)` is called once the child has started (and its stderr file exists);
-/// the helper then waits for the child.
+/// the helper then waits for the child, at most `limit` (zero: no limit) before it SIGKILLs
+/// the child's group.
 class Child {
  public:
   explicit Child(std::vector<std::string> argv) : argv_(std::move(argv)) {}
 
-  RunResult run(const std::function<void(pid_t, const std::string& err_path)>& while_running = {}) {
+  RunResult run(const std::function<void(pid_t, const std::string& err_path)>& while_running = {},
+                std::chrono::milliseconds limit = std::chrono::milliseconds::zero()) {
     TempDir io;
     const std::string out_path = io / "out", err_path = io / "err";
     const pid_t pid = ::fork();
@@ -77,7 +80,23 @@ class Child {
     if (while_running) while_running(pid, err_path);
     RunResult r;
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    if (limit.count() > 0) {
+      const auto deadline = std::chrono::steady_clock::now() + limit;
+      for (;;) {
+        const pid_t got = ::waitpid(pid, &status, WNOHANG);
+        if (got == pid || (got < 0 && errno != EINTR)) break;
+        if (std::chrono::steady_clock::now() >= deadline) {
+          r.timed_out = true;
+          ::kill(-pid, SIGKILL);
+          while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+          }
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    } else {
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
     }
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     // Workers exit with the main process; give them a moment, then ask whether any is left.
@@ -99,6 +118,10 @@ class Child {
 };
 
 inline RunResult run(std::vector<std::string> argv) { return Child(std::move(argv)).run(); }
+/// As run(argv), killing the program (and its group) if it runs past `limit`.
+inline RunResult run(std::vector<std::string> argv, std::chrono::milliseconds limit) {
+  return Child(std::move(argv)).run({}, limit);
+}
 
 /// Runs `argv` with stdin/stdout/stderr on a pseudo-terminal; everything it wrote, and its exit code.
 inline std::pair<int, std::string> run_on_terminal(std::vector<std::string> argv) {

@@ -1,5 +1,7 @@
 // WorkerPool: the respawn budget and a stop that never respawns (issue 9: workers killed
-// during shutdown were replaced; a worker dying at start-up was replaced forever).
+// during shutdown were replaced; a worker dying at start-up was replaced forever), and a
+// watchdog that times a claim from its own stamp or from when it first saw it, never from 0 or
+// from the slot's previous claim.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -7,8 +9,10 @@
 
 #include <cerrno>
 #include <chrono>
+#include <optional>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "core/posix_error.hpp"
 #include "loader/detail/worker_pool.hpp"
@@ -47,6 +51,66 @@ struct Fixture {
   ipc::SlotRing ring;
   std::span<WorkerRecord> records;
 };
+
+/// A worker that is alive and past start-up (the phase watchdog leaves it alone) and then waits:
+/// the test makes its claims.
+int idle_worker(std::span<WorkerRecord> records, int id) {
+  WorkerRecord& rec = records[static_cast<size_t>(id)];
+  rec.phase_since_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+  rec.phase.store(static_cast<uint32_t>(WorkerPhase::kFilling), std::memory_order_release);
+  for (;;) ::pause();
+  return 0;
+}
+
+/// Claims queued slot `s` for `worker` as SlotRing::try_claim does (the CAS QUEUED ->
+/// CLAIMED), without the claimant's stamp (claimed_at_ns, claim_ticket) that follows it: where a
+/// worker descheduled right after its CAS stands. Returns the claim's ticket.
+uint32_t claim_without_stamp(const ipc::SlotRing& ring, uint32_t s, int worker) {
+  const ipc::SlotWord w = ring.word(s);
+  REQUIRE(w.state == ipc::SlotState::kQueued);
+  uint64_t expected = w.pack();
+  auto& state = const_cast<ipc::SlotHeader&>(ring.slot(s)).state;
+  REQUIRE(state.compare_exchange_strong(expected, ipc::SlotWord{ipc::SlotState::kClaimed, worker, w.ticket}.pack()));
+  return w.ticket;
+}
+
+/// Runs the watchdog and reaps every 5 ms for `span`; the deaths seen (a kill in the last round
+/// too: the last reap comes 50 ms after it).
+std::vector<WorkerDeath> supervise_for(WorkerPool& pool, std::chrono::milliseconds span) {
+  std::vector<WorkerDeath> deaths;
+  const auto end = std::chrono::steady_clock::now() + span;
+  while (std::chrono::steady_clock::now() < end) {
+    pool.watchdog();
+    for (auto& d : pool.service().deaths) deaths.push_back(std::move(d));
+    std::this_thread::sleep_for(5ms);
+  }
+  std::this_thread::sleep_for(50ms);
+  for (auto& d : pool.service().deaths) deaths.push_back(std::move(d));
+  return deaths;
+}
+
+/// Runs the watchdog and reaps until a worker dies or `limit` passes; the first death.
+std::optional<WorkerDeath> supervise_until_death(WorkerPool& pool, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    pool.watchdog();
+    auto r = pool.service();
+    if (!r.deaths.empty()) return std::move(r.deaths.front());
+    std::this_thread::sleep_for(5ms);
+  }
+  return std::nullopt;
+}
+
+/// Starts `pool`'s one worker (idle_worker) and waits until it is past start-up.
+void start_idle(WorkerPool& pool, std::span<WorkerRecord> records) {
+  pool.start();
+  const auto end = std::chrono::steady_clock::now() + 5s;
+  while (records[0].phase.load(std::memory_order_acquire) != static_cast<uint32_t>(WorkerPhase::kFilling) &&
+         std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(records[0].phase.load() == static_cast<uint32_t>(WorkerPhase::kFilling));
+}
 
 WorkerPool::Report service_until_fatal(WorkerPool& pool, std::chrono::milliseconds limit) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -157,6 +221,86 @@ TEST_CASE("forks that keep failing with no worker left are fatal - with backoff,
   CHECK_THAT(*r.fatal, Catch::Contains("cannot start worker 0") && Catch::Contains("Resource temporarily unavailable") &&
                            Catch::Contains("4 attempts in a row"));
   CHECK(std::chrono::steady_clock::now() - t0 > 250ms);  // 0 + 100 + 200 ms of backoff
+  pool.stop();
+  CHECK(test::own_children().empty());
+}
+
+// The watchdog reads a claim's time from the claimant's stamp, which follows the claim's CAS:
+// until it lands the slot holds no time for this claim - 0 if the slot was never claimed, else
+// the time of its previous claim. Read as the claim's time, either is older than any timeout
+// and a healthy worker was killed at once. Each test stands at that moment (the CAS made, the
+// stamp not yet) and checks the worker lives until the claim has been seen for the timeout.
+constexpr auto kWatchdogTimeout = 400ms;
+
+TEST_CASE("the watchdog does not kill a worker whose first claim of a slot is not stamped yet", "[pool][watchdog]") {
+  Fixture f(1);
+  PoolConfig cfg;
+  cfg.num_workers = 1;
+  cfg.timeout = kWatchdogTimeout;
+  WorkerPool pool(f.ring, f.records,
+                  std::make_unique<ipc::ForkLauncher>([&f](int id) { return idle_worker(f.records, id); }), cfg);
+  start_idle(pool, f.records);
+  const int pid = pool.pids().at(0);
+  REQUIRE(f.ring.slot(0).claimed_at_ns.load() == 0);  // never claimed: no stamp at all
+
+  f.ring.queue(0);
+  const auto claimed = std::chrono::steady_clock::now();
+  const uint32_t ticket = claim_without_stamp(f.ring, 0, 0);
+  CHECK_FALSE(f.ring.claimed_at(0, ticket));  // no time for this claim yet
+
+  // Half the timeout: the old watchdog took the missing stamp for 0 and killed at its first look.
+  const auto deaths = supervise_for(pool, kWatchdogTimeout / 2);
+  CHECK(deaths.empty());
+  CHECK(pool.pids() == std::vector<int>{pid});
+
+  // Still unstamped: once it has been seen for the timeout, it is a stuck claim and is killed.
+  const auto d = supervise_until_death(pool, 10s);
+  REQUIRE(d);
+  CHECK(d->pid == pid);
+  CHECK(d->killed_by_watchdog);
+  CHECK(std::chrono::steady_clock::now() - claimed >= kWatchdogTimeout);
+  pool.stop();
+  CHECK(test::own_children().empty());
+}
+
+TEST_CASE("the watchdog does not time a new claim by the slot's previous claim's stamp", "[pool][watchdog]") {
+  Fixture f(1);
+  PoolConfig cfg;
+  cfg.num_workers = 1;
+  cfg.timeout = kWatchdogTimeout;
+  WorkerPool pool(f.ring, f.records,
+                  std::make_unique<ipc::ForkLauncher>([&f](int id) { return idle_worker(f.records, id); }), cfg);
+  start_idle(pool, f.records);
+  const int pid = pool.pids().at(0);
+
+  // A claim of slot 0, stamped, filled and handed back; then longer than the timeout passes.
+  f.ring.queue(0);
+  const auto first = f.ring.try_claim(0);
+  REQUIRE(first);
+  REQUIRE(f.ring.claimed_at(first->slot, first->ticket));
+  REQUIRE(f.ring.mark_filled(*first, 0));
+  REQUIRE(f.ring.hand_out(first->slot));
+  REQUIRE(f.ring.release(first->slot));
+  std::this_thread::sleep_for(kWatchdogTimeout + 100ms);
+
+  // The slot's next task, claimed by the same healthy worker, its stamp not written yet: the
+  // slot still holds the first claim's time, now older than the timeout.
+  f.ring.queue(0);
+  const auto claimed = std::chrono::steady_clock::now();
+  const uint32_t ticket = claim_without_stamp(f.ring, 0, 0);
+  CHECK(ticket != first->ticket);
+  CHECK(f.ring.slot(0).claimed_at_ns.load() != 0);
+  CHECK_FALSE(f.ring.claimed_at(0, ticket));
+
+  const auto deaths = supervise_for(pool, kWatchdogTimeout / 2);
+  CHECK(deaths.empty());
+  CHECK(pool.pids() == std::vector<int>{pid});
+
+  const auto d = supervise_until_death(pool, 10s);
+  REQUIRE(d);
+  CHECK(d->pid == pid);
+  CHECK(d->killed_by_watchdog);
+  CHECK(std::chrono::steady_clock::now() - claimed >= kWatchdogTimeout);
   pool.stop();
   CHECK(test::own_children().empty());
 }
