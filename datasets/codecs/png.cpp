@@ -1,6 +1,7 @@
 // PNG: stb_image reads the header (after the pixel limit has seen IHDR's size); libspng
 // decodes, or stb_image under kStb.
 #include <spng.h>
+#include <zlib.h>
 
 #include <memory>
 #include <new>
@@ -39,12 +40,16 @@ struct SpngFree {
   void operator()(spng_ctx* c) const { spng_ctx_free(c); }
 };
 
-/// True if the chunks run whole up to IEND (their lengths, not their CRCs).
-bool png_complete(std::span<const uint8_t> b) {
+/// True if the chunks run whole up to IEND and every CRC matches: what a region-of-interest
+/// decode, which stops inflating below its box, checks of the rest, so that a damaged or cut
+/// file is an error whatever the box (it then takes the whole decode, which names the damage).
+bool png_intact(std::span<const uint8_t> b) {
   size_t off = 8;
   while (off + 12 <= b.size()) {
     const uint32_t len = be32(b.data() + off);
     if (b.size() - off - 12 < len) return false;
+    const uint8_t* type = b.data() + off + 4;
+    if (crc32(crc32(0, nullptr, 0), type, 4 + len) != be32(type + 4 + len)) return false;
     if (has_text(b, "IEND", off + 4)) return true;
     off += 12 + size_t{len};
   }
@@ -54,9 +59,9 @@ bool png_complete(std::span<const uint8_t> b) {
 /// PNG to 8-bit RGB through libspng (16-bit samples keep their high byte, alpha is dropped,
 /// palettes expanded, grey replicated: what stb_image and PIL's convert("RGB") give). CRCs
 /// and the zlib checksum are checked: a damaged file is an error, not a silently wrong image.
-/// With `rows` < h (region of interest), a non-interlaced image of a file that is whole up to
-/// IEND is decoded only down to row `rows`: the CRCs and checksum of the data below are not
-/// read, as a JPEG region of interest never decodes the rows below it.
+/// With `rows` < h (region of interest), a non-interlaced image whose chunks are whole with
+/// matching CRCs (png_intact) is decoded only down to row `rows`; the zlib checksum, over data
+/// not inflated, is then not checked.
 RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, int h, int rows,
                    std::vector<uint8_t>& buf) {
   const std::unique_ptr<spng_ctx, SpngFree> ctx(spng_ctx_new(0));
@@ -79,7 +84,7 @@ RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, i
   if (len != static_cast<size_t>(w) * static_cast<size_t>(h) * 3) throw DecodeError(path, "corrupt PNG (image size)");
   buf.resize(len);
   const size_t row_bytes = static_cast<size_t>(w) * 3;
-  if (rows >= h || ihdr.interlace_method != SPNG_INTERLACE_NONE || !png_complete(b)) {
+  if (rows >= h || ihdr.interlace_method != SPNG_INTERLACE_NONE || !png_intact(b)) {
     check(spng_decode_image(ctx.get(), buf.data(), len, SPNG_FMT_RGB8, 0), "data");
   } else {
     check(spng_decode_image(ctx.get(), nullptr, 0, SPNG_FMT_RGB8, SPNG_DECODE_PROGRESSIVE), "data");

@@ -284,8 +284,11 @@ void WorkerPool::stop(bool graceful, std::chrono::milliseconds limit) noexcept {
   for (auto& w : workers_) {
     if (w.child) w.child->kill(SIGCONT);  // a stopped worker cannot leave
   }
-  const auto wait_all = [this, limit](std::chrono::milliseconds wait) {
-    const auto deadline = std::chrono::steady_clock::now() + std::min(wait, limit);
+  // `limit` bounds both waits together.
+  const auto start = std::chrono::steady_clock::now();
+  const auto end = limit == std::chrono::milliseconds::max() ? std::chrono::steady_clock::time_point::max() : start + limit;
+  const auto wait_all = [this, end](std::chrono::milliseconds wait) {
+    const auto deadline = std::min(std::chrono::steady_clock::now() + wait, end);
     for (;;) {
       bool left = false;
       for (auto& w : workers_) left |= w.child && !w.child->poll();

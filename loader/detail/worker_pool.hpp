@@ -101,8 +101,8 @@ class WorkerPool {
   /// longer than the timeout. Their deaths come out of a later service() marked killed_by_watchdog.
   void watchdog();
   /// Stops every worker: asks (and SIGCONTs), waits up to 0.5 s (`graceful`; else not at all),
-  /// SIGKILLs the rest, reaps with a bounded wait (1 s), frees every slot not handed out; each
-  /// wait is cut to `limit` if that is shorter (a next() bounded by `timeout`). Never respawns,
+  /// SIGKILLs the rest, reaps with a bounded wait (1 s), frees every slot not handed out; the
+  /// two waits together take at most `limit` (a next() bounded by `timeout`). Never respawns,
   /// never throws. Only in the process that made the pool; elsewhere (a fork of it) a no-op.
   void stop(bool graceful = true, std::chrono::milliseconds limit = std::chrono::milliseconds::max()) noexcept;
 
