@@ -10,6 +10,7 @@
 // ringloader drew ("<TAB>x<TAB>y<TAB>w<TAB>h<TAB>flip"), for torchvision to apply the same.
 //
 // An unknown option or a bad value exits 2 with one line on stderr; --help prints the usage.
+// A file that fails to decode is named on stderr and left out (exit 1).
 // GCC 12 reports a false -Wnull-dereference inside CLI11's (and libstdc++'s) inlined string code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
@@ -20,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,8 +50,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fast", "turbo-stb", "stb"}));
   app.add_option("--limit", limit, "images to dump (evenly spread over the folder)");
-  app.add_option("--resize", resize, "Resize(shorter side)");
-  app.add_option("--crop", crop, "CenterCrop size (rrc: the output size)");
+  app.add_option("--resize", resize, "Resize(shorter side)")->check(CLI::Range(1, 8192));
+  app.add_option("--crop", crop, "CenterCrop size (rrc: the output size)")->check(CLI::Range(1, 8192));
   app.add_option("--transform", transform, "center: Resize + CenterCrop; rrc: RandomResizedCrop + flip")
       ->check(CLI::IsMember({"center", "rrc"}));
   app.add_option("--roi", roi, "region-of-interest JPEG decode (false: the whole image)")->capture_default_str();
@@ -58,7 +60,14 @@ int main(int argc, char** argv) {
       {"fast", ResizeBackend::kFast}, {"turbo-stb", ResizeBackend::kTurboJpegStb}, {"stb", ResizeBackend::kStb}};
   ImageFolderOptions o;
   o.reader_threads = 0;
-  const ImageFolder folder(dir, o);
+  std::unique_ptr<ImageFolder> opened;
+  try {
+    opened = std::make_unique<ImageFolder>(dir, o);
+  } catch (const std::exception& e) {  // no such folder, no images: a bad argument
+    std::fprintf(stderr, "%s: --dir: %s\n", kProgram, e.what());
+    return 2;
+  }
+  const ImageFolder& folder = *opened;
   DecodeOptions dopts;
   dopts.backend = backends.at(backend_name);
   dopts.roi = roi;
@@ -69,14 +78,22 @@ int main(int argc, char** argv) {
   std::ofstream manifest(out + "/manifest.tsv");
   std::vector<uint8_t> px(static_cast<size_t>(crop) * static_cast<size_t>(crop) * 3);
   const size_t n = std::min(limit, folder.size());
+  size_t skipped = 0;
   for (size_t k = 0; k < n; ++k) {
     const size_t i = k * folder.size() / n;
     const std::string src = folder.path(i);
-    const auto bytes = ringloader::datasets::detail::read_file(src, size_t{256} << 20);
-    const ImageInfo info = dec.probe(bytes, src);
-    Rng rng(k);
-    const Geometry g = p.plan(info.width, info.height, rng);
-    dec.decode_into(bytes, src, info, g, px);
+    Geometry g;
+    try {
+      const auto bytes = ringloader::datasets::detail::read_file(src, size_t{256} << 20);
+      const ImageInfo info = dec.probe(bytes, src);
+      Rng rng(k);
+      g = p.plan(info.width, info.height, rng);
+      dec.decode_into(bytes, src, info, g, px);
+    } catch (const std::exception& e) {  // a bad file: said and left out of the manifest
+      std::fprintf(stderr, "%s: skipped %s\n", kProgram, e.what());
+      ++skipped;
+      continue;
+    }
     char name[32];
     std::snprintf(name, sizeof name, "%06zu.ppm", k);
     std::ofstream ppm(out + "/" + name, std::ios::binary);
@@ -89,7 +106,7 @@ int main(int argc, char** argv) {
     }
     manifest << "\n";
   }
-  std::printf("dumped %zu images to %s (backend %s, %s, roi %s)\n", n, out.c_str(), backend_name.c_str(),
+  std::printf("dumped %zu images to %s (backend %s, %s, roi %s)\n", n - skipped, out.c_str(), backend_name.c_str(),
               p.describe().c_str(), roi ? "on" : "off");
-  return 0;
+  return skipped == 0 ? 0 : 1;
 }
