@@ -229,34 +229,7 @@ void LoaderCore::abandon_epoch() noexcept {
     pool_->stop();  // frees every slot its workers held
     return;
   }
-  // Persistent workers stay: wait (bounded) for their claims to come back as abandoned batches,
-  // or for the workers to die and their claims to be taken back.
-  const auto claimed = [this] {
-    for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
-      if (ring_->word(s).state == ipc::SlotState::kClaimed) return true;
-    }
-    return false;
-  };
-  const int64_t deadline = ipc::monotonic_ns() + ns(kAbandonPatience);
-  while (claimed()) {
-    if (ipc::monotonic_ns() > deadline) {
-      log().warn("workers did not drop the abandoned epoch's batches within {} ms; restarting them",
-                 std::chrono::milliseconds(kAbandonPatience).count());
-      pool_->stop();
-      return;
-    }
-    (void)ring_->wait_for_fill([&] { return !claimed(); }, 20ms);
-    auto report = pool_->service();
-    for (auto& d : report.deaths) {
-      for (auto& tb : d.held) ring_->abandon(tb.slot);
-    }
-    if (report.fatal) {
-      log().warn("while abandoning an epoch: {}", *report.fatal);
-      pool_->stop(false);  // the next epoch starts afresh
-      return;
-    }
-    for (uint32_t s = 0; s < ring_->num_slots(); ++s) ring_->abandon(s);
-  }
+  pool_->drain_abandoned(kAbandonPatience);  // persistent workers stay
 }
 
 void LoaderCore::end_epoch() {

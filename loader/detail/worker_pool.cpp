@@ -307,6 +307,38 @@ void WorkerPool::stop(bool graceful, std::chrono::milliseconds limit) noexcept {
   for (auto& wt : watch_) wt = Watch{};
 }
 
+void WorkerPool::drain_abandoned(std::chrono::milliseconds patience) noexcept {
+  const auto claimed = [this] {
+    for (uint32_t s = 0; s < ring_.num_slots(); ++s) {
+      if (ring_.word(s).state == ipc::SlotState::kClaimed) return true;
+    }
+    return false;
+  };
+  try {
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    while (claimed()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        log().warn("workers did not drop the abandoned epoch's batches within {} ms; restarting them", patience.count());
+        stop();
+        return;
+      }
+      (void)ring_.wait_for_fill([&] { return !claimed(); }, 20ms);
+      auto report = service();
+      for (auto& d : report.deaths) {
+        for (auto& tb : d.held) ring_.abandon(tb.slot);
+      }
+      if (report.fatal) {
+        log().warn("while abandoning an epoch: {}", *report.fatal);
+        stop(false);
+        return;
+      }
+      for (uint32_t s = 0; s < ring_.num_slots(); ++s) ring_.abandon(s);
+    }
+  } catch (...) {
+    stop(false);  // whatever failed, the next epoch starts afresh
+  }
+}
+
 std::vector<int> WorkerPool::pids() const {
   std::vector<int> v;
   for (const auto& w : workers_) {

@@ -106,6 +106,12 @@ class WorkerPool {
   /// never throws. Only in the process that made the pool; elsewhere (a fork of it) a no-op.
   void stop(bool graceful = true, std::chrono::milliseconds limit = std::chrono::milliseconds::max()) noexcept;
 
+  /// After the ring's tasks were abandoned, with persistent workers: waits for their claims to
+  /// come back as abandoned batches, or for the workers to die and their claims to be taken back.
+  /// Past `patience`, or on a fatal report, stops the workers instead (the next epoch starts
+  /// afresh). Never throws.
+  void drain_abandoned(std::chrono::milliseconds patience) noexcept;
+
   std::vector<int> pids() const;
   /// One clause per worker for messages: "worker 0 (pid 12) in on_worker_start for 2.3 s, stopped".
   std::string describe_workers() const;
