@@ -232,6 +232,26 @@ TEST_CASE("forks that keep failing with no worker left are fatal - with backoff,
 // stamp not yet) and checks the worker lives until the claim has been seen for the timeout.
 constexpr auto kWatchdogTimeout = 400ms;
 
+namespace {
+
+/// An unstamped claim made at `claimed` by worker `pid`: spared for half the timeout (the old
+/// watchdog took a missing or stale stamp for the claim's time and killed at its first look),
+/// then, still unstamped once seen for the timeout, killed as a stuck claim.
+void spared_then_killed(WorkerPool& pool, int pid, std::chrono::steady_clock::time_point claimed) {
+  const auto deaths = supervise_for(pool, kWatchdogTimeout / 2);
+  CHECK(deaths.empty());
+  CHECK(pool.pids() == std::vector<int>{pid});
+  const auto d = supervise_until_death(pool, 10s);
+  REQUIRE(d);
+  CHECK(d->pid == pid);
+  CHECK(d->killed_by_watchdog);
+  CHECK(std::chrono::steady_clock::now() - claimed >= kWatchdogTimeout);
+  pool.stop();
+  CHECK(test::own_children().empty());
+}
+
+}  // namespace
+
 TEST_CASE("the watchdog does not kill a worker whose first claim of a slot is not stamped yet", "[pool][watchdog]") {
   Fixture f(1);
   PoolConfig cfg;
@@ -248,19 +268,7 @@ TEST_CASE("the watchdog does not kill a worker whose first claim of a slot is no
   const uint32_t ticket = claim_without_stamp(f.ring, 0, 0);
   CHECK_FALSE(f.ring.claimed_at(0, ticket));  // no time for this claim yet
 
-  // Half the timeout: the old watchdog took the missing stamp for 0 and killed at its first look.
-  const auto deaths = supervise_for(pool, kWatchdogTimeout / 2);
-  CHECK(deaths.empty());
-  CHECK(pool.pids() == std::vector<int>{pid});
-
-  // Still unstamped: once it has been seen for the timeout, it is a stuck claim and is killed.
-  const auto d = supervise_until_death(pool, 10s);
-  REQUIRE(d);
-  CHECK(d->pid == pid);
-  CHECK(d->killed_by_watchdog);
-  CHECK(std::chrono::steady_clock::now() - claimed >= kWatchdogTimeout);
-  pool.stop();
-  CHECK(test::own_children().empty());
+  spared_then_killed(pool, pid, claimed);
 }
 
 TEST_CASE("the watchdog does not time a new claim by the slot's previous claim's stamp", "[pool][watchdog]") {
@@ -292,15 +300,5 @@ TEST_CASE("the watchdog does not time a new claim by the slot's previous claim's
   CHECK(f.ring.slot(0).claimed_at_ns.load() != 0);
   CHECK_FALSE(f.ring.claimed_at(0, ticket));
 
-  const auto deaths = supervise_for(pool, kWatchdogTimeout / 2);
-  CHECK(deaths.empty());
-  CHECK(pool.pids() == std::vector<int>{pid});
-
-  const auto d = supervise_until_death(pool, 10s);
-  REQUIRE(d);
-  CHECK(d->pid == pid);
-  CHECK(d->killed_by_watchdog);
-  CHECK(std::chrono::steady_clock::now() - claimed >= kWatchdogTimeout);
-  pool.stop();
-  CHECK(test::own_children().empty());
+  spared_then_killed(pool, pid, claimed);
 }
