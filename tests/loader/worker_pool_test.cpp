@@ -122,6 +122,16 @@ WorkerPool::Report service_until_fatal(WorkerPool& pool, std::chrono::millisecon
   }
 }
 
+/// Workers deaf to the shutdown flag: stop() must SIGKILL them.
+std::unique_ptr<CountingLauncher> deaf_workers(int* launches) {
+  return std::make_unique<CountingLauncher>(
+      [](int) {
+        for (;;) ::pause();
+        return 0;
+      },
+      launches);
+}
+
 }  // namespace
 
 TEST_CASE("stop() never respawns: a worker killed before or while stopping stays dead", "[pool]") {
@@ -130,14 +140,7 @@ TEST_CASE("stop() never respawns: a worker killed before or while stopping stays
   PoolConfig cfg;
   cfg.num_workers = 2;
   {
-    WorkerPool pool(f.ring, f.records,
-                    std::make_unique<CountingLauncher>(
-                        [](int) {
-                          for (;;) ::pause();  // deaf to the shutdown flag: stop() must SIGKILL it
-                          return 0;
-                        },
-                        &launches),
-                    cfg);
+    WorkerPool pool(f.ring, f.records, deaf_workers(&launches), cfg);
     pool.start();
     const auto pids = pool.pids();
     REQUIRE(pids.size() == 2);
@@ -158,20 +161,13 @@ TEST_CASE("stop() never respawns: a worker killed before or while stopping stays
   CHECK(test::own_children().empty());
 }
 
-TEST_CASE("stop() with a limit waits no longer than it: the next() that ends an epoch stays within timeout", "[pool]") {
+TEST_CASE("stop() with a limit waits no longer than it: the next() that ends an epoch is bounded by timeout", "[pool]") {
   // Before, stop() gave deaf workers 0.5 s whatever the loader's timeout.
   Fixture f(2);
   int launches = 0;
   PoolConfig cfg;
   cfg.num_workers = 2;
-  WorkerPool pool(f.ring, f.records,
-                  std::make_unique<CountingLauncher>(
-                      [](int) {
-                        for (;;) ::pause();  // deaf to the shutdown flag
-                        return 0;
-                      },
-                      &launches),
-                  cfg);
+  WorkerPool pool(f.ring, f.records, deaf_workers(&launches), cfg);
   pool.start();
   REQUIRE(pool.pids().size() == 2);
   const auto t0 = std::chrono::steady_clock::now();
