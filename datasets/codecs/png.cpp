@@ -3,6 +3,7 @@
 #include <spng.h>
 #include <zlib.h>
 
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string_view>
@@ -17,23 +18,41 @@ namespace {
 
 using detail::RgbView;
 
+/// A chunk whose length and type lie inside the file: `whole` if its data and CRC do too.
+struct Chunk {
+  size_t at;  // offset of its length field
+  uint32_t length;
+  const uint8_t* type;  // then the data, then the CRC
+  bool whole;
+};
+
+/// Calls visit(chunk) for each chunk after the signature until visit returns false, a chunk is
+/// not whole, IEND has been visited, or no length and type are left.
+template <class Visit>
+void walk_chunks(std::span<const uint8_t> b, Visit&& visit) {
+  size_t off = 8;
+  while (off + 8 <= b.size()) {
+    const uint32_t len = be32(b.data() + off);
+    const size_t left = b.size() - off - 8;  // after the length and type
+    const Chunk c{off, len, b.data() + off + 4, left >= 4 && len <= left - 4};
+    if (!visit(c) || !c.whole || has_text(b, "IEND", off + 4)) return;
+    off += 12 + size_t{len};
+  }
+}
+
 /// stb_image grows its IDAT buffer to whatever length a chunk header claims before it looks
 /// for the bytes: every chunk must fit in the file before stb sees it.
 void check_png_chunks(std::span<const uint8_t> b, const std::string& path) {
-  size_t off = 8;  // after the signature
-  // A chunk whose length and type are there is checked even if the file ends before its data.
-  while (off + 8 <= b.size()) {
-    const uint32_t len = be32(b.data() + off);
-    const std::string type(reinterpret_cast<const char*>(b.data() + off + 4), 4);
-    const size_t left = b.size() - off - 8;  // after the length and type
-    if (left < 4 || len > left - 4) {
-      throw DecodeError(path, "truncated PNG (chunk '" + type + "' at byte " + std::to_string(off) + " claims " +
-                                  std::to_string(len) + " bytes of data and a 4-byte CRC, the file has " +
-                                  std::to_string(left) + " bytes after its type)");
+  walk_chunks(b, [&](const Chunk& c) {
+    if (!c.whole) {
+      const size_t left = b.size() - c.at - 8;
+      throw DecodeError(path, "truncated PNG (chunk '" + std::string(reinterpret_cast<const char*>(c.type), 4) +
+                                  "' at byte " + std::to_string(c.at) + " claims " + std::to_string(c.length) +
+                                  " bytes of data and a 4-byte CRC, the file has " + std::to_string(left) +
+                                  " bytes after its type)");
     }
-    off += 12 + size_t{len};
-    if (type == "IEND") return;
-  }
+    return true;
+  });
 }
 
 struct SpngFree {
@@ -44,16 +63,13 @@ struct SpngFree {
 /// decode, which stops inflating below its box, checks of the rest, so that a damaged or cut
 /// file is an error whatever the box (it then takes the whole decode, which names the damage).
 bool png_intact(std::span<const uint8_t> b) {
-  size_t off = 8;
-  while (off + 12 <= b.size()) {
-    const uint32_t len = be32(b.data() + off);
-    if (b.size() - off - 12 < len) return false;
-    const uint8_t* type = b.data() + off + 4;
-    if (crc32(crc32(0, nullptr, 0), type, 4 + len) != be32(type + 4 + len)) return false;
-    if (has_text(b, "IEND", off + 4)) return true;
-    off += 12 + size_t{len};
-  }
-  return false;
+  bool intact = false;
+  walk_chunks(b, [&](const Chunk& c) {
+    if (!c.whole || crc32(crc32(0, nullptr, 0), c.type, 4 + c.length) != be32(c.type + 4 + c.length)) return false;
+    intact = std::memcmp(c.type, "IEND", 4) == 0;
+    return true;
+  });
+  return intact;
 }
 
 /// PNG to 8-bit RGB through libspng (16-bit samples keep their high byte, alpha is dropped,
@@ -87,10 +103,11 @@ RgbView png_decode(std::span<const uint8_t> b, const std::string& path, int w, i
   if (rows >= h || ihdr.interlace_method != SPNG_INTERLACE_NONE || !png_intact(b)) {
     check(spng_decode_image(ctx.get(), buf.data(), len, SPNG_FMT_RGB8, 0), "data");
   } else {
+    // png_intact has checked every CRC: libspng need not compute them again.
+    check(spng_set_crc_action(ctx.get(), SPNG_CRC_USE, SPNG_CRC_USE), "crc");
     check(spng_decode_image(ctx.get(), nullptr, 0, SPNG_FMT_RGB8, SPNG_DECODE_PROGRESSIVE), "data");
-    for (int y = 0; y < rows; ++y) {
-      const int rc = spng_decode_row(ctx.get(), buf.data() + static_cast<size_t>(y) * row_bytes, row_bytes);
-      if (rc != SPNG_EOI || y != h - 1) check(rc, "data");
+    for (int y = 0; y < rows; ++y) {  // rows < h: never the last row, whose return is SPNG_EOI
+      check(spng_decode_row(ctx.get(), buf.data() + static_cast<size_t>(y) * row_bytes, row_bytes), "data");
     }
   }
   return RgbView{buf.data(), w, h, row_bytes};
