@@ -7,6 +7,7 @@ bytes on disk), writes the packed (pre-resized) images back out as a folder for 
 side, then measures images/s (median of --epochs epochs after a warm-up, shuffled, batch 64,
 --workers workers) for RandomResizedCrop(224)+flip and Resize(256)+CenterCrop(224):
   folder     rl.ImageFolder over ROOT's original files
+  whole      the same decoding whole images (decoder="fast-noroi": no region-of-interest decode)
   shards     rl.Shards over the packed dataset (exact shuffle)
   block      rl.Shards in rl.BlockShuffleSampler order (window 4)
   small      rl.ImageFolder over the pre-resized files
@@ -106,8 +107,9 @@ def main():
 
         print(f"\n{w} workers, batch {BATCH}, images/s (median of {e} epochs); torch {torch.__version__}, "
               f"torchvision {torchvision.__version__}, {os.cpu_count()} cores")
-        print(f"  {'transform':<28} {'folder':>7} {'shards':>7} {'block':>7} {'small':>7} {'pil':>7} {'tvio':>7}"
-              f" {'shards/folder':>13} {'/pil':>6} {'/tvio':>6}")
+        cols = ("folder", "whole", "shards", "block", "small", "pil", "tvio")
+        print(f"  {'transform':<28} " + " ".join(f"{c:>7}" for c in cols) +
+              f" {'shards/folder':>13} {'/whole':>6} {'/pil':>6} {'/tvio':>6}")
         for random_crop in (True, False):
             name = "RandomResizedCrop(224)+flip" if random_crop else "Resize(256)+CenterCrop(224)"
             kw = dict(size=224, random_crop=random_crop, flip=random_crop)
@@ -119,16 +121,18 @@ def main():
             shards_ds = rl.Shards(packed, **kw)
             r = {
                 "folder": ours(rl.ImageFolder(args.root, **kw)),
+                "whole": ours(rl.ImageFolder(args.root, decoder="fast-noroi", **kw)),
                 "shards": ours(shards_ds),
                 "block": ours(shards_ds, rl.BlockShuffleSampler(shards_ds, window=4)),
                 "small": ours(rl.ImageFolder(small, **kw)),
                 "pil": images_per_second(torch_loader(pil_dataset(small, random_crop), w), e),
                 "tvio": images_per_second(torch_loader(TvioFolder(small, random_crop), w), e),
             }
-            ratios = {"shards_vs_folder": r["shards"] / r["folder"], "shards_vs_pil": r["shards"] / r["pil"],
-                      "shards_vs_tvio": r["shards"] / r["tvio"]}
-            print(f"  {name:<28} " + " ".join(f"{r[k]:>7.0f}" for k in ("folder", "shards", "block", "small", "pil", "tvio"))
-                  + f" {ratios['shards_vs_folder']:>12.2f}x {ratios['shards_vs_pil']:>5.2f}x {ratios['shards_vs_tvio']:>5.2f}x")
+            ratios = {"shards_vs_folder": r["shards"] / r["folder"], "shards_vs_whole": r["shards"] / r["whole"],
+                      "shards_vs_pil": r["shards"] / r["pil"], "shards_vs_tvio": r["shards"] / r["tvio"]}
+            print(f"  {name:<28} " + " ".join(f"{r[k]:>7.0f}" for k in cols)
+                  + f" {ratios['shards_vs_folder']:>12.2f}x {ratios['shards_vs_whole']:>5.2f}x"
+                  + f" {ratios['shards_vs_pil']:>5.2f}x {ratios['shards_vs_tvio']:>5.2f}x")
             print(json.dumps({"bench": "shards", "transform": name, "workers": w, **{k + "_ips": v for k, v in r.items()},
                               **ratios}))
     finally:

@@ -147,7 +147,11 @@ class ImageFolder(_Classified):
 
     size: Resize(size * 8/7) + CenterCrop(size), or with random_crop RandomResizedCrop(size);
     flip: RandomHorizontalFlip(0.5); output: "uint8" (N x H x W x 3) or "float" (normalised
-    float32 N x 3 x H x W). A bad file raises (or is skipped, on_error="skip") naming it."""
+    float32 N x 3 x H x W). A bad file raises (or is skipped, on_error="skip") naming it.
+    decoder: "fast" (JPEGs decode only the rows and columns the crop keeps, resampled by
+    libyuv), "fast-noroi" (the same decoding whole images), "turbojpeg" (TurboJPEG +
+    stb_image_resize) or "stb" (stb_image for everything); the crops and flips drawn are the
+    same for all four."""
 
     def __init__(self, root, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
                  reader_threads=16, decoder="fast"):

@@ -115,10 +115,12 @@ datasets::ImageDatasetOptions image_options(int size, bool random_crop, bool fli
   o.transform = p;
   o.decode.max_pixels = max_pixels;
   o.reader_threads = reader_threads;
-  if (decoder == "fast") o.decode.backend = datasets::ResizeBackend::kFast;
+  // The command-line programs' names (examples/cli_common.cpp, parse_decoder).
+  if (decoder == "fast" || decoder == "fast-noroi") o.decode.backend = datasets::ResizeBackend::kFast;
   else if (decoder == "turbojpeg") o.decode.backend = datasets::ResizeBackend::kTurboJpegStb;
   else if (decoder == "stb") o.decode.backend = datasets::ResizeBackend::kStb;
-  else throw ConfigError("decoder='" + decoder + "' is not one of 'fast', 'turbojpeg', 'stb'");
+  else throw ConfigError("decoder='" + decoder + "' is not one of 'fast', 'fast-noroi', 'turbojpeg', 'stb'");
+  o.decode.roi = decoder != "fast-noroi";
   return o;
 }
 

@@ -80,6 +80,21 @@ def test_image_folder_shapes_and_dtypes(image_folder):
     assert -3 < float(images.min()) and float(images.max()) < 3  # normalised
 
 
+def test_every_decoder_draws_the_same_crops_and_roi_is_a_switch(image_folder):
+    def epoch(decoder):
+        ds = rl.ImageFolder(image_folder, size=64, random_crop=True, flip=True, decoder=decoder)
+        return np.concatenate([x.numpy().copy() for x, _ in rl.DataLoader(ds, batch_size=16, num_workers=1, seed=5)])
+    fast = epoch("fast").astype(np.float64)
+    for decoder in ("fast-noroi", "turbojpeg", "stb"):
+        other = epoch(decoder).astype(np.float64)
+        assert other.shape == fast.shape == (40, 64, 64, 3)
+        # The same crops and flips, resampled otherwise: close, and not byte-identical.
+        assert not np.array_equal(fast, other), decoder
+        assert 10 * np.log10(255 ** 2 / np.mean((fast - other) ** 2)) > 30, decoder
+    with pytest.raises(rl.ConfigError, match="fast-noroi"):
+        rl.ImageFolder(image_folder, decoder="fastest")
+
+
 def test_batches_are_views_into_the_ring_and_slots_are_reused():
     loader = rl.DataLoader(Points(64), batch_size=16, num_workers=2, prefetch_factor=1, persistent_workers=True)
     base, size = loader.shared_memory()
