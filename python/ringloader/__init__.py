@@ -148,8 +148,8 @@ class ImageFolder(_Classified):
     size: Resize(size * 8/7) + CenterCrop(size), or with random_crop RandomResizedCrop(size);
     flip: RandomHorizontalFlip(0.5); output: "uint8" (N x H x W x 3) or "float" (normalised
     float32 N x 3 x H x W). A bad file raises (or is skipped, on_error="skip") naming it.
-    decoder: "fast" (JPEGs decode only the rows and columns the crop keeps, resampled by
-    libyuv), "fast-noroi" (the same decoding whole images), "turbojpeg" (TurboJPEG +
+    decoder: "fast" (JPEGs decode only the rows and columns the crop keeps, PNGs the rows down
+    to its last; resampled by libyuv), "fast-noroi" (the same decoding whole images), "turbojpeg" (TurboJPEG +
     stb_image_resize) or "stb" (stb_image for everything); the crops and flips drawn are the
     same for all four."""
 
