@@ -46,9 +46,9 @@ int main(int argc, char** argv) {
   bool roi = true;
   app.add_option("--dir", dir, "ImageFolder root")->required();
   app.add_option("--out", out, "output folder")->required();
-  app.add_option("--backend", backend_name, "fast | turbo-stb | stb")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"fast", "turbo-stb", "stb"}));
+  const std::map<std::string, ResizeBackend> backends = {
+      {"fast", ResizeBackend::kFast}, {"turbo-stb", ResizeBackend::kTurboJpegStb}, {"stb", ResizeBackend::kStb}};
+  app.add_option("--backend", backend_name, "fast | turbo-stb | stb")->capture_default_str()->check(CLI::IsMember(backends));
   app.add_option("--limit", limit, "images to dump (evenly spread over the folder)");
   app.add_option("--resize", resize, "Resize(shorter side)")->check(CLI::Range(1, 8192));
   app.add_option("--crop", crop, "CenterCrop size (rrc: the output size)")->check(CLI::Range(1, 8192));
@@ -56,8 +56,6 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"center", "rrc"}));
   app.add_option("--roi", roi, "region-of-interest JPEG decode (false: the whole image)")->capture_default_str();
   ringloader::examples::parse_or_exit(app, argc, argv, kProgram);
-  const std::map<std::string, ResizeBackend> backends = {
-      {"fast", ResizeBackend::kFast}, {"turbo-stb", ResizeBackend::kTurboJpegStb}, {"stb", ResizeBackend::kStb}};
   ImageFolderOptions o;
   o.reader_threads = 0;
   std::unique_ptr<ImageFolder> opened;

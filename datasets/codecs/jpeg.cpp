@@ -274,7 +274,6 @@ struct RoiDecompressor {
   }
 };
 
-
 // What to decode, in the 1/denom-scaled image: rows [y0, y1) and columns [x0, x0 + width),
 // written as BGRX to rows + (row - first_row) * stride + column * 4.
 struct RoiRequest {

@@ -212,13 +212,12 @@ std::string check_member_header(std::span<const uint8_t> tar, uint64_t offset, u
   // longer than the index's name: only names that fit with those 2 bytes are compared.
   if (member.size() + 2 >= 100) return "";
   const std::string_view plain(reinterpret_cast<const char*>(h), ::strnlen(reinterpret_cast<const char*>(h), 100));
-  const bool ustar = std::memcmp(h + 257, "ustar", 5) == 0 && h[345] != '\0';
-  if (!ustar && (plain == member || (plain.size() == member.size() + 2 && plain.starts_with("./") && plain.substr(2) == member))) {
+  const bool prefixed = std::memcmp(h + 257, "ustar", 5) == 0 && h[345] != '\0';  // ustar's prefix field: the path's start
+  if (!prefixed && (plain == member || (plain.size() == member.size() + 2 && plain.starts_with("./") && plain.substr(2) == member))) {
     return "";  // the common case, without building a string
   }
   std::string name = field_string(h, 100);
-  const std::string prefix = field_string(h + 345, 155);
-  if (!prefix.empty() && std::memcmp(h + 257, "ustar", 5) == 0) name = prefix + "/" + name;
+  if (prefixed) name = field_string(h + 345, 155) + "/" + name;
   const std::string want(member);
   if (name != want && name != "./" + want) {
     return "its tar header names \"" + name + "\", the index \"" + want + "\": an index that does not match this tar";

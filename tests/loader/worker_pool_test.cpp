@@ -246,17 +246,30 @@ void spared_then_killed(WorkerPool& pool, int pid, std::chrono::steady_clock::ti
   CHECK(test::own_children().empty());
 }
 
+/// One idle worker, started, under a pool whose watchdog times claims out after kWatchdogTimeout.
+struct WatchedWorker {
+  WatchedWorker()
+      : pool(f.ring, f.records, std::make_unique<ipc::ForkLauncher>([this](int id) { return idle_worker(f.records, id); }),
+             config()) {
+    start_idle(pool, f.records);
+    pid = pool.pids().at(0);
+  }
+  static PoolConfig config() {
+    PoolConfig cfg;
+    cfg.num_workers = 1;
+    cfg.timeout = kWatchdogTimeout;
+    return cfg;
+  }
+  Fixture f{1};
+  WorkerPool pool;
+  int pid = 0;
+};
+
 }  // namespace
 
 TEST_CASE("the watchdog does not kill a worker whose first claim of a slot is not stamped yet", "[pool][watchdog]") {
-  Fixture f(1);
-  PoolConfig cfg;
-  cfg.num_workers = 1;
-  cfg.timeout = kWatchdogTimeout;
-  WorkerPool pool(f.ring, f.records,
-                  std::make_unique<ipc::ForkLauncher>([&f](int id) { return idle_worker(f.records, id); }), cfg);
-  start_idle(pool, f.records);
-  const int pid = pool.pids().at(0);
+  WatchedWorker w;
+  auto& f = w.f;
   REQUIRE(f.ring.slot(0).claimed_at_ns.load() == 0);  // never claimed: no stamp at all
 
   f.ring.queue(0);
@@ -264,18 +277,12 @@ TEST_CASE("the watchdog does not kill a worker whose first claim of a slot is no
   const uint32_t ticket = claim_without_stamp(f.ring, 0, 0);
   CHECK_FALSE(f.ring.claimed_at(0, ticket));  // no time for this claim yet
 
-  spared_then_killed(pool, pid, claimed);
+  spared_then_killed(w.pool, w.pid, claimed);
 }
 
 TEST_CASE("the watchdog does not time a new claim by the slot's previous claim's stamp", "[pool][watchdog]") {
-  Fixture f(1);
-  PoolConfig cfg;
-  cfg.num_workers = 1;
-  cfg.timeout = kWatchdogTimeout;
-  WorkerPool pool(f.ring, f.records,
-                  std::make_unique<ipc::ForkLauncher>([&f](int id) { return idle_worker(f.records, id); }), cfg);
-  start_idle(pool, f.records);
-  const int pid = pool.pids().at(0);
+  WatchedWorker w;
+  auto& f = w.f;
 
   // A claim of slot 0, stamped, filled and handed back; then longer than the timeout passes.
   f.ring.queue(0);
@@ -296,5 +303,5 @@ TEST_CASE("the watchdog does not time a new claim by the slot's previous claim's
   CHECK(f.ring.slot(0).claimed_at_ns.load() != 0);
   CHECK_FALSE(f.ring.claimed_at(0, ticket));
 
-  spared_then_killed(pool, pid, claimed);
+  spared_then_killed(w.pool, w.pid, claimed);
 }
