@@ -67,8 +67,8 @@ struct Options {
   bool random_crop = false;  ///< RandomResizedCrop(size) instead of Resize + CenterCrop
   bool flip = false;         ///< + RandomHorizontalFlip
   bool vs_pytorch = false;
-  std::string python = "/usr/bin/python3";
-  std::string pytorch_script;  ///< default: pytorch_bench.py next to the sources (compiled in)
+  std::string python;          ///< default: $RINGLOADER_PYTHON, else the build's (compiled in)
+  std::string pytorch_script;  ///< default: $RINGLOADER_PYTORCH_SCRIPT, else next to the sources
   std::string plot;
   std::string make_dataset;
   size_t images = 3000;
@@ -440,7 +440,12 @@ void make_dataset(const Options& o) {
 
 Options parse(int argc, char** argv) {
   Options o;
-  o.pytorch_script = RINGLOADER_PYTORCH_SCRIPT;
+  // The wheel's entry point sets both to the venv's interpreter and the script it ships; a build
+  // tree uses the repository's .venv/ (torch pinned there) and the script in examples/.
+  const char* env_python = std::getenv("RINGLOADER_PYTHON");
+  const char* env_script = std::getenv("RINGLOADER_PYTORCH_SCRIPT");
+  o.python = env_python && *env_python ? env_python : RINGLOADER_BENCH_PYTHON;
+  o.pytorch_script = env_script && *env_script ? env_script : RINGLOADER_PYTORCH_SCRIPT;
   CLI::App app{"Images/s of ringloader over an image folder on a grid of configurations, beside the\n"
                "single-thread decode ceiling and (--vs-pytorch) PyTorch's DataLoader.",
                kProgram};
@@ -568,7 +573,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "%s: PyTorch not found for %s (import torch, torchvision failed): install it with "
-                   "`.ci/install-deps torch` (Debian python3-torch python3-torchvision); carrying on without it\n",
+                   "`pip install ringloader[torch]` (or `.ci/install-deps` in a clone), or name another "
+                   "interpreter with --python; carrying on without it\n",
                    kProgram, o.python.c_str());
     }
   }

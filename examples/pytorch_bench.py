@@ -1,12 +1,14 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """PyTorch's side of `ringloader-bench --vs-pytorch`: torchvision's ImageFolder and torch's
 DataLoader over the same files, with the transform ringloader-bench uses, the same worker
 count and batch size, shuffled, persistent workers, the same warm-up and repeats.
 
-    /usr/bin/python3 examples/pytorch_bench.py ROOT --workers 2 --batch-size 64 --output uint8
+    .venv/bin/python examples/pytorch_bench.py ROOT --workers 2 --batch-size 64 --output uint8
 
-Prints one JSON line: {"median_ips": ..., "min_ips": ..., "max_ips": ..., ...}. Debian's
-python3-torch / python3-torchvision (`.ci/install-deps torch`); exits 3 when they are missing.
+The transform is written as torchvision's documentation writes it today: `transforms.v2` on the
+PIL images torchvision's ImageFolder loads. Prints one JSON line: {"median_ips": ...,
+"min_ips": ..., "max_ips": ..., ...}. Needs torch and torchvision (the repository's .venv/, or
+`pip install ringloader[torch]`); exits 3 when they are missing.
 """
 import argparse
 import json
@@ -31,22 +33,23 @@ def main():
     try:
         import torch
         import torchvision
-        from torchvision import transforms as T
+        from torchvision.transforms import v2
     except ImportError as e:
-        print(f"pytorch_bench.py: {e}: install with `.ci/install-deps torch`", file=sys.stderr)
+        print(f"pytorch_bench.py: {e}: install with `pip install ringloader[torch]`", file=sys.stderr)
         return 3
 
     if args.random_crop:
-        steps = [T.RandomResizedCrop(args.size)]
+        steps = [v2.RandomResizedCrop(args.size, antialias=True)]
     else:
-        steps = [T.Resize(args.size * 8 // 7), T.CenterCrop(args.size)]
+        steps = [v2.Resize(args.size * 8 // 7, antialias=True), v2.CenterCrop(args.size)]
     if args.flip:
-        steps.append(T.RandomHorizontalFlip())
+        steps.append(v2.RandomHorizontalFlip())
     if args.output == "uint8":
-        steps.append(T.PILToTensor())  # uint8 CHW, no normalisation: ringloader's uint8 output
+        steps.append(v2.PILToTensor())  # uint8 CHW, no normalisation: ringloader's uint8 output
     else:
-        steps += [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
-    dataset = torchvision.datasets.ImageFolder(args.root, transform=T.Compose(steps))
+        steps += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
+                  v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    dataset = torchvision.datasets.ImageFolder(args.root, transform=v2.Compose(steps))
     if args.indices:
         with open(args.indices) as f:
             dataset = torch.utils.data.Subset(dataset, [int(line) for line in f if line.strip()])

@@ -130,7 +130,7 @@ py::dtype numpy_dtype(datasets::DType t) {
 datasets::Schema schema_from(const py::handle& spec) {
   if (!py::isinstance<py::dict>(spec)) {
     throw ConfigError("schema must be a dict {name: (dtype, shape)}, not " +
-                      py::str(spec.get_type().attr("__name__")).cast<std::string>());
+                      py::str(py::type::handle_of(spec).attr("__name__")).cast<std::string>());
   }
   datasets::Schema s;
   for (auto item : py::reinterpret_borrow<py::dict>(spec)) {

@@ -52,7 +52,9 @@ std::vector<json> of_kind(const std::vector<json>& v, const std::string& kind) {
   return out;
 }
 
-bool have_pytorch() { return std::system("/usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1") == 0; }
+bool have_pytorch() {
+  return std::system(RINGLOADER_BENCH_PYTHON " -c 'import torch, torchvision' >/dev/null 2>&1") == 0;
+}
 bool have_gnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
 
 // The quick grid every case below starts from.
@@ -141,7 +143,7 @@ TEST_CASE("bench runs the grid and prints a table and JSON lines", "[bench]") {
 
 TEST_CASE("bench vs-pytorch prints ringloader over PyTorch ratios", "[bench]") {
   if (!have_pytorch()) {
-    WARN("PyTorch is not installed for /usr/bin/python3: only the missing-PyTorch path is checked");
+    WARN("PyTorch is not installed for " RINGLOADER_BENCH_PYTHON ": only the missing-PyTorch path is checked");
   } else {
     const auto r = run(small_grid({"--vs-pytorch", "--limit", "12", "--pytorch-script", RINGLOADER_PYTORCH_SCRIPT}));
     INFO(r.err);
@@ -157,7 +159,7 @@ TEST_CASE("bench vs-pytorch prints ringloader over PyTorch ratios", "[bench]") {
   // A Python without torch: say how to install it, and carry on with ringloader's side.
   const auto r = run(small_grid({"--vs-pytorch", "--python", "/nonexistent/python3"}));
   REQUIRE(r.exit_code == 0);
-  CHECK(r.err.find(".ci/install-deps torch") != std::string::npos);
+  CHECK(r.err.find("pip install ringloader[torch]") != std::string::npos);
   CHECK(of_kind(json_lines(r.out), "pytorch").empty());
   CHECK(of_kind(json_lines(r.out), "imagefolder").size() == 2);
 }

@@ -7,6 +7,18 @@ import numpy as np
 import pytest
 
 
+def pytest_report_header(config):
+    """Which PyTorch the suite runs against, on the first lines of its output."""
+    import sys
+    try:
+        import torch
+        import torchvision
+        versions = f"torch {torch.__version__}, torchvision {torchvision.__version__}"
+    except ImportError:
+        versions = "no torch"
+    return f"ringloader tests: Python {sys.version.split()[0]} ({sys.executable}), {versions}, numpy {np.__version__}"
+
+
 def own_children():
     me = os.getpid()
     kids = []
