@@ -1,4 +1,4 @@
-# Fails when README.md does not contain examples/quickstart.cpp verbatim.
+# Fails when README.md does not contain EXAMPLE (a quick start) verbatim.
 file(READ ${README} readme)
 file(READ ${EXAMPLE} example)
 string(FIND "${readme}" "${example}" pos)
