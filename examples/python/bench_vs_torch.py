@@ -1,12 +1,13 @@
 """ringloader from Python against torch.utils.data.DataLoader, side by side in one run.
 
-    PYTHONPATH=build/python python3 examples/python/bench_vs_torch.py ROOT [--workers 0,1,2] [--epochs 3]
+    PYTHONPATH=build/python .venv/bin/python examples/python/bench_vs_torch.py ROOT [--workers 0,1,2] [--epochs 3]
 
 On the same image folder, the same transform and batch size, shuffled, persistent workers:
 images/s (median of --epochs epochs, after a warm-up) for
   ringloader   rl.ImageFolder decoded in C++ (TurboJPEG + libyuv) into the shared ring
-  pil          torchvision.datasets.ImageFolder (PIL) + torch DataLoader
-  tvio         torch DataLoader over torchvision.io.decode_jpeg + tensor resize/crop
+  pil          torchvision.datasets.ImageFolder (PIL) + transforms.v2 on the PIL image + torch DataLoader
+  tvio         torch DataLoader over torchvision.io.decode_jpeg + transforms.v2 on the uint8 tensor
+               (Resize with antialias), as torchvision's documentation writes it today
 for Resize(256)+CenterCrop(224) and RandomResizedCrop(224)+flip (uint8 output). Then the
 Python cost of one ringloader batch (microseconds inside next() when the batch is ready, plus
 deleting the previous one), and
@@ -21,10 +22,10 @@ import sys
 import time
 
 import numpy as np
+import PIL
 import torch
 import torchvision
-from torchvision import transforms as T
-from torchvision.transforms import functional as F
+from torchvision.transforms import v2
 
 import ringloader as rl
 
@@ -33,14 +34,20 @@ BATCH = 64
 
 # ---------------------------------------------------------------- the torch pipelines
 
+def v2_steps(random_crop):
+    """The transform, as transforms.v2 (PIL image or uint8 tensor in, either way)."""
+    if random_crop:
+        return [v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip()]
+    return [v2.Resize(256, antialias=True), v2.CenterCrop(224)]
+
+
 class TvioFolder(torch.utils.data.Dataset):
     """Files read as bytes, decoded by torchvision.io (JPEG: decode_jpeg, else decode_image),
-    then tensor transforms: the faster torch pipeline."""
+    then transforms.v2 on the uint8 tensor: the faster torch pipeline."""
 
     def __init__(self, root, random_crop):
         self.samples = torchvision.datasets.ImageFolder(root).samples
-        self.random_crop = random_crop
-        self.rrc = T.RandomResizedCrop(224, antialias=True)
+        self.transform = v2.Compose(v2_steps(random_crop))
 
     def __len__(self):
         return len(self.samples)
@@ -52,13 +59,7 @@ class TvioFolder(torch.utils.data.Dataset):
             img = torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB)
         else:
             img = torchvision.io.decode_image(data, mode=torchvision.io.ImageReadMode.RGB)
-        if self.random_crop:
-            img = self.rrc(img)
-            if torch.rand(1).item() < 0.5:
-                img = F.hflip(img)
-        else:
-            img = F.center_crop(F.resize(img, 256, antialias=True), 224)
-        return img, label
+        return self.transform(img), label
 
 
 def torch_loader(ds, workers):
@@ -67,8 +68,7 @@ def torch_loader(ds, workers):
 
 
 def pil_dataset(root, random_crop):
-    steps = [T.RandomResizedCrop(224), T.RandomHorizontalFlip()] if random_crop else [T.Resize(256), T.CenterCrop(224)]
-    return torchvision.datasets.ImageFolder(root, transform=T.Compose(steps + [T.PILToTensor()]))
+    return torchvision.datasets.ImageFolder(root, transform=v2.Compose(v2_steps(random_crop) + [v2.PILToTensor()]))
 
 
 # ---------------------------------------------------------------- measuring
@@ -166,7 +166,7 @@ def main():
 
     print(f"{len(torchvision.datasets.ImageFolder(args.root).samples)} images in {args.root}, batch {BATCH}, "
           f"images/s (median of {args.epochs} epochs); torch {torch.__version__}, torchvision "
-          f"{torchvision.__version__}, {os.cpu_count()} cores")
+          f"{torchvision.__version__}, Pillow {PIL.__version__}, numpy {np.__version__}, {os.cpu_count()} cores")
     for random_crop in (False, True):
         name = "RandomResizedCrop(224)+flip" if random_crop else "Resize(256)+CenterCrop(224)"
         print(f"\n{name}")
