@@ -27,6 +27,7 @@ struct WorkerInfo {
   int num_workers = 1;
   uint64_t seed = 0;  ///< the loader's seed (per-sample randomness comes from SampleWriter::rng)
   int pid = 0;
+  int64_t epoch = -1;  ///< the epoch the worker was started in; -1 where not known (fork-server workers)
 };
 
 /// Map-style dataset: a size and random access by index.

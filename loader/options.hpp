@@ -53,8 +53,12 @@ struct LoaderOptions {
   std::chrono::milliseconds timeout{0};
   /// Runs in each worker after fork (and once in-process), after Dataset::on_worker_start.
   std::function<void(const datasets::WorkerInfo&)> worker_init_fn;
-  /// Seed of every random choice; unset = drawn once per loader from std::random_device.
+  /// Seed of every random choice; unset = default_seed, else drawn once per loader from
+  /// std::random_device. A saved state's seed must equal this one when it is given.
   std::optional<uint64_t> seed;
+  /// The seed when `seed` is unset, drawn by the caller (Python: from torch's generator, so
+  /// torch.manual_seed reproduces a run). Unlike `seed`, a saved state's seed replaces it.
+  std::optional<uint64_t> default_seed;
   /// true: batches in sampler order; false: as they are filled.
   bool in_order = true;
   /// Dataset exceptions: raise at the batch's place, or skip the sample and report it.

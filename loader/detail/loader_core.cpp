@@ -179,6 +179,7 @@ int LoaderCore::worker_main(int id) {
   env.on_error = opts_.user.on_error;
   env.num_workers = static_cast<int>(opts_.user.num_workers);
   env.seed = plan_.seed();
+  env.epoch = static_cast<int64_t>(plan_.epoch());  // forked now: the epoch being started (or run, on a respawn)
   env.parent_pid = owner_pid_;
   env.init_fn = opts_.user.worker_init_fn;
   env.timeout = opts_.user.timeout;
@@ -198,7 +199,7 @@ void LoaderCore::start_epoch() {
   exhausted_.assign(std::max<size_t>(1, opts_.user.num_workers), 0);
   round_robin_ = 0;
   if (!pool_) {
-    datasets::WorkerInfo info{0, 1, plan_.seed(), static_cast<int>(::getpid())};
+    datasets::WorkerInfo info{0, 1, plan_.seed(), static_cast<int>(::getpid()), static_cast<int64_t>(plan_.epoch())};
     if (!inproc_started_) {
       inproc_started_ = true;
       if (map_ds_) {

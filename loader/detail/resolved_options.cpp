@@ -62,7 +62,9 @@ ResolvedOptions resolve_options(const LoaderOptions& o, const datasets::Dataset*
   ResolvedOptions r;
   r.user = o;
   r.stream = stream;
-  r.seed = o.seed ? *o.seed : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  r.seed = o.seed           ? *o.seed
+           : o.default_seed ? *o.default_seed
+                            : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   // num_workers <= 1024 (checked above); the product must not wrap and the slots stay countable.
   size_t slots = 0;
   if (__builtin_mul_overflow(o.num_workers > 0 ? o.num_workers : 1, o.prefetch_factor, &slots) || slots > kMaxSlots) {

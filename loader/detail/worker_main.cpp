@@ -46,7 +46,7 @@ int run_worker(const WorkerEnv& env, int id) {
   rec.pid.store(pid, std::memory_order_relaxed);
   use_worker_logger(id, &rec);
   tune_worker_heap();
-  datasets::WorkerInfo info{id, env.num_workers, env.seed, pid};
+  datasets::WorkerInfo info{id, env.num_workers, env.seed, pid, env.epoch};
   set_phase(rec, WorkerPhase::kStartHook);
   try {
     if (env.map_ds) {

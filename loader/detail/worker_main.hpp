@@ -23,6 +23,7 @@ struct WorkerEnv {
   OnError on_error = OnError::kRaise;
   int num_workers = 1;
   uint64_t seed = 0;
+  int64_t epoch = -1;  ///< the epoch being started when the worker was forked (-1: not known)
   int parent_pid = 0;  ///< the worker exits when its parent is no longer this
   std::chrono::milliseconds timeout{0};  ///< the loader's: resource retries stay under half of it
   std::function<void(const datasets::WorkerInfo&)> init_fn;

@@ -19,9 +19,11 @@ import collections
 import functools
 import os
 import pickle
+import sys
 import warnings
 
 from . import _ringloader as _core
+from . import _worker
 from ._errors import (BatchError, ConfigError, DecodeError, Error, Interrupted, IpcError, ResourceError,
                       SampleError, TimeoutError, WorkerError)
 
@@ -32,14 +34,20 @@ __all__ = [
     "TimeoutError", "ResourceError", "Interrupted",
 ]
 
-WorkerInfo = collections.namedtuple("WorkerInfo", ["id", "num_workers", "seed", "pid"])
+WorkerInfo = collections.namedtuple("WorkerInfo", ["id", "num_workers", "seed", "dataset", "pid"])
 WorkerInfo.__doc__ = "What get_worker_info() returns in a worker: torch.utils.data's, plus the pid."
 
 
 def get_worker_info():
-    """In a worker: its WorkerInfo (id, num_workers, seed, pid). In the training process: None."""
+    """In a worker: its WorkerInfo, with the id, num_workers, seed and dataset that
+    torch.utils.data.get_worker_info() gives there too, plus the pid. seed is the one `random`,
+    `torch` and `numpy` were seeded from (torch's recipe); None in a fork-server worker until its
+    first sample. In the training process: None."""
+    s = _worker.current()
+    if s is not None:
+        return WorkerInfo(s.id, s.num_workers, s.seed, s.dataset, s.pid)
     t = _core.get_worker_info()
-    return None if t is None else WorkerInfo(*t)
+    return None if t is None else WorkerInfo(t[0], t[1], None, None, t[3])
 
 
 def set_log_level(level: str) -> None:
@@ -276,6 +284,10 @@ class _TorchMapDataset(Dataset):
         inferred, self.kind = _infer_schema(sample0)
         self.schema = schema if schema is not None else inferred
 
+    @property
+    def _user_dataset(self):  # what get_worker_info().dataset is: the user's dataset, as in torch
+        return self.ds
+
     def __len__(self):
         return len(self.ds)
 
@@ -292,6 +304,10 @@ class _TorchIterableDataset(IterableDataset):
             self.kind = "tuple"
         self.schema = schema
 
+    @property
+    def _user_dataset(self):
+        return self.ds
+
     def set_epoch(self, epoch):
         if hasattr(self.ds, "set_epoch"):
             self.ds.set_epoch(epoch)
@@ -301,6 +317,110 @@ class _TorchIterableDataset(IterableDataset):
 
 
 # ---------------------------------------------------------------- batches and the loader
+
+def _is_iterable(ds):
+    """Iterable-style: an rl.IterableDataset, a torch IterableDataset (with __len__ or not: torch's
+    Dataset base defines __getitem__), or anything with __iter__ and no __getitem__."""
+    if isinstance(ds, IterableDataset):
+        return True
+    if isinstance(ds, (Dataset, _ImageDataset)):
+        return False
+    tud = sys.modules.get("torch.utils.data")
+    if tud is not None and isinstance(ds, tud.IterableDataset):
+        return True
+    return not hasattr(ds, "__getitem__") and hasattr(ds, "__iter__")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_arguments(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, timeout, prefetch_factor,
+                     persistent_workers, drop_last, seed, max_retries):
+    """torch.utils.data.DataLoader's checks, in its order, with its messages (rl.ConfigError is a
+    ValueError), and the options torch leaves to fail later named here."""
+    import math
+    if not _is_int(num_workers):
+        raise ConfigError(f"num_workers must be an int, got {num_workers!r}")
+    if num_workers < 0:
+        raise ConfigError("num_workers option should be non-negative; use num_workers=0 to disable multiprocessing.")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ConfigError(f"timeout must be a number of seconds, got {timeout!r}")
+    if timeout < 0:
+        raise ConfigError("timeout option should be non-negative")
+    if not math.isfinite(timeout) or timeout > 1e9:
+        raise ConfigError(f"timeout must be a finite number of seconds up to 1e9 (0: no timeout), got {timeout!r}")
+    if num_workers == 0 and prefetch_factor is not None:
+        raise ConfigError("prefetch_factor option could only be specified in multiprocessing."
+                          "let num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor to None.")
+    if prefetch_factor is not None and (not _is_int(prefetch_factor) or prefetch_factor < 0):
+        raise ConfigError("prefetch_factor option should be non-negative")
+    if persistent_workers and num_workers == 0:
+        raise ConfigError("persistent_workers option needs num_workers > 0")
+    if _is_iterable(dataset):
+        if shuffle not in {False, None}:
+            raise ConfigError(f"DataLoader with IterableDataset: expected unspecified shuffle option, but got shuffle={shuffle}")
+        if sampler is not None:
+            raise ConfigError(f"DataLoader with IterableDataset: expected unspecified sampler option, but got sampler={sampler}")
+        if batch_sampler is not None:
+            raise ConfigError("DataLoader with IterableDataset: expected unspecified "
+                              f"batch_sampler option, but got batch_sampler={batch_sampler}")
+    if sampler is not None and shuffle:
+        raise ConfigError("sampler option is mutually exclusive with shuffle")
+    if batch_sampler is not None:
+        if batch_size != 1 or shuffle or sampler is not None or drop_last:
+            raise ConfigError("batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, and drop_last")
+    elif batch_size is None:
+        if drop_last:
+            raise ConfigError("batch_size=None option disables auto-batching and is mutually exclusive with drop_last")
+    elif not _is_int(batch_size) or batch_size <= 0:
+        raise ConfigError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed < 1 << 64):
+        raise ConfigError(f"seed must be an integer in [0, 2**64), got seed={seed!r}")
+    if not _is_int(max_retries) or max_retries < 0:
+        raise ConfigError(f"max_retries must be a non-negative integer, got max_retries={max_retries!r}")
+
+
+def _start_method(start_method, multiprocessing_context, num_workers):
+    """torch's multiprocessing_context (a name or a multiprocessing context) as ringloader's
+    start_method. ringloader forks: 'forkserver' and 'spawn' run in its fork server when
+    rl.init() started one, else forked from this process, with a warning."""
+    if multiprocessing_context is None:
+        return start_method
+    if num_workers == 0:
+        raise ConfigError("multiprocessing_context can only be used with multi-process loading "
+                          f"(num_workers > 0), but got num_workers={num_workers}")
+    name = multiprocessing_context
+    if not isinstance(name, str):
+        if not hasattr(name, "get_start_method"):
+            raise ConfigError("multiprocessing_context option should be a valid context object or a string "
+                              f"specifying the start method, but got multiprocessing_context={multiprocessing_context}")
+        name = name.get_start_method()
+    if name not in ("fork", "forkserver", "spawn"):
+        raise ConfigError("multiprocessing_context option should specify a valid start method in "
+                          f"['fork', 'spawn', 'forkserver'], but got multiprocessing_context={name!r}")
+    if name == "fork":
+        return "fork"
+    if _server_started:
+        return "forkserver"
+    warnings.warn(f"multiprocessing_context='{name}': ringloader starts its workers from its fork server, which "
+                  "rl.init() (first thing in the program) starts; without it they are forked from this process",
+                  RuntimeWarning, stacklevel=3)
+    return "fork"
+
+
+def _draw_seed(generator):
+    """The loader's seed when none is given: drawn from `generator` or torch's default generator,
+    as torch's DataLoader draws its base seed, so torch.manual_seed(s) reproduces the run (shuffle
+    order, crops, the workers' random/torch/numpy). Without torch: None (a random seed)."""
+    try:
+        import torch
+    except ImportError:
+        if generator is not None:
+            raise ConfigError("generator= is a torch.Generator, and torch cannot be imported") from None
+        return None
+    return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+
 
 class Batch(tuple):
     """One batch: a tuple of its fields in schema order (`images, labels = batch`), also
@@ -347,24 +467,44 @@ class _EpochIterator:
     """One epoch's batches. Not a generator: a generator's frame would keep the last batch (and
     its slot) alive until the next one is asked for."""
 
-    __slots__ = ("_dl", "_fast")
+    __slots__ = ("_dl", "_fast", "_gen")
 
     def __init__(self, dl):
         self._dl = dl
         self._fast = None
+        self._gen = dl._iter_gen  # None once this epoch is over: it stays over, as torch's iterators do
 
     def __iter__(self):
         return self
 
+    def _stale(self):
+        if self._gen is None:
+            raise StopIteration
+        raise Error("this iterator's epoch was abandoned by a later iter(loader) (a loader runs one epoch at a "
+                    "time: two live iterators of one loader would share its batches); iterate one at a time, "
+                    "or make a second DataLoader")
+
     def __next__(self):
+        if self._gen != self._dl._iter_gen:
+            self._stale()
         if self._fast is not None:  # every batch after the first: one call into the binding
-            b = self._fast()
+            try:
+                b = self._fast()
+            except WorkerError:
+                self._gen = None  # the epoch is abandoned
+                raise
             if b is None:
+                self._gen = None
                 raise StopIteration
             return b
         dl = self._dl
-        b = dl._loader.next()
+        try:
+            b = dl._loader.next()
+        except WorkerError:
+            self._gen = None
+            raise
         if b is None:
+            self._gen = None
             raise StopIteration
         first = dl._wrap(b)
         if not dl.copy:
@@ -389,8 +529,14 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size=1, shuffle=False, sampler=None, batch_sampler=None, num_workers=0,
                  collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None,
-                 prefetch_factor=2, persistent_workers=False, seed=None, in_order=True, on_error="raise",
-                 start_method="fork", max_retries=3, shm_dir="", format=None, copy=False, schema=None):
+                 multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False,
+                 pin_memory_device="", in_order=True, seed=None, on_error="raise", start_method="fork",
+                 max_retries=3, shm_dir="", format=None, copy=False, schema=None):
+        _check_arguments(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, timeout,
+                         prefetch_factor, persistent_workers, drop_last, seed, max_retries)
+        if prefetch_factor is None and num_workers > 0:
+            prefetch_factor = 2  # torch's default with workers
+        start_method = _start_method(start_method, multiprocessing_context, num_workers)
         if batch_sampler is not None:
             raise ConfigError("batch_sampler is not supported from Python yet: use batch_size, sampler and drop_last")
         if collate_fn is not None:
@@ -414,11 +560,11 @@ class DataLoader:
         elif isinstance(dataset, Dataset) or isinstance(dataset, IterableDataset):
             if schema is not None:
                 dataset.schema = schema
+        elif _is_iterable(dataset):
+            core_ds = _TorchIterableDataset(dataset, schema)
+            self._single = core_ds.kind == "single"
         elif hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
             core_ds = _TorchMapDataset(dataset, schema)
-            self._single = core_ds.kind == "single"
-        elif hasattr(dataset, "__iter__"):
-            core_ds = _TorchIterableDataset(dataset, schema)
             self._single = core_ds.kind == "single"
         else:
             raise ConfigError(f"a {type(dataset).__name__} is not a dataset: give an rl.Dataset, rl.IterableDataset, "
@@ -435,17 +581,47 @@ class DataLoader:
             except Exception as e:  # noqa: BLE001 - any pickling failure means the same thing
                 raise ConfigError(f'start_method="forkserver" sends the dataset to the server pickled, and this one '
                                   f"cannot be: {e}. Define its class at module level") from e
+        self.generator = generator
         options = dict(batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
-                       prefetch_factor=prefetch_factor, persistent_workers=persistent_workers, timeout=timeout,
-                       seed=seed, in_order=in_order, on_error=on_error, max_retries=max_retries, shm_dir=shm_dir,
-                       start_method=start_method, sampler=sampler, worker_init_fn=worker_init_fn)
+                       prefetch_factor=prefetch_factor or 2,  # without workers the ring still has 2 slots
+                       persistent_workers=persistent_workers, timeout=timeout,
+                       seed=seed, default_seed=None if seed is not None else _draw_seed(generator),
+                       in_order=in_order, on_error=on_error, max_retries=max_retries, shm_dir=shm_dir,
+                       start_method=start_method, sampler=sampler,
+                       # torch calls worker_init_fn only in workers, after seeding them
+                       worker_init_fn=functools.partial(_worker.call_init_fn, worker_init_fn, dataset)
+                       if worker_init_fn is not None and num_workers > 0 else None)
+        self.worker_init_fn = worker_init_fn
         self.sampler = sampler
+        self._iter_gen = 0
         self._loader = _core.Loader(core_ds, options)
         self._names = None
         self._warned_threads = False
         self._pinned = None
+        self.num_workers, self.prefetch_factor, self.persistent_workers = num_workers, prefetch_factor, persistent_workers
+        self.timeout, self.drop_last, self.in_order = timeout, drop_last, in_order
+        self.pin_memory, self.pin_memory_device = pin_memory, pin_memory_device
+        self.multiprocessing_context, self.collate_fn, self.batch_sampler = multiprocessing_context, collate_fn, batch_sampler
         if pin_memory:
             self._pin()
+        self._initialized = True
+
+    # torch freezes these once the loader is built (the ring and its workers are shaped by them)
+    _FROZEN = frozenset(("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers"))
+    # torch applies these to the next epoch; here the ring and the workers are made with the loader
+    _BUILT_IN = frozenset(("num_workers", "prefetch_factor", "pin_memory", "pin_memory_device", "timeout",
+                           "worker_init_fn", "multiprocessing_context", "generator", "collate_fn", "in_order"))
+    _initialized = False
+
+    def __setattr__(self, attr, val):
+        if self._initialized:
+            if attr in self._FROZEN:
+                raise ConfigError(f"{attr} attribute should not be set after DataLoader is initialized")
+            if attr in self._BUILT_IN:
+                raise ConfigError(f"{attr} cannot be changed once a ringloader DataLoader is built (its ring and "
+                                  "workers are made with it; torch's would apply it to the next epoch): make a "
+                                  "new DataLoader")
+        super().__setattr__(attr, val)
 
     # -- iteration
     def __iter__(self):
@@ -453,6 +629,7 @@ class DataLoader:
         loader = self._loader
         if isinstance(self.sampler, _NativeSampler) and self.sampler.epoch is not None:
             loader.set_epoch(self.sampler.epoch)
+        self._iter_gen += 1  # an earlier iterator of this loader stops here (its epoch is abandoned)
         loader.start_epoch()
         self._warn_threads()
         return _EpochIterator(self)
@@ -494,8 +671,12 @@ class DataLoader:
 
     # -- position
     def set_epoch(self, epoch: int) -> None:
-        """The epoch the next iteration runs (shuffles and random crops derive from it)."""
+        """The epoch the next iteration runs (shuffles and random crops derive from it). A sampler
+        of the user's own with set_epoch (torch's DistributedSampler) is told too; without this
+        call the loader never sets a sampler's epoch, as torch's DataLoader never does."""
         self._loader.set_epoch(epoch)
+        if self.sampler is not None and not isinstance(self.sampler, _NativeSampler) and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
 
     def state_dict(self) -> dict:
         """The loader's position at this batch boundary; load_state_dict() on a loader built the
@@ -545,9 +726,14 @@ class DataLoader:
 
     def _pin(self):
         import torch
+        if self.pin_memory_device:
+            warnings.warn("pin_memory_device is deprecated, the current accelerator will be used as the device,"
+                          f"ignore pin_memory_device='{self.pin_memory_device}'.", stacklevel=3)
         if not torch.cuda.is_available():
-            raise ConfigError("pin_memory=True needs a CUDA device, and torch.cuda.is_available() is False; "
-                              "leave pin_memory off on a machine without a GPU")
+            # as torch's DataLoader: a warning, and batches are not pinned
+            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
+                          "then device pinned memory won't be used.", stacklevel=3)
+            return
         addr, size = self._loader.shared_memory()
         err = torch.cuda.cudart().cudaHostRegister(addr, size, 0)
         if int(getattr(err, "value", err)) != 0:

@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -143,10 +144,12 @@ loader::LoaderOptions options_from(const py::dict& d) {
   if (auto v = get("persistent_workers"); !v.is_none()) o.persistent_workers = v.cast<bool>();
   if (auto v = get("timeout"); !v.is_none()) {
     const double t = v.cast<double>();
-    if (t < 0) throw ConfigError("timeout must not be negative, got " + std::to_string(t));
-    o.timeout = std::chrono::milliseconds(static_cast<int64_t>(t * 1000.0 + 0.5));
+    if (!(t >= 0) || !(t <= 1e9)) throw ConfigError("timeout must be a finite number of seconds in [0, 1e9], got " + std::to_string(t));
+    // Rounded up: any positive timeout bounds the wait (0.0004 s is 1 ms, not 0 = no timeout).
+    o.timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(t * 1000.0)));
   }
   if (auto v = get("seed"); !v.is_none()) o.seed = v.cast<uint64_t>();
+  if (auto v = get("default_seed"); !v.is_none()) o.default_seed = v.cast<uint64_t>();
   if (auto v = get("in_order"); !v.is_none()) o.in_order = v.cast<bool>();
   if (auto v = get("on_error"); !v.is_none()) {
     const auto s = v.cast<std::string>();
@@ -165,10 +168,13 @@ loader::LoaderOptions options_from(const py::dict& d) {
   o.sampler = sampler_from(get("sampler"));
   if (auto v = get("worker_init_fn"); !v.is_none()) {
     auto fn = std::make_shared<PyRef>(v);
-    o.worker_init_fn = [fn](const datasets::WorkerInfo&) {
+    // The Python layer passes worker_init_fn wrapped (ringloader._worker.call_init_fn): it reads
+    // the worker info set here, seeds as torch does, then calls the user's function.
+    o.worker_init_fn = [fn](const datasets::WorkerInfo& info) {
       py::gil_scoped_acquire g;
       try {
-        fn->get()(py::module_::import("ringloader").attr("get_worker_info")().attr("id"));
+        set_worker_info(info);
+        fn->get()(info.id);
       } catch (py::error_already_set& e) {
         throw_foreign(e);
       }
@@ -446,7 +452,7 @@ PYBIND11_MODULE(_ringloader, m) {
   m.def("get_worker_info", []() -> py::object {
     const auto w = worker_info();
     if (!w) return py::none();
-    return py::make_tuple(w->id, w->num_workers, w->seed, w->pid);
+    return py::make_tuple(w->id, w->num_workers, w->seed, w->pid, w->epoch);
   });
   m.def("set_log_level", &loader::set_log_level);
 }

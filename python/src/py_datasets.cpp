@@ -219,6 +219,13 @@ void PyMapDataset::get(size_t index, datasets::SampleWriter& out) {
   py::gil_scoped_acquire g;
   SampleOut so(out, schema_);
   try {
+    if (in_worker_) {
+      if (!seeded_) {  // a worker started without knowing its epoch (fork server): seed for this one
+        seeded_ = true;
+        py::module_::import("ringloader._worker").attr("seed_epoch")(out.epoch());
+      }
+      seed_sample_.get()(out.epoch(), index);  // random/torch/numpy keyed by the sample (_worker.py says why)
+    }
     obj_.get().attr("get")(index, py::cast(&so, py::return_value_policy::reference));
   } catch (py::error_already_set& e) {
     so.invalidate();
@@ -237,9 +244,23 @@ std::string PyMapDataset::source(size_t index) const {
   }
 }
 
+void worker_started(const datasets::WorkerInfo& info, int64_t epoch, const py::object& dataset) {
+  set_worker_info(info);
+  try {
+    py::module_::import("ringloader._worker").attr("started")(info.id, info.num_workers, info.seed, epoch, dataset);
+  } catch (py::error_already_set& e) {
+    throw_foreign(e);
+  }
+}
+
 void PyMapDataset::on_worker_start(const datasets::WorkerInfo& info) {
   py::gil_scoped_acquire g;
-  if (::getpid() != creator_pid_) set_worker_info(info);
+  if (::getpid() != creator_pid_) {  // a worker (in-process, torch seeds nothing and has no worker info)
+    worker_started(info, info.epoch, obj_.get());
+    seeded_ = info.epoch >= 0;
+    in_worker_ = true;
+    seed_sample_ = PyRef(py::module_::import("ringloader._worker").attr("seed_sample"));
+  }
   if (!py::hasattr(obj_.get(), "on_worker_start")) return;
   try {
     obj_.get().attr("on_worker_start")(py::module_::import("ringloader").attr("get_worker_info")());
@@ -266,7 +287,7 @@ PyStreamDataset::PyStreamDataset(py::object o) : obj_(std::move(o)), creator_pid
 
 void PyStreamDataset::start(const datasets::WorkerInfo& info, uint64_t epoch) {
   py::gil_scoped_acquire g;
-  if (::getpid() != creator_pid_) set_worker_info(info);
+  if (::getpid() != creator_pid_) worker_started(info, static_cast<int64_t>(epoch), obj_.get());  // once per process
   try {
     if (py::hasattr(obj_.get(), "set_epoch")) obj_.get().attr("set_epoch")(epoch);
     it_ = PyRef(obj_.get().attr("__iter__")());
@@ -309,10 +330,11 @@ size_t PySampler::size() const {
   return py::len(obj_.get());
 }
 
-std::vector<int64_t> PySampler::indices(const loader::EpochContext& ctx) const {
+std::vector<int64_t> PySampler::indices(const loader::EpochContext& /*ctx*/) const {
   py::gil_scoped_acquire g;
   try {
-    if (py::hasattr(obj_.get(), "set_epoch")) obj_.get().attr("set_epoch")(ctx.epoch);
+    // The sampler's epoch is the user's (torch's DataLoader never sets it): DataLoader.set_epoch
+    // forwards to it in Python, nothing here does.
     std::vector<int64_t> out;
     for (auto i : obj_.get()) out.push_back(py::int_(py::reinterpret_borrow<py::object>(i)).cast<int64_t>());
     return out;

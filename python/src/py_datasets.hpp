@@ -107,6 +107,9 @@ class PyMapDataset : public datasets::Dataset {
   size_t size_ = 0;
   bool has_source_ = false;
   int creator_pid_;  ///< on_worker_start elsewhere means a worker
+  bool seeded_ = true;  ///< false in a worker whose epoch was not known at start: seeded at its first sample
+  bool in_worker_ = false;  ///< set by on_worker_start in a worker (never in-process: torch seeds nothing there)
+  PyRef seed_sample_;       ///< ringloader._worker.seed_sample, called before each sample in a worker
 };
 
 /// A Python stream: schema and __iter__ yielding samples (tuples or dicts, in schema order);
@@ -138,6 +141,9 @@ class PySampler : public loader::Sampler {
 
 /// rl.get_worker_info() in this process: set in a worker, nothing in the loader's own process.
 void set_worker_info(const datasets::WorkerInfo& info);
+/// In a worker, once per process: set_worker_info, then ringloader._worker.started (random,
+/// torch and numpy seeded as torch's workers are, for `epoch`; -1: at the first sample).
+void worker_started(const datasets::WorkerInfo& info, int64_t epoch, const py::object& dataset);
 std::optional<datasets::WorkerInfo> worker_info();
 
 }  // namespace ringloader::python

@@ -346,11 +346,15 @@ def test_timeout_bounds_each_wait():
     assert "batch 2" in str(e.value)
 
 
-def test_pin_memory_without_cuda_is_a_clear_error():
+def test_pin_memory_without_cuda_warns_and_goes_on_as_torch_does():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: tests/python/test_gpu.py covers pin_memory")
-    with pytest.raises(rl.ConfigError, match="pin_memory=True needs a CUDA device"):
-        rl.DataLoader(Points(), pin_memory=True)
+    for make in (rl.DataLoader, torch.utils.data.DataLoader):
+        with pytest.warns(UserWarning, match="no accelerator is found"):
+            loader = make(Points() if make is rl.DataLoader else list(range(10)), batch_size=5, pin_memory=True)
+            pinned = [batch[0].is_pinned() for batch in loader]
+        assert len(pinned) >= 2 and not any(pinned)
+        del loader
 
 
 def test_distributed_sampler_from_the_environment(monkeypatch):

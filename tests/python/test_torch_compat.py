@@ -1,0 +1,311 @@
+"""rl.DataLoader against torch.utils.data.DataLoader on the same datasets, side by side: worker
+RNG seeding, torch.manual_seed reproducibility, get_worker_info() in workers, worker_init_fn,
+a user's DistributedSampler epoch, iterators that end or are abandoned. Ported from the
+behaviours torch's test/test_dataloader.py checks; each case runs under a time limit."""
+import random
+import signal
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader as TorchLoader
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import DistributedSampler as TorchDistributedSampler
+from torch.utils.data import IterableDataset as TorchIterable
+from torch.utils.data import get_worker_info as torch_get_worker_info
+
+import ringloader as rl
+from ringloader import _worker
+
+
+@pytest.fixture(autouse=True)
+def time_limit():
+    """A case that hangs fails after 60 s instead of stalling the suite."""
+    def expire(signum, frame):
+        raise TimeoutError("this case took over 60 s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+class Draws(TorchDataset):
+    """Each sample: what the worker's random, torch and numpy RNGs draw for it (what a
+    torchvision random transform draws from)."""
+
+    def __init__(self, n=32):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.tensor([random.random(), torch.rand(1).item(), float(np.random.rand())], dtype=torch.float64)
+
+
+def draws_of(loader, epochs=2):
+    out = []
+    for _ in range(epochs):
+        for batch in loader:
+            out += [tuple(row) for row in batch.tolist()]
+    return out
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_workers_draw_different_numbers_every_worker_and_epoch(persistent):
+    for make in (rl.DataLoader, TorchLoader):
+        loader = make(Draws(), batch_size=4, num_workers=2, persistent_workers=persistent)
+        draws = draws_of(loader)
+        for k in range(3):  # random, torch, numpy: no value drawn twice over 2 workers x 2 epochs
+            column = [d[k] for d in draws]
+            assert len(set(column)) == len(column), f"{make.__module__}: RNG {k} repeats across workers or epochs"
+        del loader
+
+
+def test_torch_manual_seed_reproduces_order_and_worker_draws():
+    def run(seed):
+        torch.manual_seed(seed)
+        order = [int(i) for b in rl.DataLoader(range(32), batch_size=8, shuffle=True) for i in b]
+        loader = rl.DataLoader(Draws(), batch_size=4, shuffle=True, num_workers=2)
+        draws = draws_of(loader)
+        del loader
+        return order, draws
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_a_samples_draws_do_not_depend_on_the_worker_count_or_scheduling():
+    """ringloader's extra: workers claim batches as they come free, so the draws are keyed by the
+    sample (loader seed, epoch, index), not by the worker: the same for 1 or 3 workers."""
+    def run(workers):
+        torch.manual_seed(11)
+        loader = rl.DataLoader(Draws(24), batch_size=4, shuffle=True, num_workers=workers)
+        draws = draws_of(loader)
+        del loader
+        return draws
+    assert run(1) == run(3)
+
+
+def test_generator_argument_reproduces_the_shuffle_as_torch_does():
+    def order(make, seed):
+        loader = make(range(40), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(seed))
+        return [int(i) for b in loader for i in b]
+    for make in (rl.DataLoader, TorchLoader):
+        assert order(make, 3) == order(make, 3)
+        assert order(make, 3) != order(make, 4)
+        assert sorted(order(make, 3)) == list(range(40))
+
+
+class Sharded(TorchIterable):
+    """torch's documented recipe: each worker takes its share by get_worker_info()."""
+
+    def __init__(self, n=30):
+        self.n = n
+
+    def __iter__(self):
+        info = torch_get_worker_info()
+        if info is None:
+            return iter(range(self.n))
+        return iter(range(info.id, self.n, info.num_workers))
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_torch_get_worker_info_shards_an_iterable_dataset_as_in_torch(workers):
+    got = {}
+    for make in (rl.DataLoader, TorchLoader):
+        got[make] = sorted(int(v) for b in make(Sharded(), batch_size=4, num_workers=workers) for v in b)
+    assert got[rl.DataLoader] == got[TorchLoader] == list(range(30))
+
+
+class WhoAmI(TorchDataset):
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        t, r = torch_get_worker_info(), rl.get_worker_info()
+        if t is None:  # rl reads sample 0 in the training process to learn the batch's shape
+            return torch.tensor([-1, 0, 0, 0])
+        same = (t.id, t.num_workers, t.seed) == (r.id, r.num_workers, r.seed) and t.dataset is r.dataset is self
+        return torch.tensor([t.id, t.num_workers, int(same), 1])  # the seeds at start: the worker_init_fn test
+
+
+def test_worker_info_is_the_same_from_torch_and_ringloader():
+    rows = [r for b in rl.DataLoader(WhoAmI(), batch_size=3, num_workers=2) for r in b.tolist()]
+    assert {r[0] for r in rows} <= {0, 1}
+    assert all(r[1] == 2 and r[2] == 1 and r[3] == 1 for r in rows), rows
+    assert rl.get_worker_info() is None and torch_get_worker_info() is None  # in the training process
+
+
+def test_worker_init_fn_sees_the_seeds_torch_gives():
+    """torch: worker w is seeded base + w (random, torch), numpy from _generate_state(base, w)."""
+    seen = {}
+    for make in (rl.DataLoader, TorchLoader):
+        def init(worker_id):
+            info = torch_get_worker_info()
+            assert info.id == worker_id and torch.initial_seed() == info.seed
+            base = info.seed - worker_id
+            expect = np.random.RandomState(_worker._generate_state(base, worker_id)).rand()
+            assert np.random.rand() == expect  # numpy was seeded from (base, worker id)
+            assert random.random() == random.Random(info.seed).random()
+        loader = make(Draws(8), batch_size=4, num_workers=2, worker_init_fn=init)
+        seen[make] = draws_of(loader, epochs=1)  # an assertion failing in init fails the epoch
+        del loader
+    assert len(seen[rl.DataLoader]) == len(seen[TorchLoader]) == 8
+
+
+def test_worker_init_fn_is_not_called_without_workers():
+    calls = []
+    for make in (rl.DataLoader, TorchLoader):
+        assert len(list(make(Draws(8), batch_size=4, num_workers=0, worker_init_fn=calls.append))) == 2
+    assert calls == []
+
+
+def test_generate_state_without_torch_matches_torchs():
+    from torch.utils.data._utils.worker import _generate_state
+    rng = random.Random(5)
+    for _ in range(200):
+        base, wid = rng.getrandbits(63), rng.randrange(64)
+        assert _worker._generate_state_without_torch(base, wid) == _generate_state(base, wid)
+
+
+def test_a_users_distributed_sampler_keeps_its_epoch():
+    ds = list(range(50))
+    orders = {}
+    for make in (rl.DataLoader, TorchLoader):
+        sampler = TorchDistributedSampler(ds, num_replicas=2, rank=1, shuffle=True, seed=0)
+        sampler.set_epoch(5)
+        orders[make] = [int(i) for b in make(ds, batch_size=5, sampler=sampler) for i in b]
+    assert orders[rl.DataLoader] == orders[TorchLoader]
+    epoch0 = TorchDistributedSampler(ds, num_replicas=2, rank=1, shuffle=True, seed=0)
+    assert orders[rl.DataLoader] != list(epoch0)
+
+
+def test_loader_set_epoch_reaches_a_users_sampler():
+    ds = list(range(50))
+    sampler = TorchDistributedSampler(ds, num_replicas=2, rank=0, shuffle=True, seed=0)
+    loader = rl.DataLoader(ds, batch_size=5, sampler=sampler)
+    loader.set_epoch(3)
+    assert sampler.epoch == 3
+    expect = TorchDistributedSampler(ds, num_replicas=2, rank=0, shuffle=True, seed=0)
+    expect.set_epoch(3)
+    assert [int(i) for b in loader for i in b] == list(expect)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_exhausted_iterator_stays_exhausted(workers):
+    for make in (rl.DataLoader, TorchLoader):
+        loader = make(range(10), batch_size=4, num_workers=workers)
+        it = iter(loader)
+        assert sum(1 for _ in it) == 3
+        for _ in range(3):
+            with pytest.raises(StopIteration):
+                next(it)
+        del it, loader
+
+
+def test_two_live_iterators_never_mix_batches():
+    loader = rl.DataLoader(range(20), batch_size=4)
+    first = iter(loader)
+    assert next(first).tolist() == [0, 1, 2, 3]
+    second = iter(loader)
+    assert [b.tolist() for b in second] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15], [16, 17, 18, 19]]
+    with pytest.raises(rl.Error, match="abandoned by a later iter"):
+        next(first)
+    with pytest.raises(rl.Error, match="abandoned by a later iter"):
+        list(zip(loader, loader))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(num_workers=-1), dict(timeout=-1), dict(prefetch_factor=2), dict(num_workers=2, prefetch_factor=-1),
+    dict(persistent_workers=True), dict(batch_size=None, drop_last=True), dict(sampler=[0, 1], shuffle=True),
+    dict(batch_sampler=[[0, 1]], batch_size=2), dict(batch_sampler=[[0, 1]], shuffle=True),
+    dict(batch_sampler=[[0, 1]], sampler=[0]), dict(batch_sampler=[[0, 1]], drop_last=True),
+    dict(batch_size=-1), dict(batch_size=0), dict(num_workers=0, multiprocessing_context="fork"),
+    dict(num_workers=1, multiprocessing_context="bogus"),
+], ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_invalid_arguments_raise_torchs_value_error(kwargs):
+    ds = list(range(10))
+    with pytest.raises(ValueError) as theirs:
+        list(TorchLoader(ds, **kwargs))
+    with pytest.raises(rl.ConfigError) as ours:
+        rl.DataLoader(ds, **kwargs)
+    assert isinstance(ours.value, ValueError) and str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("kwargs", [dict(shuffle=True), dict(sampler=[0, 1])])
+def test_an_iterable_dataset_refuses_what_torch_refuses(kwargs):
+    with pytest.raises(ValueError) as theirs:
+        TorchLoader(Sharded(), **kwargs)
+    with pytest.raises(rl.ConfigError) as ours:
+        rl.DataLoader(Sharded(), **kwargs)
+    assert str(ours.value) == str(theirs.value)
+
+
+class SizedStream(Sharded):
+    def __len__(self):
+        return self.n
+
+
+def test_a_torch_iterable_dataset_with_len_is_iterable_style():
+    for make in (rl.DataLoader, TorchLoader):
+        assert sorted(int(v) for b in make(SizedStream(), batch_size=4, num_workers=2) for v in b) == list(range(30))
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    (dict(seed=-1), "seed"), (dict(seed=1.5), "seed"), (dict(seed=1 << 64), "seed"),
+    (dict(num_workers=1.5), "num_workers"), (dict(batch_size=2.5), "batch_size"),
+    (dict(timeout=float("nan")), "timeout"), (dict(timeout=float("inf")), "timeout"), (dict(timeout=1e300), "timeout"),
+    (dict(max_retries=-1), "max_retries"),
+])
+def test_options_torch_does_not_check_are_named_in_a_config_error(kwargs, named):
+    with pytest.raises(rl.ConfigError, match=named):
+        rl.DataLoader(list(range(10)), **kwargs)
+
+
+class Sleepy(TorchDataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        import time
+        time.sleep(2)
+        return i
+
+
+def test_a_timeout_under_half_a_millisecond_still_bounds_the_wait():
+    loader = rl.DataLoader(Sleepy(), batch_size=1, num_workers=1, timeout=0.0004)
+    with pytest.raises(rl.TimeoutError):
+        next(iter(loader))
+    del loader
+
+
+def test_attributes_are_torchs_and_frozen_as_in_torch():
+    ds = list(range(10))
+    ours, theirs = rl.DataLoader(ds, batch_size=2), TorchLoader(ds, batch_size=2)
+    for name in ("dataset", "batch_size", "num_workers", "prefetch_factor", "pin_memory", "pin_memory_device",
+                 "timeout", "worker_init_fn", "multiprocessing_context", "sampler", "batch_sampler", "generator",
+                 "collate_fn", "drop_last", "persistent_workers", "in_order"):
+        assert hasattr(ours, name), name
+    for name in ("num_workers", "prefetch_factor", "pin_memory", "timeout", "drop_last", "persistent_workers",
+                 "generator", "worker_init_fn", "in_order", "batch_size"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    for name in ("batch_size", "sampler", "drop_last", "dataset", "persistent_workers", "batch_sampler"):
+        for loader in (ours, theirs):
+            with pytest.raises(ValueError, match=f"{name} attribute should not be set after DataLoader is initialized"):
+                setattr(loader, name, None)
+    theirs.num_workers = 0  # torch applies it to its next epoch; ringloader says it cannot, never ignores it
+    with pytest.raises(rl.ConfigError, match="num_workers cannot be changed"):
+        ours.num_workers = 0
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_context_is_accepted(context):
+    import warnings as w
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        loader = rl.DataLoader(list(range(12)), batch_size=4, num_workers=2, multiprocessing_context=context)
+        assert sorted(int(i) for b in loader for i in b) == list(range(12))
+    if context != "fork" and not rl._server_started:
+        assert any("multiprocessing_context" in str(c.message) for c in caught)
+    del loader
