@@ -61,6 +61,7 @@ wheel: deps
 	  || { tail -40 build/wheel-build.log; echo "make wheel: the build failed (build/wheel-build.log)"; exit 1; }
 	@$(VENV_PATH) auditwheel repair --wheel-dir dist build/wheel-raw/ringloader-*.whl > build/wheel-repair.log 2>&1 \
 	  || { cat build/wheel-repair.log; exit 1; }
+	@$(VENV_PATH) python python/bundle_licenses.py dist/ringloader-*.whl
 	@$(VENV_PATH) auditwheel show dist/ringloader-*.whl
 	@ls dist/ringloader-*.whl
 

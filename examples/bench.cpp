@@ -67,7 +67,7 @@ struct Options {
   bool random_crop = false;  ///< RandomResizedCrop(size) instead of Resize + CenterCrop
   bool flip = false;         ///< + RandomHorizontalFlip
   bool vs_pytorch = false;
-  std::string python;          ///< default: $RINGLOADER_PYTHON, else the build's (compiled in)
+  std::string python;          ///< default: $RINGLOADER_BENCH_PYTHON, else the build's (compiled in)
   std::string pytorch_script;  ///< default: $RINGLOADER_PYTORCH_SCRIPT, else next to the sources
   std::string plot;
   std::string make_dataset;
@@ -442,7 +442,7 @@ Options parse(int argc, char** argv) {
   Options o;
   // The wheel's entry point sets both to the venv's interpreter and the script it ships; a build
   // tree uses the repository's .venv/ (torch pinned there) and the script in examples/.
-  const char* env_python = std::getenv("RINGLOADER_PYTHON");
+  const char* env_python = std::getenv("RINGLOADER_BENCH_PYTHON");
   const char* env_script = std::getenv("RINGLOADER_PYTORCH_SCRIPT");
   o.python = env_python && *env_python ? env_python : RINGLOADER_BENCH_PYTHON;
   o.pytorch_script = env_script && *env_script ? env_script : RINGLOADER_PYTORCH_SCRIPT;

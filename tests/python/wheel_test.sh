@@ -12,15 +12,23 @@
 #    (examples/python/quickstart.py) and the console programs run on a folder the wheel's own
 #    `ringloader-bench --make-dataset` made.
 # 4. The same wheel with NumPy 1.26 instead of 2.x.
-# A debootstrapped Debian root would be stronger still, but needs a mirror download each run;
-# hiding the libraries from the loader checks the same thing: nothing outside the wheel is used.
+# Step 2 is the check that decides: the repaired objects ask only for the bundled (renamed)
+# libraries and the allow-list. Step 3 runs them as a user would where the system copies cannot
+# be loaded at all, which also catches a library opened at run time (dlopen) rather than linked.
+# A debootstrapped Debian root would be stronger still, but needs a mirror download each run.
 set -euo pipefail
-wheel=$(realpath "$1") work=$2 py=${3:-python3}
-src=$(cd "$(dirname "$0")/../.." && pwd)
-rm -rf "$work" && mkdir -p "$work"
-work=$(realpath "$work")
 say() { echo "wheel_test: $*"; }
 fail() { echo "wheel_test: FAIL: $*" >&2; exit 1; }
+[ $# -ge 2 ] || fail "usage: $0 WHEEL WORK_DIR [PYTHON]"
+[ -f "$1" ] || fail "no wheel at $1"
+wheel=$(realpath "$1") work=$2 py=${3:-python3}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+# WORK_DIR is deleted and made anew: only one this script made (it holds the marker) or none.
+if [ -e "$work" ] && [ -n "$(ls -A "$work")" ] && [ ! -e "$work/.wheel-test-dir" ]; then
+  fail "$work exists and was not made by this test: give a new folder"
+fi
+rm -rf "$work" && mkdir -p "$work" && touch "$work/.wheel-test-dir"
+work=$(realpath "$work")
 
 # 1. the policy
 auditwheel=${AUDITWHEEL:-auditwheel}
@@ -41,15 +49,21 @@ venv "$work/v"
 pkg=$("$work/v/bin/python" -c 'import os, ringloader; print(os.path.dirname(ringloader.__file__))')
 case "$pkg" in "$work/v/"*) ;; *) fail "ringloader imported from $pkg, not the venv" ;; esac
 "$work/v/bin/python" -c 'import torch' 2>/dev/null && fail "torch is in the clean venv"
+"$work/v/bin/python" -c 'import numpy, sys; sys.exit(int(numpy.__version__.split(".")[0]) < 2)' \
+  || fail "pip gave the clean venv a NumPy older than 2"
 libs_dir=$(realpath -m "$(dirname "$pkg")/ringloader.libs")
 [ -d "$libs_dir" ] || fail "no ringloader.libs/ in the installed wheel (not repaired?)"
 say "bundled: $(ls "$libs_dir" | tr '\n' ' ')"
+notices=$(find "$pkg/../ringloader-"*.dist-info/licenses/bundled -name '*.copyright' 2>/dev/null | wc -l)
+[ "$notices" -ge 10 ] || fail "the wheel carries $notices licence notices for its bundled libraries (make wheel adds them)"
+say "licence notices of the bundled libraries: $notices"
 
 # 2. ldd: bundled or allow-listed, nothing else
 # The allow-list of the wheel's own policy, from auditwheel's policy file (plus the loader itself).
 tag=$(grep -Eo 'platform tag:[[:space:]]*"manylinux_2_[0-9]+' "$work/show.txt" | head -1 | grep -Eo 'manylinux_2_[0-9]+')
-policy=$(python3 -c 'import auditwheel, os; print(os.path.join(os.path.dirname(auditwheel.__file__), "policy", "manylinux-policy.json"))')
-mapfile -t allowed < <(python3 -c 'import json, sys
+aw_python=$(head -1 "$(command -v "$auditwheel")" | sed 's/^#!//')  # auditwheel's own interpreter
+policy=$("$aw_python" -c 'import auditwheel, os; print(os.path.join(os.path.dirname(auditwheel.__file__), "policy", "manylinux-policy.json"))')
+mapfile -t allowed < <("$aw_python" -c 'import json, sys
 for p in json.load(open(sys.argv[1])):
     if p["name"] == sys.argv[2]:
         print("\n".join(p["lib_whitelist"]))' "$policy" "$tag")
@@ -94,12 +108,17 @@ ringloader-imagefolder --help | grep -q Usage
 ringloader-bench --make-dataset "$work/images" --images 40 >/dev/null
 ringloader-imagefolder "$work/images" --workers 2 --batch-size 8 > "$work/cli.txt"
 grep -q "40 images" "$work/cli.txt" || { cat "$work/cli.txt"; exit 1; }
+ringloader-bench "$work/images" --workers 0,1 --batch-sizes 8 --decoders fast --outputs uint8 --repeats 1 \
+  --ceiling-images 10 | grep -q '"bench":"imagefolder"'
 ringloader-pack "$work/images" "$work/shards" >/dev/null
+python -c 'import sys, ringloader as rl
+n = sum(len(b[1]) for b in rl.DataLoader(rl.Shards(sys.argv[1], size=64), batch_size=8, num_workers=1))
+assert n == 40, n' "$work/shards"
 python "$src/examples/python/quickstart.py" "$work/images" | tee "$work/quickstart.txt"
 grep -q "epoch 1: 40 images" "$work/quickstart.txt"
 EOF
 unshare -m bash "$work/run.sh" || fail "the wheel does not run with the system libraries hidden"
-say "quick start, ringloader-imagefolder, -bench and -pack ran with the system libraries hidden"
+say "quick start, ringloader-imagefolder, -bench, -pack and rl.Shards ran with the system libraries hidden"
 
 # 4. NumPy 1.26
 venv "$work/v126" "numpy==1.26.4"
