@@ -115,6 +115,14 @@ class ResourceError : public Error {
   int64_t index_;
 };
 
+/// Must reach the caller of next() as it is, never become a sample's error: a Python
+/// KeyboardInterrupt or SystemExit raised by dataset code running in the training process
+/// (num_workers=0). The batch being filled goes back to the queue, whole.
+class PassThrough : public Error {
+ public:
+  using Error::Error;
+};
+
 /// An exception of another language's (Python's) raised in dataset code: its type name
 /// ("ValueError") and traceback travel with it, so the training loop's SampleError names them.
 class ForeignError : public Error {

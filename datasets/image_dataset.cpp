@@ -18,8 +18,11 @@ ImageDataset::ImageDataset(ImageDatasetOptions options, std::string base)
                       " has no fixed output size: end it with CenterCrop, RandomResizedCrop or Resize((h, w))");
   }
   out_hw_ = *hw;
-  if (options_.reader_threads < 0) {
-    throw ConfigError("reader_threads must be >= 0, got " + std::to_string(options_.reader_threads));
+  if (options_.reader_threads < 0 || options_.reader_threads > kMaxReaderThreads) {
+    // Past a few hundred the threads only queue on the disk, and tens of thousands of them run a
+    // worker out of memory or of thread ids inside the C library (an abort, not an error).
+    throw ConfigError("reader_threads must be in [0, " + std::to_string(kMaxReaderThreads) + "] (reader threads per "
+                      "worker), got " + std::to_string(options_.reader_threads));
   }
   if (options_.read_delay_ms < 0) throw ConfigError("read_delay_ms must be >= 0, got " + std::to_string(options_.read_delay_ms));
   if (options_.max_file_bytes == 0) throw ConfigError("max_file_bytes must be positive");

@@ -38,6 +38,9 @@ namespace detail {
 class ReadAhead;
 }
 
+/// The most reader threads a process runs (ImageDatasetOptions::reader_threads).
+inline constexpr int kMaxReaderThreads = 1024;
+
 /// Options shared by the image datasets.
 struct ImageDatasetOptions {
   Pipeline transform = Pipeline::center(256, 224);  ///< must end in a fixed size
@@ -46,7 +49,8 @@ struct ImageDatasetOptions {
   /// Threads reading ahead per process; 0 reads in get(). They sleep in IO, so size them by
   /// latency x decode rate: 10 ms reads at ~1500 images/s need ~15 (measured: 4 keep 44% of
   /// the undelayed rate, 16 keep 87%). Used only while reads are slow: under 100 us on average
-  /// (the page cache) get() reads itself, over 400 us the threads read ahead again.
+  /// (the page cache) get() reads itself, over 400 us the threads read ahead again. At most
+  /// kMaxReaderThreads (ConfigError past it).
   int reader_threads = 16;
   size_t prefetch_files = 64;    ///< most files read ahead and not yet taken
   size_t prefetch_bytes = size_t{256} << 20;  ///< readers pause while read-ahead holds more

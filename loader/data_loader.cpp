@@ -1,5 +1,6 @@
 #include "loader/data_loader.hpp"
 
+#include "core/error.hpp"
 #include "loader/detail/loader_core.hpp"
 #include "loader/detail/log.hpp"
 
@@ -32,31 +33,41 @@ DataLoader::Iterator::Iterator(DataLoader* l) : loader_(l) {}
 
 DataLoader::Iterator& DataLoader::Iterator::operator++() {
   current_.reset();  // releases the slot unless the Batch was moved out
-  current_ = loader_->core_->next();
+  current_ = loader_->core().next();
   return *this;
 }
 
 DataLoader::Iterator DataLoader::begin() {
-  core_->start_epoch();
+  core().start_epoch();
   Iterator it(this);
-  it.current_ = core_->next();
+  it.current_ = core().next();
   return it;
 }
 
-void DataLoader::start_epoch() { core_->start_epoch(); }
-std::optional<Batch> DataLoader::next() { return core_->next(); }
-size_t DataLoader::size() const { return core_->size(); }
-void DataLoader::set_epoch(uint64_t epoch) { core_->set_epoch(epoch); }
-uint64_t DataLoader::epoch() const { return core_->epoch(); }
-uint64_t DataLoader::seed() const { return core_->seed(); }
-size_t DataLoader::num_slots() const { return core_->num_slots(); }
-size_t DataLoader::ring_bytes() const { return core_->ring_bytes(); }
-std::span<std::byte> DataLoader::shared_memory() const { return core_->shared_memory(); }
-std::vector<int> DataLoader::worker_pids() const { return core_->worker_pids(); }
-const std::vector<SkippedSample>& DataLoader::skipped() const { return core_->skipped(); }
-LoaderStats DataLoader::stats() const { return core_->stats(); }
-std::string DataLoader::state() const { return core_->state(); }
-void DataLoader::load_state(const std::string& json) { core_->load_state(json); }
+void DataLoader::start_epoch() { core().start_epoch(); }
+std::optional<Batch> DataLoader::next() { return core().next(); }
+size_t DataLoader::size() const { return core().size(); }
+void DataLoader::set_epoch(uint64_t epoch) { core().set_epoch(epoch); }
+uint64_t DataLoader::epoch() const { return core().epoch(); }
+uint64_t DataLoader::seed() const { return core().seed(); }
+size_t DataLoader::num_slots() const { return core().num_slots(); }
+size_t DataLoader::ring_bytes() const { return core().ring_bytes(); }
+std::span<std::byte> DataLoader::shared_memory() const { return core().shared_memory(); }
+std::vector<int> DataLoader::worker_pids() const { return core().worker_pids(); }
+const std::vector<SkippedSample>& DataLoader::skipped() const { return core().skipped(); }
+LoaderStats DataLoader::stats() const { return core().stats(); }
+std::string DataLoader::state() const { return core().state(); }
+void DataLoader::load_state(const std::string& json) { core().load_state(json); }
+
+detail::LoaderCore& DataLoader::core() const {
+  if (!core_) throw ConfigError("this DataLoader was closed (close()): make a new one to load again");
+  return *core_;
+}
+
+void DataLoader::close() noexcept {
+  if (core_) core_->shutdown();  // Batches still alive keep the mapping, not the workers
+  core_.reset();
+}
 
 void DataLoader::interrupt() noexcept {
   if (core_) core_->interrupt();

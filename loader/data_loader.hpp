@@ -92,6 +92,10 @@ class DataLoader {
   /// begin()/next() resumes that epoch. ConfigError names what differs (dataset fingerprint,
   /// world size, rank, seed, batches per epoch).
   void load_state(const std::string& json);
+  /// Stops the workers now (within the shutdown bound) and ends the loader: Batches still held
+  /// stay valid; any other call afterwards throws ConfigError saying it was closed. Idempotent;
+  /// the destructor does the same.
+  void close() noexcept;
   /// Makes a next() that waits (or the next call to it) throw ringloader::Interrupted soon,
   /// leaving the loader usable. Async-signal-safe: meant for a SIGINT/SIGTERM handler.
   void interrupt() noexcept;
@@ -100,7 +104,8 @@ class DataLoader {
   LoaderStats stats() const;
 
  private:
-  std::shared_ptr<detail::LoaderCore> core_;
+  std::shared_ptr<detail::LoaderCore> core_;  ///< null once closed (or moved from)
+  detail::LoaderCore& core() const;           ///< *core_, or ConfigError once closed
 };
 
 /// Sets the library's log level ("trace", "debug", "info", "warn", "error", "off").

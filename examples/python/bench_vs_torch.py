@@ -123,7 +123,7 @@ class Empty(rl.Dataset):
         return 64 * 400
 
     def get(self, index, out):
-        pass
+        out["label"][...] = index  # the least a get() writes (one that writes nothing is an error)
 
 
 def python_cost_per_batch(busy):

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/fnv.hpp"
 
 namespace ringloader::loader::detail {
 
@@ -14,6 +15,7 @@ void EpochPlan::begin() {
   next_epoch_ = epoch_ + 1;
   if (!sampler_) return;  // a stream orders itself: only the epoch number
   BatchPlan full = sampler_->batches({seed_, epoch_});
+  plan_hash_ = plan_fingerprint(full);
   done_.assign(full.size(), 0);
   seqs_.clear();
   if (resume_done_ && resume_epoch_ != epoch_) resume_done_.reset();  // set_epoch moved away from it
@@ -50,6 +52,14 @@ void EpochPlan::begin() {
   }
 }
 
+uint64_t EpochPlan::plan_fingerprint(const BatchPlan& full) {
+  uint64_t h = core::kFnvOffset;
+  const auto bytes = [&h](const void* p, size_t n) { h = core::fnv1a64({static_cast<const char*>(p), n}, h); };
+  bytes(full.offsets.data(), full.offsets.size() * sizeof(size_t));
+  bytes(full.indices.data(), full.indices.size() * sizeof(int64_t));
+  return h;
+}
+
 void EpochPlan::mark_done(uint64_t seq) {
   if (seq < done_.size()) done_[seq] = 1;
 }
@@ -68,24 +78,32 @@ std::string EpochPlan::state(bool active) const {
   j["world_size"] = id_.world_size;
   j["dataset"] = {{"size", id_.dataset_size}, {"fingerprint", id_.fingerprint}};
   j["batches_per_epoch"] = sampler_->size();
-  if (active) {
-    j["epoch"] = epoch_;
-    // Batches already returned, as [first, last] ranges of the epoch's batch numbers.
+  // Batches already returned, as [first, last] ranges of the epoch's batch numbers.
+  const auto ranges_of = [](const std::vector<uint8_t>& done) {
     nlohmann::json ranges = nlohmann::json::array();
-    for (size_t b = 0; b < done_.size();) {
-      if (!done_[b]) {
+    for (size_t b = 0; b < done.size();) {
+      if (!done[b]) {
         ++b;
         continue;
       }
       size_t e = b;
-      while (e + 1 < done_.size() && done_[e + 1]) ++e;
+      while (e + 1 < done.size() && done[e + 1]) ++e;
       ranges.push_back({b, e});
       b = e + 1;
     }
-    j["done"] = ranges;
+    return ranges;
+  };
+  if (active) {
+    j["epoch"] = epoch_;
+    j["done"] = ranges_of(done_);
+    j["plan"] = core::hex64(plan_hash_);
   } else {
-    j["epoch"] = next_epoch_;  // between epochs: the next one starts from its beginning
-    j["done"] = nlohmann::json::array();
+    // Between epochs: the next one, from where a loaded state left it (a state saved again
+    // before the resumed epoch starts must not replay it), else from its beginning.
+    const bool resuming = resume_done_ && resume_epoch_ == next_epoch_;
+    j["epoch"] = next_epoch_;
+    j["done"] = resuming ? ranges_of(*resume_done_) : nlohmann::json::array();
+    j["plan"] = core::hex64(plan_fingerprint(sampler_->batches({seed_, next_epoch_})));
   }
   return j.dump();
 }
@@ -126,6 +144,15 @@ void EpochPlan::load_state(const std::string& text, std::optional<uint64_t> fixe
       throw ConfigError("the saved state has " + j.at("batches_per_epoch").dump() + " batches per epoch, this loader " +
                         std::to_string(sampler_->size()) + " (batch_size, drop_last or sampler differ)");
     }
+    const uint64_t epoch = j.at("epoch");
+    if (j.contains("plan")) {  // states saved before the plan was fingerprinted have none
+      const BatchPlan mine = sampler_->batches({seed, epoch});
+      if (j.at("plan").get<std::string>() != core::hex64(plan_fingerprint(mine))) {
+        throw ConfigError("the saved state's epoch " + std::to_string(epoch) + " is batched or ordered differently from "
+                          "this loader's (same seed, same number of batches, other batches: batch_size, shuffle, "
+                          "drop_last or the sampler differ); resume with the loader the state was saved from");
+      }
+    }
     std::vector<uint8_t> done(sampler_->size(), 0);
     for (const auto& range : j.at("done")) {
       const size_t a = range.at(0), b = range.at(1);
@@ -133,7 +160,7 @@ void EpochPlan::load_state(const std::string& text, std::optional<uint64_t> fixe
       for (size_t k = a; k <= b; ++k) done[k] = 1;
     }
     seed_ = seed;
-    next_epoch_ = j.at("epoch");
+    next_epoch_ = epoch;
     resume_epoch_ = next_epoch_;
     resume_done_ = std::move(done);
   } catch (const nlohmann::json::exception& e) {

@@ -49,10 +49,11 @@ class EpochPlan {
   size_t batches_per_epoch() const;
 
   /// The position as JSON: `active` = inside an epoch (its done batches are saved), else the
-  /// next epoch from its start.
+  /// next epoch: from its start, or where a loaded state left it. The epoch's batch plan is
+  /// fingerprinted ("plan"), so a loader that batches or orders differently cannot take it.
   std::string state(bool active) const;
   /// Takes a state(): the next begin() resumes it. `fixed_seed` is the loader's seed option,
-  /// which must agree. ConfigError naming what differs.
+  /// which must agree. ConfigError naming what differs: batches per epoch, batch sizes, order.
   void load_state(const std::string& json, std::optional<uint64_t> fixed_seed);
 
  private:
@@ -67,6 +68,10 @@ class EpochPlan {
   std::vector<uint8_t> done_;   ///< by epoch-wide seq: delivered (or raised) this epoch
   std::optional<std::vector<uint8_t>> resume_done_;  ///< from load_state, for epoch resume_epoch_
   uint64_t resume_epoch_ = 0;
+  uint64_t plan_hash_ = 0;  ///< plan_fingerprint() of this epoch's full plan (set by begin())
+
+  /// FNV-1a over every batch's indices and boundaries: equal plans, equal fingerprints.
+  static uint64_t plan_fingerprint(const BatchPlan& full);
 };
 
 }  // namespace ringloader::loader::detail

@@ -378,10 +378,15 @@ void LoaderCore::fill_inline(uint32_t s) {
   ctx.worker_id = -1;
   ctx.pid = static_cast<int>(::getpid());
   ctx.on_error = opts_.user.on_error;
-  if (map_ds_) {
-    fill_batch(*map_ds_, layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), t.count), ctx);
-  } else {
-    fill_stream_batch(*stream_ds_, layout_, ring_->payload(s), t.count, ctx, inline_exhausted_, inline_pos_);
+  try {
+    if (map_ds_) {
+      fill_batch(*map_ds_, layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), t.count), ctx);
+    } else {
+      fill_stream_batch(*stream_ds_, layout_, ring_->payload(s), t.count, ctx, inline_exhausted_, inline_pos_);
+    }
+  } catch (...) {  // a PassThrough (Ctrl-C in the dataset): the batch is queued again, to be filled whole
+    ring_->requeue(s);
+    throw;
   }
   ring_->put_filled(s);
 }
@@ -445,8 +450,9 @@ void LoaderCore::throw_held_error() const {
                     " ring slots are held by Batches the training loop has not released (num_workers=" +
                     std::to_string(opts_.user.num_workers) + ", prefetch_factor=" +
                     std::to_string(opts_.user.prefetch_factor) +
-                    "); release one (let it go out of scope or call Batch::release()) before asking for the next, "
-                    "or raise prefetch_factor");
+                    "); let one go before asking for the next (Python: drop the batch and its tensors, e.g. `del "
+                    "batch`, or keep copies: copy.deepcopy(batch), or copy=True; C++: Batch::release() or let it go "
+                    "out of scope), or raise prefetch_factor");
 }
 
 void LoaderCore::throw_timeout(int64_t waited_ns) {

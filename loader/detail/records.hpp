@@ -24,7 +24,9 @@ struct TaskRecord {
 static_assert(std::is_trivially_copyable_v<TaskRecord> && std::is_standard_layout_v<TaskRecord> &&
               sizeof(TaskRecord) == 64);
 
-/// The exit code of a worker whose start hook (on_worker_start / worker_init_fn) threw.
+/// The exit code of a worker whose start hook (on_worker_start / worker_init_fn) threw. Dataset
+/// code can exit with it too, so the pool also needs the phase kStartHookFailed, which only the
+/// worker's own C++ code sets.
 constexpr int kStartHookFailedExit = 3;
 
 /// What a worker is doing, for supervision and messages.
@@ -33,6 +35,7 @@ enum class WorkerPhase : uint32_t {
   kStartHook = 1,  ///< in Dataset::on_worker_start / worker_init_fn
   kIdle = 2,       ///< waiting for a task
   kFilling = 3,    ///< filling a batch
+  kStartHookFailed = 4,  ///< its start hook threw; it exits with kStartHookFailedExit
 };
 const char* worker_phase_name(WorkerPhase p);
 

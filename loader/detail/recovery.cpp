@@ -91,11 +91,16 @@ void Recovery::give_up(uint32_t s, const WorkerDeath& d, History& h, const std::
   const std::string where = describe_culprits(h);
   if (blamed.empty()) {
     // Many deaths and no sample to blame: not the data's fault, so never skipped as if it were.
+    // Only a SIGKILL/SIGTERM comes from outside; a worker that aborts or faults crashed itself.
+    const bool killed = d.killed_by_watchdog ||
+                        (d.status.signaled && (d.status.value == SIGKILL || d.status.value == SIGTERM));
     msg += " took down " + std::to_string(attempts) + " workers without a sample to blame (" +
            (where.empty() ? std::string("none was in progress") : "they died " + where) + "; the last, pid " + pid +
            ", " + (d.killed_by_watchdog ? std::string("hung past timeout") : d.status.describe()) +
-           "): its workers are being killed from outside, or by the OOM killer (see dmesg), faster than a batch "
-           "can be filled";
+           (killed ? "): its workers are being killed from outside, or by the OOM killer (see dmesg), faster than a "
+                     "batch can be filled"
+                   : "): its workers crash outside any one sample (in the dataset's batch set-up or a thread of its "
+                     "own), so no sample is blamed");
     log().error("{}", msg);
     give_up_batch(layout_, ring_.payload(s), std::span<const int64_t>(ring_.indices(s).data(), task.count),
                   ErrorKind::kWorker, msg, OnError::kRaise);

@@ -265,6 +265,8 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
         ds.get(static_cast<size_t>(index), writer);
         ok = true;
         break;
+      } catch (const PassThrough&) {
+        throw;  // Ctrl-C in a dataset run in-process: the caller's, not the sample's
       } catch (...) {
         const int err = resource_errno();
         const bool may_retry = err != 0 && attempt < std::size(kResourceRetries) &&
@@ -339,6 +341,18 @@ void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, 
   }
   meta->count = static_cast<uint32_t>(pos);
   meta->end_of_stream = exhausted ? 1 : 0;
+}
+
+void fail_stream_start(const SlotLayout& layout, std::byte* payload, const FillContext& ctx) {
+  BatchMeta* meta = layout.meta(payload);
+  reset_meta(meta);
+  init_offsets(layout, payload);
+  const int err = resource_errno();
+  std::string type;
+  const std::string what = "starting the stream (set_epoch / __iter__) raised " + describe_current("unknown", type);
+  (void)record_failure(layout, payload, ctx, -1, {}, type, what, err);
+  meta->count = 0;
+  meta->end_of_stream = 1;  // this worker's part of the stream cannot be read this epoch
 }
 
 }  // namespace ringloader::loader::detail

@@ -111,6 +111,11 @@ struct FillContext {
 void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices,
                 const FillContext& ctx);
 
+/// Call in a catch block: the stream's start (set_epoch / __iter__) threw. The batch carries that
+/// error as a failed sample would (its type and traceback; raised, or skipped under kSkip) and
+/// ends this worker's stream.
+void fail_stream_start(const SlotLayout& layout, std::byte* payload, const FillContext& ctx);
+
 /// Fills up to `batch_size` samples from a stream dataset; sets end_of_stream when it ends.
 /// `exhausted` carries the stream's end across calls (the worker's own flag).
 void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, std::byte* payload, size_t batch_size,

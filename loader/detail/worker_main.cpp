@@ -56,9 +56,11 @@ int run_worker(const WorkerEnv& env, int id) {
     if (env.init_fn) env.init_fn(info);
   } catch (const std::exception& e) {
     log().error("on_worker_start / worker_init_fn threw {}: {}", current_exception_type(), e.what());
+    set_phase(rec, WorkerPhase::kStartHookFailed);  // the exit code alone could be dataset code's
     return kStartHookFailedExit;
   } catch (...) {
     log().error("on_worker_start / worker_init_fn threw {}", current_exception_type());
+    set_phase(rec, WorkerPhase::kStartHookFailed);
     return kStartHookFailedExit;
   }
   set_phase(rec, WorkerPhase::kIdle);
@@ -97,15 +99,24 @@ int run_worker(const WorkerEnv& env, int id) {
         fill_batch(*env.map_ds, *env.layout, ring.payload(s), std::span<const int64_t>(ring.indices(s).data(), task.count),
                    ctx);
       } else {
+        bool start_failed = false;
         if (gen != stream_gen) {
           rec.stream_batches.store(0, std::memory_order_relaxed);
           rec.stream_generation.store(gen, std::memory_order_release);
-          env.stream_ds->start(info, task.epoch);
           exhausted = false;
           stream_pos = 0;
           stream_gen = gen;
+          try {
+            env.stream_ds->start(info, task.epoch);
+          } catch (...) {  // raised once with the dataset's own error, not retried by forking again
+            fail_stream_start(*env.layout, ring.payload(s), ctx);
+            exhausted = true;
+            start_failed = true;
+          }
         }
-        fill_stream_batch(*env.stream_ds, *env.layout, ring.payload(s), task.count, ctx, exhausted, stream_pos);
+        if (!start_failed) {
+          fill_stream_batch(*env.stream_ds, *env.layout, ring.payload(s), task.count, ctx, exhausted, stream_pos);
+        }
       }
       if (ring.mark_filled(*claim, id)) {
         rec.batches.fetch_add(1, std::memory_order_relaxed);

@@ -64,6 +64,7 @@ const char* worker_phase_name(WorkerPhase p) {
     case WorkerPhase::kStartHook: return "in on_worker_start / worker_init_fn";
     case WorkerPhase::kIdle: return "idle";
     case WorkerPhase::kFilling: return "filling a batch";
+    case WorkerPhase::kStartHookFailed: return "after its on_worker_start / worker_init_fn threw";
   }
   return "?";
 }
@@ -178,7 +179,7 @@ WorkerPool::Report WorkerPool::service() {
       continue;
     }
     ++deaths_;
-    if (!st->signaled && st->value == kStartHookFailedExit) {
+    if (d.phase == WorkerPhase::kStartHookFailed && !st->signaled && st->value == kStartHookFailedExit) {
       r.fatal = "worker " + std::to_string(id) + " (pid " + std::to_string(d.pid) +
                 ") failed in on_worker_start / worker_init_fn" +
                 (d.last_log.empty() ? std::string() : ": " + d.last_log) + "; not restarting it";

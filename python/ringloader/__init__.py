@@ -71,6 +71,12 @@ def init() -> None:
     global _server_started
     if _server_started:
         raise ConfigError("ringloader.init() called twice")
+    threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
+    if threads > 1:
+        warnings.warn(f"rl.init() was called while this process runs {threads} threads (importing torch or numpy "
+                      "starts some): the fork server is forked from a threaded process, and a lock one of them "
+                      "held stays locked in every worker it makes. Call rl.init() first thing in the program, "
+                      "before other imports", RuntimeWarning, stacklevel=2)
     _core.register_factory("python", __name__, "_unpickle")
     _core.init()
     _server_started = True
@@ -163,8 +169,8 @@ class ImageFolder(_Classified):
 
     def __init__(self, root, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
                  reader_threads=16, decoder="fast"):
-        self._args = (os.path.abspath(os.fspath(root)), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
-        self._native = _core.image_folder(*self._args)
+        self._args = (os.fsdecode(os.path.abspath(os.fspath(root))), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
+        self._native = _core.image_folder(os.fsencode(self._args[0]), *self._args[1:])  # names need not be UTF-8
         self.root = self._args[0]
 
 
@@ -173,8 +179,8 @@ class FileList(_ImageDataset):
 
     def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
                  reader_threads=16, decoder="fast"):
-        self._args = (os.path.abspath(os.fspath(path)), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
-        self._native = _core.file_list(*self._args)
+        self._args = (os.fsdecode(os.path.abspath(os.fspath(path))), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
+        self._native = _core.file_list(os.fsencode(self._args[0]), *self._args[1:])  # names need not be UTF-8
 
 
 class Shards(_Classified):
@@ -187,8 +193,8 @@ class Shards(_Classified):
 
     def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
                  reader_threads=0, decoder="fast"):
-        self._args = (os.path.abspath(os.fspath(path)), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
-        self._native = _core.shards(*self._args)
+        self._args = (os.fsdecode(os.path.abspath(os.fspath(path))), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
+        self._native = _core.shards(os.fsencode(self._args[0]), *self._args[1:])  # names need not be UTF-8
         self.root = self._args[0]
 
     @property
@@ -280,8 +286,10 @@ class _TorchMapDataset(Dataset):
 
     def __init__(self, ds, schema=None):
         self.ds = ds
-        sample0 = ds[0]
-        inferred, self.kind = _infer_schema(sample0)
+        if len(ds) == 0:  # torch's DataLoader gives 0 batches; there is no sample to infer from
+            inferred, self.kind = {"0": ("uint8", ())}, "single"
+        else:
+            inferred, self.kind = _infer_schema(ds[0])
         self.schema = schema if schema is not None else inferred
 
     @property
@@ -299,7 +307,10 @@ class _TorchIterableDataset(IterableDataset):
     def __init__(self, ds, schema=None):
         self.ds = ds
         if schema is None:
-            schema, self.kind = _infer_schema(next(iter(ds)))
+            try:
+                schema, self.kind = _infer_schema(next(iter(ds)))
+            except StopIteration:  # an empty stream: 0 batches, as under torch
+                schema, self.kind = {"0": ("uint8", ())}, "single"
         else:
             self.kind = "tuple"
         self.schema = schema
@@ -375,6 +386,10 @@ def _check_arguments(dataset, batch_size, shuffle, sampler, batch_sampler, num_w
             raise ConfigError("batch_size=None option disables auto-batching and is mutually exclusive with drop_last")
     elif not _is_int(batch_size) or batch_size <= 0:
         raise ConfigError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
+    elif not isinstance(drop_last, bool):
+        raise ConfigError(f"drop_last should be a boolean value, but got drop_last={drop_last}")
+    if prefetch_factor == 0 and num_workers > 0:
+        raise ConfigError("prefetch_factor must be greater than 0 with workers (each needs a slot to fill)")
     if seed is not None and (not _is_int(seed) or not 0 <= seed < 1 << 64):
         raise ConfigError(f"seed must be an integer in [0, 2**64), got seed={seed!r}")
     if not _is_int(max_retries) or max_retries < 0:
@@ -448,7 +463,22 @@ class Batch(tuple):
 
     @property
     def indices(self):
-        return self._core.indices
+        """The dataset indices of this batch's samples: a small copy, so keeping it never pins
+        the batch's slot."""
+        cached = self.__dict__.get("_indices")
+        if cached is None:
+            cached = self.__dict__["_indices"] = self._core.indices.copy()
+        return cached
+
+    def __reduce__(self):
+        """pickle, copy.copy, copy.deepcopy and torch.save copy the data out of the slot: the
+        copy owns its memory and pins nothing."""
+        def owned(x):
+            if isinstance(x, list):
+                return [owned(v) for v in x]
+            return x.clone() if hasattr(x, "clone") else x.copy()
+        released = _Released(self.indices, list(self.skipped), self.seq, self.epoch)
+        return (_rebuild_batch, (tuple(owned(x) for x in self), list(self._names), released))
 
     @property
     def skipped(self):
@@ -514,6 +544,10 @@ class _EpochIterator:
 
 
 _Released = collections.namedtuple("_Released", ["indices", "skipped", "seq", "epoch"])
+
+
+def _rebuild_batch(fields, names, released):
+    return Batch(fields, names, _Released(*released))
 
 
 class DataLoader:
@@ -582,7 +616,8 @@ class DataLoader:
                 raise ConfigError(f'start_method="forkserver" sends the dataset to the server pickled, and this one '
                                   f"cannot be: {e}. Define its class at module level") from e
         self.generator = generator
-        options = dict(batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
+        self._shuffle = shuffle
+        options = dict(batch_size=batch_size, shuffle=bool(shuffle), drop_last=drop_last, num_workers=num_workers,
                        prefetch_factor=prefetch_factor or 2,  # without workers the ring still has 2 slots
                        persistent_workers=persistent_workers, timeout=timeout,
                        seed=seed, default_seed=None if seed is not None else _draw_seed(generator),
@@ -667,7 +702,12 @@ class DataLoader:
                       'and pass start_method="forkserver"', RuntimeWarning, stacklevel=3)
 
     def __len__(self) -> int:
-        return len(self._loader)
+        try:
+            return len(self._loader)
+        except ConfigError as e:
+            if "stream" not in str(e):
+                raise
+            raise TypeError(str(e)) from None  # as torch's len() of an IterableDataset; list() expects it
 
     # -- position
     def set_epoch(self, epoch: int) -> None:
@@ -681,10 +721,27 @@ class DataLoader:
     def state_dict(self) -> dict:
         """The loader's position at this batch boundary; load_state_dict() on a loader built the
         same way continues with exactly the batches still to come, byte for byte."""
-        return {"ringloader_state": self._loader.state()}
+        return {"ringloader_state": self._loader.state(), "batching": self._batching()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._loader.load_state(state["ringloader_state"])
+        """Resumes a state_dict(). A state from a loader that batches or orders differently
+        (batch_size, drop_last, shuffle, sampler) is a ConfigError naming what differs."""
+        try:
+            self._loader.load_state(state["ringloader_state"])
+        except ConfigError as e:
+            # The native check compares the epoch's batches themselves; name the option behind it.
+            if "batched or ordered differently" not in str(e) and "batches per epoch" not in str(e):
+                raise
+            saved = state.get("batching") or {}
+            for key, mine in self._batching().items():
+                if key in saved and saved[key] != mine:
+                    raise ConfigError(f"the saved state was made with {key}={saved[key]!r}, this loader has "
+                                      f"{key}={mine!r}: resuming would skip or repeat samples ({e})") from None
+            raise
+
+    def _batching(self):
+        return {"batch_size": self.batch_size, "drop_last": self.drop_last, "shuffle": bool(self._shuffle),
+                "sampler": None if self.sampler is None else type(self.sampler).__name__}
 
     # -- inspection and control
     @property
@@ -711,12 +768,15 @@ class DataLoader:
         self._loader.interrupt()
 
     def close(self) -> None:
-        """Stop the workers now (batches still held stay valid)."""
-        if self._pinned is not None:
+        """Stop the workers now (batches still held stay valid). The loader, and any iterator of
+        it, then raises rl.ConfigError saying it was closed. Idempotent."""
+        if self.__dict__.get("_pinned") is not None:
             import torch
             torch.cuda.cudart().cudaHostUnregister(self._pinned)
             self._pinned = None
-        self._loader = None
+        loader = self.__dict__.get("_loader")
+        if loader is not None:
+            loader.close()
 
     def __del__(self):
         try:

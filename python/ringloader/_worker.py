@@ -8,12 +8,14 @@ The binding calls started() in each worker process: from the dataset's start hoo
 worker_init_fn. A forked worker knows its epoch at start; a fork-server worker does not, and is
 seeded at its first sample (seed_epoch()).
 
-Then, before each sample of a map-style dataset, seed_sample() seeds the three again from
-(loader seed, epoch, index). torch gets reproducible draws from handing batches to workers
-round-robin. Here workers claim batches as they come free, so a per-worker stream would give
-a sample different draws from run to run. Keyed by the sample, the draws are the same for any
-worker count, any scheduling, after a crash or a resume. Streams keep torch's per-worker
-streams: which worker reads which part of a stream is fixed by the worker id.
+Then, as each batch of a map-style dataset starts, seed_batch() seeds the three again from
+(loader seed, epoch, the batch's indices). torch gets reproducible draws from handing batches
+to workers round-robin. Here workers claim batches as they come free, so a per-worker stream
+would give a sample different draws from run to run. Keyed by the batch, the draws are the
+same for any worker count, any scheduling, after a crash or a resume; samples within a batch
+(an index drawn twice included) take successive draws of its stream. A worker_init_fn takes
+the seeding over: its workers keep torch's per-worker streams, whatever it seeded. Streams
+keep them too: which worker reads which part of a stream is fixed by the worker id.
 """
 import hashlib
 import os
@@ -24,11 +26,12 @@ _state = None  # in a worker process: its WorkerState
 
 
 class WorkerState:
-    __slots__ = ("id", "num_workers", "loader_seed", "pid", "dataset", "seed")
+    __slots__ = ("id", "num_workers", "loader_seed", "pid", "dataset", "seed", "user_seeds")
 
     def __init__(self, worker_id, num_workers, loader_seed, dataset):
         self.id, self.num_workers, self.loader_seed = worker_id, num_workers, loader_seed
         self.pid, self.dataset, self.seed = os.getpid(), dataset, None
+        self.user_seeds = False  # a worker_init_fn ran: the RNGs are the user's from then on
 
 
 def base_seed(loader_seed, epoch):
@@ -114,13 +117,14 @@ def seed_epoch(epoch):
         np.random.seed(_generate_state(base, s.id))
 
 
-def seed_sample(epoch, index):
-    """Seeds random, torch's CPU generator and numpy's global state for one sample, from (loader
-    seed, epoch, index). About 8 us; torch.manual_seed would also seed CUDA's generators (97 us)."""
+def seed_batch(epoch, batch_key):
+    """Seeds random, torch's CPU generator and numpy's global state for one batch, from (loader
+    seed, epoch, batch key: a hash of its indices). About 25 us a batch; torch.manual_seed would
+    also seed CUDA's generators (97 us)."""
     s = current()
-    if s is None:
+    if s is None or s.user_seeds:
         return
-    digest = hashlib.blake2b(b"ringloader-sample:%d:%d:%d" % (s.loader_seed, epoch, index), digest_size=8).digest()
+    digest = hashlib.blake2b(b"ringloader-batch:%d:%d:%d" % (s.loader_seed, epoch, batch_key), digest_size=8).digest()
     key = int.from_bytes(digest, "little") >> 1
     random.seed(key)
     torch = sys.modules.get("torch")
@@ -137,4 +141,7 @@ def call_init_fn(fn, dataset, worker_id):
     t = core.get_worker_info()  # (id, num_workers, loader seed, pid, epoch), set by the binding
     if t is not None:
         started(t[0], t[1], t[2], t[4], dataset)
+    s = current()
+    if s is not None:
+        s.user_seeds = True
     fn(worker_id)

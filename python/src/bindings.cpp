@@ -53,10 +53,26 @@ void install_fork_hooks() {
 
 // ---------------------------------------------------------------- errors
 
+/// A file name (or a message holding one) as Python's os.fsdecode gives it: the file system's
+/// encoding with surrogateescape, so a name that is not UTF-8 is kept, never an error.
+py::str fs_str(const std::string& s) {
+  PyObject* o = PyUnicode_DecodeFSDefaultAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
+  if (!o) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(o);
+}
+
+py::list fs_strs(const std::vector<std::string>& v) {
+  py::list out;
+  for (const auto& s : v) out.append(fs_str(s));
+  return out;
+}
+
+py::tuple skipped_tuple(const loader::SkippedSample& s) { return py::make_tuple(s.index, fs_str(s.path), fs_str(s.reason)); }
+
 /// Raises ringloader._errors.<name>(message) with the given attributes set.
 void raise_py(const char* name, const std::string& message, std::initializer_list<std::pair<const char*, py::object>> attrs) {
   py::object cls = py::module_::import("ringloader._errors").attr(name);
-  py::object inst = cls(message);
+  py::object inst = cls(fs_str(message));
   for (const auto& [k, v] : attrs) inst.attr(k) = v;
   PyErr_SetObject(cls.ptr(), inst.ptr());
 }
@@ -64,14 +80,16 @@ void raise_py(const char* name, const std::string& message, std::initializer_lis
 void translate(std::exception_ptr p) {
   try {
     if (p) std::rethrow_exception(p);
+  } catch (const PyPassThrough& e) {
+    py::error_already_set(e.error).restore();  // the user's KeyboardInterrupt / SystemExit itself
   } catch (const SampleError& e) {
     const std::string what = e.what();
     const auto tb = what.find("\nTraceback (most recent call last):");
     raise_py("SampleError", what,
              {{"index", py::int_(e.index())},
-              {"path", py::str(e.path())},
-              {"type", py::str(e.type())},
-              {"traceback", py::str(tb == std::string::npos ? std::string() : what.substr(tb + 1))}});
+              {"path", fs_str(e.path())},
+              {"type", fs_str(e.type())},
+              {"traceback", fs_str(tb == std::string::npos ? std::string() : what.substr(tb + 1))}});
   } catch (const BatchError& e) {
     raise_py("BatchError", e.what(), {{"indices", py::cast(e.indices())}, {"culprits", py::cast(e.culprits())}});
   } catch (const WorkerError& e) {
@@ -80,9 +98,9 @@ void translate(std::exception_ptr p) {
     raise_py("TimeoutError", e.what(), {{"batch_given_up", py::bool_(e.batch_given_up())}});
   } catch (const ResourceError& e) {
     raise_py("ResourceError", e.what(),
-             {{"errno", py::int_(e.error_number())}, {"path", py::str(e.path())}, {"index", py::int_(e.index())}});
+             {{"errno", py::int_(e.error_number())}, {"path", fs_str(e.path())}, {"index", py::int_(e.index())}});
   } catch (const DecodeError& e) {
-    raise_py("DecodeError", e.what(), {{"path", py::str(e.path())}});
+    raise_py("DecodeError", e.what(), {{"path", fs_str(e.path())}});
   } catch (const ConfigError& e) {
     raise_py("ConfigError", e.what(), {});
   } catch (const Interrupted& e) {
@@ -242,14 +260,14 @@ PYBIND11_MODULE(_ringloader, m) {
 
   py::class_<NativeDataset>(m, "NativeDataset")
       .def("__len__", [](const NativeDataset& d) { return d.ds->size(); })
-      .def("path", [](const NativeDataset& d, size_t i) { return d.ds->path(i); })
+      .def("path", [](const NativeDataset& d, size_t i) { return fs_str(d.ds->path(i)); })
       .def("label", [](const NativeDataset& d, size_t i) { return d.ds->label(i); })
       .def_property_readonly("image_size", [](const NativeDataset& d) { return d.ds->image_size(); })
       .def_property_readonly("classes",
                              [](const NativeDataset& d) {
-                               if (auto* f = dynamic_cast<datasets::ImageFolder*>(d.ds.get())) return f->classes();
-                               if (auto* f = dynamic_cast<datasets::Shards*>(d.ds.get())) return f->classes();
-                               return std::vector<std::string>{};
+                               if (auto* f = dynamic_cast<datasets::ImageFolder*>(d.ds.get())) return fs_strs(f->classes());
+                               if (auto* f = dynamic_cast<datasets::Shards*>(d.ds.get())) return fs_strs(f->classes());
+                               return py::list();
                              })
       .def_property_readonly("transform", [](const NativeDataset& d) { return d.ds->options().transform.describe(); })
       .def_property_readonly("shard_sizes", [](const NativeDataset& d) {
@@ -329,7 +347,7 @@ PYBIND11_MODULE(_ringloader, m) {
       .def_property_readonly("skipped",
                              [](const PyBatch& b) {
                                py::list out;
-                               for (const auto& s : b.batch.skipped()) out.append(py::make_tuple(s.index, s.path, s.reason));
+                               for (const auto& s : b.batch.skipped()) out.append(skipped_tuple(s));
                                return out;
                              })
       .def_property_readonly("seq", [](const PyBatch& b) { return b.batch.seq(); })
@@ -411,7 +429,7 @@ PYBIND11_MODULE(_ringloader, m) {
       .def("skipped",
            [](const loader::DataLoader& l) {
              py::list out;
-             for (const auto& s : l.skipped()) out.append(py::make_tuple(s.index, s.path, s.reason));
+             for (const auto& s : l.skipped()) out.append(skipped_tuple(s));
              return out;
            })
       .def("stats",
@@ -433,7 +451,8 @@ PYBIND11_MODULE(_ringloader, m) {
              const auto r = l.shared_memory();
              return py::make_tuple(reinterpret_cast<uintptr_t>(r.data()), r.size());
            })
-      .def("interrupt", &loader::DataLoader::interrupt);
+      .def("interrupt", &loader::DataLoader::interrupt)
+      .def("close", &loader::DataLoader::close, py::call_guard<py::gil_scoped_release>());
 
   m.def("init", [] { ringloader::init(); }, "Start the fork server (first thing in the program)");
   m.def("register_factory", [](const std::string& name, const std::string& module, const std::string& function) {

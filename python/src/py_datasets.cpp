@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "core/error.hpp"
+#include "core/fnv.hpp"
 
 namespace ringloader::python {
 namespace {
@@ -81,7 +82,22 @@ void write_sample(SampleOut& out, const datasets::Schema& schema, const py::hand
                           "with (dtype, largest shape, \"variable\")");
       }
     }
-    out.field(fields[i].name).attr("__setitem__")(py::ellipsis(), a);
+    py::array dst = out.field(fields[i].name);
+    const char kind = dst.dtype().kind();
+    if ((kind == 'i' || kind == 'u' || kind == 'b') && !np.attr("can_cast")(a.dtype(), dst.dtype(), "safe").cast<bool>()) {
+      // Into an integer field only what survives the round trip: 2.7 is not 2, 300 is not 44.
+      py::object quiet = np.attr("errstate")(py::arg("all") = "ignore");
+      quiet.attr("__enter__")();
+      const bool exact = np.attr("array_equal")(a.attr("astype")(dst.dtype()).attr("astype")(a.dtype()), a).cast<bool>();
+      quiet.attr("__exit__")(py::none(), py::none(), py::none());
+      if (!exact) {
+        throw ConfigError("field '" + fields[i].name + "' of this sample is " + py::str(a.dtype()).cast<std::string>() +
+                          " with values " + std::string(datasets::dtype_name(fields[i].dtype)) + " cannot hold (e.g. 2.7 into int64, 300 into "
+                          "uint8): pass schema= with a dtype that holds every sample (sample 0's dtype is used when "
+                          "inferred)");
+      }
+    }
+    dst.attr("__setitem__")(py::ellipsis(), a);
   }
 }
 
@@ -161,6 +177,7 @@ datasets::SampleWriter& SampleOut::check() const {
 
 py::array SampleOut::field(const std::string& name) {
   datasets::SampleWriter& w = check();
+  touched_ = true;
   const size_t i = schema_->index_of(name);
   const datasets::Field& f = schema_->fields[i];
   const auto bytes = w.bytes(i);
@@ -188,7 +205,18 @@ py::object SampleOut::rng() {
   return py::module_::import("numpy").attr("random").attr("default_rng")(r.next());
 }
 
+namespace {
+const int g_training_pid = static_cast<int>(::getpid());  // the process that imported the binding
+}  // namespace
+
+PyPassThrough::PyPassThrough(py::error_already_set e) : PassThrough(e.what()), error(std::move(e)) {}
+
 void throw_foreign(py::error_already_set& e) {
+  // Ctrl-C (or sys.exit) in dataset code run by the training process itself is the user's, not
+  // a bad sample: it leaves as it came. In a worker it is the sample's error as any other.
+  if ((e.matches(PyExc_KeyboardInterrupt) || e.matches(PyExc_SystemExit)) && ::getpid() == g_training_pid) {
+    throw PyPassThrough(std::move(e));
+  }
   std::string type = "Exception", message, tb;
   try {
     type = py::str(e.type().attr("__name__")).cast<std::string>();
@@ -224,14 +252,32 @@ void PyMapDataset::get(size_t index, datasets::SampleWriter& out) {
         seeded_ = true;
         py::module_::import("ringloader._worker").attr("seed_epoch")(out.epoch());
       }
-      seed_sample_.get()(out.epoch(), index);  // random/torch/numpy keyed by the sample (_worker.py says why)
+      if (batch_started_) {  // random/torch/numpy keyed by the batch (_worker.py says why)
+        batch_started_ = false;
+        seed_batch_.get()(out.epoch(), batch_key_);
+      }
     }
-    obj_.get().attr("get")(index, py::cast(&so, py::return_value_policy::reference));
+    const py::object returned = obj_.get().attr("get")(index, py::cast(&so, py::return_value_policy::reference));
+    if (!returned.is_none()) {
+      write_sample(so, schema_, returned);  // a get() that returns its sample, as __getitem__ does
+    } else if (!so.touched()) {
+      so.invalidate();
+      // The slot still holds an earlier batch's bytes: never hand those out as this sample.
+      throw Error("get(" + std::to_string(index) + ", out) wrote nothing into `out` and returned nothing: write each "
+                  "field (out[\"name\"][...] = value) or return the sample (a tuple in schema order or a dict)");
+    }
   } catch (py::error_already_set& e) {
     so.invalidate();
     throw_foreign(e);
   }
   so.invalidate();
+}
+
+void PyMapDataset::prefetch(std::span<const int64_t> indices) {
+  // Called once as each batch starts to fill: its first get() seeds from the batch's indices.
+  if (!in_worker_) return;
+  batch_key_ = core::fnv1a64({reinterpret_cast<const char*>(indices.data()), indices.size_bytes()});
+  batch_started_ = true;
 }
 
 std::string PyMapDataset::source(size_t index) const {
@@ -259,7 +305,7 @@ void PyMapDataset::on_worker_start(const datasets::WorkerInfo& info) {
     worker_started(info, info.epoch, obj_.get());
     seeded_ = info.epoch >= 0;
     in_worker_ = true;
-    seed_sample_ = PyRef(py::module_::import("ringloader._worker").attr("seed_sample"));
+    seed_batch_ = PyRef(py::module_::import("ringloader._worker").attr("seed_batch"));
   }
   if (!py::hasattr(obj_.get(), "on_worker_start")) return;
   try {

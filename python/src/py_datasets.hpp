@@ -17,9 +17,11 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "datasets/dataset.hpp"
 #include "loader/sampler.hpp"
 
@@ -72,18 +74,28 @@ class SampleOut {
   void set_source(const std::string& path) { check().set_source(path); }
   const datasets::Schema& schema() const { return *schema_; }
   void invalidate() { w_ = nullptr; }
+  /// Some field was taken (out[name], out.write): a get() that took none wrote nothing.
+  bool touched() const { return touched_; }
 
  private:
   datasets::SampleWriter& check() const;
   datasets::SampleWriter* w_;  ///< null once get() returned
   const datasets::Schema* schema_;
   std::vector<std::vector<int64_t>> shapes_;  ///< variable fields: the shape set_shape() gave
+  bool touched_ = false;
 };
 
 /// Writes one sample - a tuple or list in schema order, a dict by name, or a lone value for a
 /// one-field schema; NumPy arrays, torch tensors or numbers - into `out`. A fixed field's shape
 /// must match; a variable field takes the value's shape.
 void write_sample_into(SampleOut& out, const datasets::Schema& schema, const py::handle& sample);
+
+/// A KeyboardInterrupt or SystemExit from dataset code run in the training process: the loader
+/// lets it through (PassThrough) and the binding raises the very same Python exception again.
+struct PyPassThrough : PassThrough {
+  explicit PyPassThrough(py::error_already_set e);
+  py::error_already_set error;
+};
 
 /// Turns the Python exception being handled into a ForeignError with its type and traceback.
 [[noreturn]] void throw_foreign(py::error_already_set& e);
@@ -96,6 +108,7 @@ class PyMapDataset : public datasets::Dataset {
   size_t size() const override { return size_; }
   datasets::Schema schema() const override { return schema_; }
   void get(size_t index, datasets::SampleWriter& out) override;
+  void prefetch(std::span<const int64_t> indices) override;
   std::string source(size_t index) const override;
   void on_worker_start(const datasets::WorkerInfo& info) override;
   std::string fingerprint() const override;
@@ -109,7 +122,9 @@ class PyMapDataset : public datasets::Dataset {
   int creator_pid_;  ///< on_worker_start elsewhere means a worker
   bool seeded_ = true;  ///< false in a worker whose epoch was not known at start: seeded at its first sample
   bool in_worker_ = false;  ///< set by on_worker_start in a worker (never in-process: torch seeds nothing there)
-  PyRef seed_sample_;       ///< ringloader._worker.seed_sample, called before each sample in a worker
+  PyRef seed_batch_;        ///< ringloader._worker.seed_batch, called as each batch starts in a worker
+  bool batch_started_ = false;  ///< prefetch() saw a new batch: its first get() seeds
+  uint64_t batch_key_ = 0;      ///< FNV-1a of the batch's indices
 };
 
 /// A Python stream: schema and __iter__ yielding samples (tuples or dicts, in schema order);

@@ -122,3 +122,42 @@ TEST_CASE("a state is refused on another dataset - world size - rank or seed", "
   CHECK_THROWS_WITH(any.load_state("{"), Catch::Contains("not valid JSON"));
   CHECK_THROWS_WITH(any.load_state("{\"format\":\"ringloader-state/1\"}"), Catch::Contains("missing"));
 }
+
+TEST_CASE("a state is refused by a loader that batches or orders the epoch differently", "[resume][errors]") {
+  // Same dataset, seed and batches per epoch: only the plan's fingerprint tells them apart.
+  auto ds = std::make_shared<test::RngDataset>(100);  // batch 7: 15 batches
+  DataLoader a(ds, options(0));
+  a.next();
+  const std::string state = a.state();
+  CHECK_THAT(state, Catch::Contains("\"plan\":\""));
+  {
+    auto o = options(0);
+    o.shuffle = false;  // sequential: 15 batches too
+    DataLoader sequential(ds, o);
+    CHECK_THROWS_WITH(sequential.load_state(state), Catch::Contains("batched or ordered differently") &&
+                                                        Catch::Contains("shuffle"));
+  }
+  {
+    auto o = options(0);
+    o.drop_last = true;  // 100 / 7: 14 full batches and a partial one; drop_last keeps 14
+    DataLoader dropping(ds, o);
+    CHECK_THROWS(dropping.load_state(state));
+  }
+  DataLoader same(ds, options(0));
+  CHECK_NOTHROW(same.load_state(state));
+}
+
+TEST_CASE("state() right after load_state() is the loaded position, not a fresh epoch", "[resume]") {
+  auto ds = std::make_shared<test::RngDataset>(100);
+  DataLoader a(ds, options(0));
+  a.set_epoch(2);
+  for (int k = 0; k < 4; ++k) a.next();
+  const std::string saved = a.state();
+  CHECK_THAT(saved, Catch::Contains("\"done\":[[0,3]]") && Catch::Contains("\"epoch\":2"));
+  DataLoader b(ds, options(0));
+  b.load_state(saved);
+  CHECK(b.state() == saved);  // saved again before the first resumed batch: nothing is replayed
+  size_t left = 0;
+  while (b.next()) ++left;
+  CHECK(left == 15 - 4);
+}

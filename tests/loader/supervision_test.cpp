@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <span>
 #include <system_error>
 #include <thread>
 
@@ -709,4 +711,30 @@ TEST_CASE("workers forked while another thread holds spdlog's console lock start
   logger.join();
   CHECK(timeouts == 0);
   require_clean();
+}
+
+TEST_CASE("workers that abort outside any sample are said to crash, not to be killed from outside",
+          "[supervision][crash]") {
+  // An abort (a C library assertion, a failed thread start) between samples: no sample to
+  // blame, and the error said "killed from outside, or by the OOM killer".
+  struct AbortsInPrefetch : test::HookDataset {
+    using HookDataset::HookDataset;
+    void prefetch(std::span<const int64_t>) override { std::abort(); }
+  };
+  auto ds = std::make_shared<AbortsInPrefetch>(8);
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.num_workers = 1;
+  o.max_retries = 1;
+  DataLoader loader(ds, o);
+  try {
+    while (loader.next()) {
+    }
+    FAIL("no error");
+  } catch (const BatchError& e) {
+    const std::string what = e.what();
+    CHECK_THAT(what, Contains("without a sample to blame") && Contains("signal 6"));
+    CHECK_THAT(what, Contains("crash outside any one sample"));
+    CHECK_THAT(what, !Contains("OOM killer"));
+  }
 }

@@ -77,7 +77,7 @@ def test_torch_manual_seed_reproduces_order_and_worker_draws():
 
 def test_a_samples_draws_do_not_depend_on_the_worker_count_or_scheduling():
     """ringloader's extra: workers claim batches as they come free, so the draws are keyed by the
-    sample (loader seed, epoch, index), not by the worker: the same for 1 or 3 workers."""
+    batch (loader seed, epoch, its indices), not by the worker: the same for 1 or 3 workers."""
     def run(workers):
         torch.manual_seed(11)
         loader = rl.DataLoader(Draws(24), batch_size=4, shuffle=True, num_workers=workers)
@@ -221,7 +221,7 @@ def test_two_live_iterators_never_mix_batches():
     dict(persistent_workers=True), dict(batch_size=None, drop_last=True), dict(sampler=[0, 1], shuffle=True),
     dict(batch_sampler=[[0, 1]], batch_size=2), dict(batch_sampler=[[0, 1]], shuffle=True),
     dict(batch_sampler=[[0, 1]], sampler=[0]), dict(batch_sampler=[[0, 1]], drop_last=True),
-    dict(batch_size=-1), dict(batch_size=0), dict(num_workers=0, multiprocessing_context="fork"),
+    dict(batch_size=-1), dict(batch_size=0), dict(drop_last=1), dict(num_workers=0, multiprocessing_context="fork"),
     dict(num_workers=1, multiprocessing_context="bogus"),
 ], ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_invalid_arguments_raise_torchs_value_error(kwargs):
@@ -309,3 +309,19 @@ def test_multiprocessing_context_is_accepted(context):
     if context != "fork" and not rl._server_started:
         assert any("multiprocessing_context" in str(c.message) for c in caught)
     del loader
+
+
+def test_an_index_drawn_twice_in_an_epoch_gets_other_draws():
+    """Oversampling (replacement, DistributedSampler's padding) is there for other augmentations."""
+    loader = rl.DataLoader(Draws(8), batch_size=4, sampler=[0, 0, 0, 1, 1, 1, 2, 2], num_workers=2)
+    draws = draws_of(loader, epochs=1)
+    assert len(draws) == 8 and len(set(draws)) == 8, draws
+
+
+def test_seeds_a_worker_init_fn_sets_are_kept():
+    """A worker_init_fn that seeds numpy itself owns the workers' streams, as under torch."""
+    def init(worker_id):
+        np.random.seed(1234)
+    loader = rl.DataLoader(Draws(16), batch_size=4, num_workers=2, worker_init_fn=init)
+    stream = set(np.random.RandomState(1234).rand(16).tolist())
+    assert {d[2] for d in draws_of(loader, epochs=1)} <= stream
