@@ -2,7 +2,9 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,7 +14,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 
 #include "core/posix_error.hpp"
@@ -23,7 +27,8 @@ namespace {
 using core::posix_error;
 using core::UniqueFd;
 
-enum MsgType : int32_t { kSpawn = 1, kSpawned = 2, kDied = 3, kQuit = 4, kSpawnFailed = 5, kHello = 6 };
+enum MsgType : int32_t { kSpawn = 1, kSpawned = 2, kDied = 3, kQuit = 4, kSpawnFailed = 5, kHello = 6, kFailed = 7 };
+constexpr size_t kMaxFailureText = 4000;  ///< a kFailed message: the Msg, then at most this much text
 
 /// One message between a pool and the main process (SOCK_SEQPACKET keeps boundaries).
 struct Msg {
@@ -38,14 +43,14 @@ int g_server_fd = -1;     ///< main process: socket to the server; -1 if not sta
 pid_t g_server_pid = -1;  ///< the server, our child: reaped if it dies
 std::mutex g_server_mutex;
 
-/// Sends `size` bytes with up to 2 descriptors attached (`nfds` may be 0). False on failure
+/// Sends `size` bytes with up to 3 descriptors attached (`nfds` may be 0). False on failure
 /// (errno set).
 bool send_with_fds(int sock, const void* data, size_t size, const int* fds, int nfds) {
   msghdr mh{};
   iovec iov{const_cast<void*>(data), size};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 2)]{};
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 3)]{};
   if (nfds > 0) {
     mh.msg_control = ctrl;
     mh.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<size_t>(nfds));
@@ -65,9 +70,9 @@ bool send_msg(int fd, const Msg& m, int attach_fd = -1) {
   return send_with_fds(fd, &m, sizeof m, &attach_fd, attach_fd >= 0 ? 1 : 0);
 }
 
-/// Receives one message of at most `cap` bytes with up to 2 descriptors; its size, 0 on EOF,
-/// -1 with errno on error.
-ssize_t recv_with_fds(int sock, void* data, size_t cap, UniqueFd* fds, int flags = 0) {
+/// Receives one message of at most `cap` bytes with up to `max_fds` descriptors (more are
+/// closed); its size, 0 on EOF, -1 with errno on error.
+ssize_t recv_with_fds(int sock, void* data, size_t cap, UniqueFd* fds, int flags = 0, int max_fds = 2) {
   msghdr mh{};
   iovec iov{data, cap};
   mh.msg_iov = &iov;
@@ -87,22 +92,40 @@ ssize_t recv_with_fds(int sock, void* data, size_t cap, UniqueFd* fds, int flags
     for (size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (k < 2) fds[k++].reset(fd);
+      if (k < max_fds) fds[k++].reset(fd);
       else ::close(fd);
     }
   }
   return n;
 }
 
+/// The whole of a request memfd (any size: a dataset's pickled recipe can be megabytes).
+std::optional<std::string> read_request(int fd) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || st.st_size < 0) return std::nullopt;
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::nullopt;
+    done += static_cast<size_t>(n);
+  }
+  return out;
+}
+
 [[noreturn]] void serve(int sock, PoolEntry entry) {
   ::signal(SIGCHLD, SIG_IGN);  // pools are reaped by the kernel
-  std::vector<char> buf(1 << 16);
+  char tag[16];
   for (;;) {
-    UniqueFd fds[2];
-    const ssize_t n = recv_with_fds(sock, buf.data(), buf.size(), fds);
+    UniqueFd fds[3];  // the ring, the pool's channel, the request (a memfd)
+    const ssize_t n = recv_with_fds(sock, tag, sizeof tag, fds, 0, 3);
     if (n <= 0) ::_exit(0);  // the main process is gone
-    if (!fds[0] || !fds[1]) continue;
-    const std::string request(buf.data(), static_cast<size_t>(n));
+    if (!fds[0] || !fds[1] || !fds[2]) continue;
+    const std::optional<std::string> read = read_request(fds[2].get());
+    fds[2].reset();
+    if (!read) continue;  // the pool's channel closes: the main process sees the pool gone
+    const std::string& request = *read;
     ForkOrigin origin;
     const pid_t pid = fork_with_hooks(origin);
     if (pid == 0) {
@@ -174,8 +197,18 @@ UniqueFd ForkServer::open_pool(const std::string& request, int region_fd) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw posix_error(errno, "socketpair(pool)");
   UniqueFd mine(sv[0]), theirs(sv[1]);
-  const int fds[2] = {region_fd, theirs.get()};
-  if (!send_with_fds(g_server_fd, request.data(), request.size(), fds, 2)) {
+  // The request travels in a memfd: a SEQPACKET message is bounded (the server read 64 KiB and
+  // cut the rest; a few hundred KiB did not send at all), a dataset's recipe is not.
+  UniqueFd req(::memfd_create("ringloader-pool-request", MFD_CLOEXEC));
+  if (!req) throw posix_error(errno, "memfd_create(fork-server request)");
+  for (size_t done = 0; done < request.size();) {
+    const ssize_t n = ::write(req.get(), request.data() + done, request.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw posix_error(errno, "write(fork-server request, " + std::to_string(request.size()) + " bytes)");
+    done += static_cast<size_t>(n);
+  }
+  const int fds[3] = {region_fd, theirs.get(), req.get()};
+  if (!send_with_fds(g_server_fd, "R", 1, fds, 3)) {
     const int err = errno;
     reap_dead_server();
     throw posix_error(err, "sendmsg(fork server): the fork server is gone");
@@ -222,14 +255,22 @@ void PoolClient::drain(int timeout_ms) {
     const int r = ::poll(&p, 1, timeout_ms);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return;
-    Msg m;
+    char buf[sizeof(Msg) + kMaxFailureText];
     UniqueFd fds[2];
-    const ssize_t n = recv_with_fds(channel_.get(), &m, sizeof m, fds, MSG_DONTWAIT);
+    const ssize_t n = recv_with_fds(channel_.get(), buf, sizeof buf, fds, MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
       alive_ = false;  // the pool is gone; its workers follow it (their death signal)
       return;
     }
     if (n < 0) continue;
+    if (static_cast<size_t>(n) < sizeof(Msg)) continue;
+    Msg m;
+    std::memcpy(&m, buf, sizeof m);
+    if (m.type == kFailed) {
+      failure_.assign(buf + sizeof m, static_cast<size_t>(n) - sizeof m);
+      alive_ = false;  // it exits now
+      return;
+    }
     if (m.type == kDied) {
       deaths_.push_back({m.id, m.pid, ExitStatus{m.signaled != 0, m.value, 0}});
     } else if (m.type == kSpawned) {
@@ -301,6 +342,30 @@ std::optional<ExitStatus> PoolClient::death_of(int id, pid_t pid) {
 void PoolClient::abandon() {
   if (pool_pidfd_ && owner_ == ::getpid()) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGKILL, nullptr, 0);
   alive_ = false;
+}
+
+void report_pool_failure(int channel, const std::string& why) {
+  Msg m;
+  m.type = kFailed;
+  std::string packet(reinterpret_cast<const char*>(&m), sizeof m);
+  packet += why.substr(0, kMaxFailureText);
+  if (!send_with_fds(channel, packet.data(), packet.size(), nullptr, 0)) return;
+  // Closing a socket with unread data (the spawn requests already sent) resets it, and the
+  // reset discards the report too: read and drop what comes until the main process has the
+  // report and closes, or 5 s pass.
+  ::shutdown(channel, SHUT_WR);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  char drop[256];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return;
+    pollfd p{channel, POLLIN, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return;
+    const ssize_t n = ::recv(channel, drop, sizeof drop, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
+  }
 }
 
 int run_pool_host(int channel, const std::function<int(int)>& body) {

@@ -91,6 +91,8 @@ class PoolClient {
   std::optional<ExitStatus> death_of(int id, pid_t pid);
   /// False once the pool's end of the channel has closed (the pool is gone).
   bool alive() const { return alive_; }
+  /// Why the pool gave up before serving (report_pool_failure): "" if it did not.
+  const std::string& failure() const { return failure_; }
   /// Gives up on the pool: SIGKILLs it (its workers follow) and stops talking to it.
   void abandon();
 
@@ -103,11 +105,16 @@ class PoolClient {
   core::UniqueFd pool_pidfd_;   ///< ditto: to signal it without a pid-reuse race
   std::vector<Death> deaths_;  ///< reported, not yet returned by poll()
   std::vector<std::pair<int, Spawned>> spawned_;  ///< answers to request_spawn() not yet taken
+  std::string failure_;         ///< the pool's report_pool_failure text
 };
 
 /// The pool's loop: forks `body(id)` for each SPAWN, reports deaths, and on QUIT or when the
 /// main process goes away waits up to 2 s for the workers, kills the rest and returns 0.
 int run_pool_host(int channel, const std::function<int(int)>& body);
+
+/// In a pool process that cannot serve (its dataset cannot be built): tells the main process
+/// why, before exiting. The launcher then raises it instead of opening pool after pool.
+void report_pool_failure(int channel, const std::string& why);
 
 /// pidfd_open(2) on `pid`; -1 with errno on failure.
 int pidfd_open(pid_t pid);

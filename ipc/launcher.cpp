@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "core/error.hpp"
 #include "core/posix_error.hpp"
 #include "ipc/slot_ring.hpp"
 
@@ -99,6 +100,12 @@ std::unique_ptr<Child> ForkLauncher::launch(int id) {
 }
 
 std::unique_ptr<Child> PoolLauncher::launch(int id) {
+  if (pool_ && !pool_->failure().empty()) {
+    // The pool could not even build the dataset: another pool would fail the same way, forever.
+    throw ConfigError("the fork server cannot build the dataset: " + pool_->failure() +
+                      ". It rebuilds the dataset from its pickled recipe: define the dataset's class in an importable "
+                      "module, or in the main script before rl.init() / ringloader::init()");
+  }
   if (!pool_ || !pool_->alive()) pool_ = std::make_shared<PoolClient>(ForkServer::open_pool(request_(), region_fd_));
   return std::make_unique<PoolChild>(pool_, id);
 }

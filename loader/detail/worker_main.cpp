@@ -165,6 +165,7 @@ int pool_main(const std::string& request, core::UniqueFd region_fd, core::Unique
     ds = make_registered_dataset(kv["factory"], kv["args"]);
   } catch (const std::exception& e) {
     log().error("fork-server pool: cannot build dataset '{}': {}", kv["factory"], e.what());
+    ipc::report_pool_failure(channel.get(), "'" + kv["factory"] + "' factory: " + e.what());
     return 4;
   }
   ipc::SlotRing ring(region_fd.get(), std::stoull(kv["ring_bytes"]));

@@ -64,3 +64,58 @@ def test_forkserver_from_a_threaded_interpreter(tmp_path, image_folder):
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def run_script(tmp_path, body, timeout=90):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
+                          cwd=str(tmp_path), env={**os.environ, "RINGLOADER_LOG_LEVEL": "off"})
+
+
+def test_a_class_the_server_cannot_unpickle_fails_once_naming_it(tmp_path):
+    """A dataset class defined in __main__ after rl.init(): the server (forked before it existed)
+    cannot unpickle it. Before: pools rebuilt forever and the loop waited forever."""
+    out = run_script(tmp_path, """
+        import time
+        import ringloader as rl
+        rl.init()
+
+        class Late(rl.Dataset):
+            schema = {"v": ("int64", ())}
+            def __len__(self): return 8
+            def get(self, index, out): out["v"][...] = index
+
+        t0 = time.monotonic()
+        try:
+            list(rl.DataLoader(Late(), batch_size=4, num_workers=2, start_method="forkserver"))
+            print("NO ERROR")
+        except rl.ConfigError as e:
+            print("CONFIGERROR", round(time.monotonic() - t0, 1), e)
+    """)
+    assert "CONFIGERROR" in out.stdout, out.stdout + out.stderr
+    assert "cannot build the dataset" in out.stdout and "Late" in out.stdout and "before rl.init()" in out.stdout
+    assert float(out.stdout.split()[1]) < 30, out.stdout
+
+
+def test_a_dataset_whose_recipe_is_megabytes_reaches_the_server(tmp_path):
+    """Requests over 64 KiB were cut (endless rebuilds); a few hundred KiB did not send at all."""
+    (tmp_path / "bigdata.py").write_text(textwrap.dedent("""
+        import ringloader as rl
+
+        class Big(rl.Dataset):
+            schema = {"v": ("int64", ())}
+            def __init__(self, table): self.table = table
+            def __len__(self): return len(self.table)
+            def get(self, index, out): out["v"][...] = self.table[index]
+    """))
+    out = run_script(tmp_path, """
+        import ringloader as rl
+        rl.init()
+        import bigdata
+        table = list(range(400_000))            # a 2 MB pickle
+        loader = rl.DataLoader(bigdata.Big(table), batch_size=50_000, num_workers=2, start_method="forkserver",
+                               timeout=60)
+        print("SUM", sum(int(b.sum()) for (b,) in loader) == sum(table))
+    """)
+    assert "SUM True" in out.stdout, out.stdout + out.stderr
