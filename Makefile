@@ -66,6 +66,7 @@ wheel: deps
 	@ls dist/ringloader-*.whl
 
 wheel-test: wheel
+	@rm -rf build/wheel-test  # build/ is make's: the test itself refuses a folder it did not make
 	@$(VENV_PATH) AUDITWHEEL=auditwheel tests/python/wheel_test.sh $$(ls dist/ringloader-*.whl) build/wheel-test python3
 
 asan: deps

@@ -76,7 +76,8 @@ def main(wheel):
             if info.filename == record_name or info.filename in notices:
                 continue
             out.writestr(info, data)
-            records.append(record_line(info.filename, data))
+            if not info.is_dir():  # RECORD lists files only (auditwheel opens every entry in it)
+                records.append(record_line(info.filename, data))
         for name, data in sorted(notices.items()):
             out.writestr(name, data)
             records.append(record_line(name, data))
