@@ -15,7 +15,6 @@ void EpochPlan::begin() {
   next_epoch_ = epoch_ + 1;
   if (!sampler_) return;  // a stream orders itself: only the epoch number
   BatchPlan full = sampler_->batches({seed_, epoch_});
-  plan_hash_ = plan_fingerprint(full);
   done_.assign(full.size(), 0);
   seqs_.clear();
   if (resume_done_ && resume_epoch_ != epoch_) resume_done_.reset();  // set_epoch moved away from it
@@ -96,7 +95,8 @@ std::string EpochPlan::state(bool active) const {
   if (active) {
     j["epoch"] = epoch_;
     j["done"] = ranges_of(done_);
-    j["plan"] = core::hex64(plan_hash_);
+    // Derived when a state is taken, not at every epoch's start (ImageNet: 10 MB to hash).
+    j["plan"] = core::hex64(plan_fingerprint(sampler_->batches({seed_, epoch_})));
   } else {
     // Between epochs: the next one, from where a loaded state left it (a state saved again
     // before the resumed epoch starts must not replay it), else from its beginning.

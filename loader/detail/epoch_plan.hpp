@@ -68,8 +68,6 @@ class EpochPlan {
   std::vector<uint8_t> done_;   ///< by epoch-wide seq: delivered (or raised) this epoch
   std::optional<std::vector<uint8_t>> resume_done_;  ///< from load_state, for epoch resume_epoch_
   uint64_t resume_epoch_ = 0;
-  uint64_t plan_hash_ = 0;  ///< plan_fingerprint() of this epoch's full plan (set by begin())
-
   /// FNV-1a over every batch's indices and boundaries: equal plans, equal fingerprints.
   static uint64_t plan_fingerprint(const BatchPlan& full);
 };

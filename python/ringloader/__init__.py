@@ -517,25 +517,22 @@ class _EpochIterator:
     def __next__(self):
         if self._gen != self._dl._iter_gen:
             self._stale()
-        if self._fast is not None:  # every batch after the first: one call into the binding
-            try:
-                b = self._fast()
-            except WorkerError:
-                self._gen = None  # the epoch is abandoned
-                raise
-            if b is None:
-                self._gen = None
-                raise StopIteration
-            return b
-        dl = self._dl
         try:
-            b = dl._loader.next()
+            # every batch after the first: one call into the binding
+            b = self._fast() if self._fast is not None else self._first()
         except WorkerError:
-            self._gen = None
+            self._gen = None  # the epoch is abandoned
             raise
         if b is None:
             self._gen = None
             raise StopIteration
+        return b
+
+    def _first(self):
+        dl = self._dl
+        b = dl._loader.next()
+        if b is None:
+            return None
         first = dl._wrap(b)
         if not dl.copy:
             to_tensor = dl._to_tensor if dl.format == "torch" else None
@@ -616,7 +613,8 @@ class DataLoader:
                 raise ConfigError(f'start_method="forkserver" sends the dataset to the server pickled, and this one '
                                   f"cannot be: {e}. Define its class at module level") from e
         self.generator = generator
-        self._shuffle = shuffle
+        self._shuffle = bool(shuffle)
+        self._stream = isinstance(core_ds, IterableDataset)
         options = dict(batch_size=batch_size, shuffle=bool(shuffle), drop_last=drop_last, num_workers=num_workers,
                        prefetch_factor=prefetch_factor or 2,  # without workers the ring still has 2 slots
                        persistent_workers=persistent_workers, timeout=timeout,
@@ -633,7 +631,7 @@ class DataLoader:
         self._names = None
         self._warned_threads = False
         self._pinned = None
-        self.num_workers, self.prefetch_factor, self.persistent_workers = num_workers, prefetch_factor, persistent_workers
+        self.prefetch_factor, self.persistent_workers = prefetch_factor, persistent_workers
         self.timeout, self.drop_last, self.in_order = timeout, drop_last, in_order
         self.pin_memory, self.pin_memory_device = pin_memory, pin_memory_device
         self.multiprocessing_context, self.collate_fn, self.batch_sampler = multiprocessing_context, collate_fn, batch_sampler
@@ -702,12 +700,9 @@ class DataLoader:
                       'and pass start_method="forkserver"', RuntimeWarning, stacklevel=3)
 
     def __len__(self) -> int:
-        try:
-            return len(self._loader)
-        except ConfigError as e:
-            if "stream" not in str(e):
-                raise
-            raise TypeError(str(e)) from None  # as torch's len() of an IterableDataset; list() expects it
+        if self._stream:  # as torch's len() of an IterableDataset: a TypeError, which list() expects
+            raise TypeError("the number of batches of a stream (iterable) dataset is not known in advance")
+        return len(self._loader)
 
     # -- position
     def set_epoch(self, epoch: int) -> None:
@@ -740,7 +735,7 @@ class DataLoader:
             raise
 
     def _batching(self):
-        return {"batch_size": self.batch_size, "drop_last": self.drop_last, "shuffle": bool(self._shuffle),
+        return {"batch_size": self.batch_size, "drop_last": self.drop_last, "shuffle": self._shuffle,
                 "sampler": None if self.sampler is None else type(self.sampler).__name__}
 
     # -- inspection and control
