@@ -27,7 +27,9 @@ void on_parent_death(int) {
 
 }  // namespace
 
-int parent_death_signal() { return SIGRTMAX - 3; }
+// SIGCONT, not a real-time signal: a pending catchable signal never runs on a stopped child, so
+// a SIGSTOPped worker outlived its SIGKILLed parent; SIGCONT continues it first.
+int parent_death_signal() { return SIGCONT; }
 
 uint64_t fork_generation() {
   (void)g_registered;

@@ -12,9 +12,10 @@
 // - The child dies with the process that forked it. PR_SET_PDEATHSIG fires when the *thread*
 //   that called fork() exits, not the process. Forked by the main thread (whose end is the
 //   process's), the death signal is SIGKILL, which also ends a child that is stopped. Forked by
-//   another thread, it is a real-time signal whose handler _exit()s only if getppid() shows the
-//   process itself is gone: a loader built on a thread that later ends keeps its workers (a
-//   stopped one then lives until it is continued).
+//   another thread, it is SIGCONT with a handler that _exit()s only if getppid() shows the
+//   process itself is gone: a loader built on a thread that later ends keeps its workers, and
+//   SIGCONT is the one catchable signal that also reaches a stopped child (it continues it, so
+//   the handler runs). A SIGCONT from anyone else finds the parent alive and does nothing.
 // - Signals arriving between fork() and this call stay blocked, so a parent's handler (a test
 //   framework's, a crash reporter's) never runs in the child.
 // - SIGINT is ignored (Ctrl-C belongs to the parent); crash signals get their default action,
