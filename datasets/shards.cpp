@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -41,7 +42,12 @@ detail::ProbedSize probe_size(std::span<const uint8_t> bytes, const std::string&
   }
 }
 
-core::UniqueMapping map_file(const std::string& path) {
+struct OpenShard {
+  core::UniqueFd fd;
+  core::UniqueMapping map;  ///< for the checks at open only
+};
+
+OpenShard open_shard(const std::string& path) {
   core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     const int err = errno;
@@ -58,7 +64,7 @@ core::UniqueMapping map_file(const std::string& path) {
     if (core::is_resource_errno(err)) throw detail::resource_error(path, "cannot map shard: mmap", err);
     throw DecodeError(path, std::string("mmap: ") + std::strerror(err));
   }
-  return core::UniqueMapping({static_cast<std::byte*>(p), static_cast<size_t>(st.st_size)});
+  return {std::move(fd), core::UniqueMapping({static_cast<std::byte*>(p), static_cast<size_t>(st.st_size)})};
 }
 
 }  // namespace
@@ -137,7 +143,8 @@ Shards::Shards(const std::string& path, ShardsOptions options) : ImageDataset(st
 }
 
 void Shards::add_shard(const std::string& tar_path, const std::string& index_path, uint64_t expect_id) {
-  core::UniqueMapping map = map_file(tar_path);
+  OpenShard opened = open_shard(tar_path);
+  const core::UniqueMapping& map = opened.map;
   const std::span<const uint8_t> tar(reinterpret_cast<const uint8_t*>(map.get().data), map.get().size);
   detail::ShardIndex idx;
   if (!index_path.empty()) {
@@ -165,10 +172,14 @@ void Shards::add_shard(const std::string& tar_path, const std::string& index_pat
   } else {
     idx = detail::scan_tar(tar, tar_path, &probe_size);
   }
-  const auto shard = static_cast<uint32_t>(maps_.size());
+  const auto shard = static_cast<uint32_t>(fds_.size());
   for (const detail::ShardEntry& e : idx.entries) {
     if (e.label < 0 || e.label > INT32_MAX) {
       throw DecodeError(tar_path, "sample at byte " + std::to_string(e.offset) + " has label " + std::to_string(e.label));
+    }
+    if (e.offset < 512 || e.offset > tar.size() || e.size > tar.size() - e.offset) {  // fetch() reads the header before it
+      throw DecodeError(tar_path, "the index places a sample at bytes " + std::to_string(e.offset) + "+" +
+                                      std::to_string(e.size) + ", past the " + std::to_string(tar.size()) + "-byte tar");
     }
     samples_.push_back({e.offset, e.size, shard});
     mutable_index().add(e.name, static_cast<int32_t>(e.label));
@@ -176,7 +187,8 @@ void Shards::add_shard(const std::string& tar_path, const std::string& index_pat
   }
   shard_paths_.push_back(tar_path);
   shard_sizes_.push_back(idx.entries.size());
-  maps_.push_back(std::move(map));
+  shard_bytes_.push_back(tar.size());
+  fds_.push_back(std::move(opened.fd));  // the mapping ends here: samples are read with pread
 }
 
 std::string Shards::path(size_t index) const {
@@ -184,9 +196,9 @@ std::string Shards::path(size_t index) const {
   return shard_paths_[s.shard] + "@" + std::to_string(s.offset) + " (" + std::string(path_index().path(index)) + ")";
 }
 
-size_t Shards::mapped_bytes() const {
+size_t Shards::total_bytes() const {
   size_t n = 0;
-  for (const auto& m : maps_) n += m.get().size;
+  for (const uint64_t b : shard_bytes_) n += b;
   return n;
 }
 
@@ -208,8 +220,8 @@ void Shards::delay_first_read(const Sample& s) const {
     std::lock_guard lock(read_mu_);
     if (read_pid_ != ::getpid()) {  // a worker starts with nothing read
       read_pid_ = ::getpid();
-      read_units_.assign(maps_.size(), {});
-      for (size_t i = 0; i < maps_.size(); ++i) read_units_[i].assign(maps_[i].get().size / unit + 1, false);
+      read_units_.assign(shard_bytes_.size(), {});
+      for (size_t i = 0; i < shard_bytes_.size(); ++i) read_units_[i].assign(shard_bytes_[i] / unit + 1, false);
     }
     auto& units = read_units_[s.shard];
     for (uint64_t u = (s.offset - std::min<uint64_t>(s.offset, 512)) / unit; u <= (s.offset + s.size) / unit; ++u) {
@@ -223,15 +235,39 @@ void Shards::delay_first_read(const Sample& s) const {
 ImageDataset::SampleBytes Shards::fetch(size_t index) const {
   if (options().read_delay_ms > 0) delay_first_read(samples_[index]);
   const Sample& s = samples_[index];
-  const core::Mapping& m = maps_[s.shard].get();
-  const std::span<const uint8_t> tar(reinterpret_cast<const uint8_t*>(m.data), m.size);
-  const std::string why = detail::check_member_header(tar, s.offset, s.size, members_.path(index));
-  if (!why.empty()) throw DecodeError(path(index), why);
   if (s.size > options().max_file_bytes) {
     throw DecodeError(path(index), std::to_string(s.size) + " bytes, over max_file_bytes " + std::to_string(options().max_file_bytes));
   }
+  // The member's 512-byte tar header, checked, then its bytes (s.offset >= 512: checked at open).
+  const int fd = fds_[s.shard].get();
+  auto read_at = [&](uint8_t* dst, size_t len, uint64_t at) {
+    for (size_t got = 0; got < len;) {
+      const ssize_t n = ::pread(fd, dst + got, len - got, static_cast<off_t>(at + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int err = errno;
+        if (core::is_resource_errno(err)) throw detail::resource_error(path(index), "cannot read shard: pread", err);
+        throw DecodeError(path(index), std::string("cannot read shard: ") + std::strerror(err));
+      }
+      if (n == 0) {
+        struct stat st {};
+        const std::string now = ::fstat(fd, &st) == 0 ? std::to_string(st.st_size) : std::to_string(at + got);
+        throw DecodeError(path(index), "the shard ends at byte " + now + ", before this sample's " +
+                                           std::to_string(s.size) + " bytes at " + std::to_string(s.offset) +
+                                           " (it was " + std::to_string(shard_bytes_[s.shard]) +
+                                           " bytes at open: changed while being read?)");
+      }
+      got += static_cast<size_t>(n);
+    }
+  };
+  std::array<uint8_t, 512> header{};
+  read_at(header.data(), header.size(), s.offset - 512);
+  const std::string why = detail::check_tar_header(header.data(), s.size, members_.path(index));
+  if (!why.empty()) throw DecodeError(path(index), why);
   SampleBytes b;
-  b.view = tar.subspan(s.offset, s.size);
+  b.owned.resize(s.size);
+  read_at(b.owned.data(), b.owned.size(), s.offset);
+  b.view = b.owned;
   return b;
 }
 

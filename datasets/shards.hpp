@@ -1,8 +1,10 @@
 #pragma once
 // Shards: a dataset packed into WebDataset-compatible tar shards (by ringloader-pack, GNU tar
-// or the webdataset library), read in place: every shard is mapped read-only once, in the
-// main process, and a sample is a view of its bytes found through the shard's index - no
-// system call per sample. Transforms, outputs and errors as ImageFolder (see ImageDataset).
+// or the webdataset library): every shard is opened once, in the main process, and a sample is
+// one pread() of its tar header and bytes, found through the shard's index. Not a mapping: a
+// shard truncated while it is read (overwritten in place) would raise SIGBUS in the reading
+// process; a read past its end is a DecodeError naming the shard. Transforms, outputs and
+// errors as ImageFolder (see ImageDataset).
 //
 //   ShardsOptions opt;
 //   opt.transform = Pipeline::random_crop_flip(224);
@@ -16,7 +18,7 @@
 //
 // Checked at open: the manifest's format, each index against its tar's size and the
 // manifest's dataset id (an index or manifest from another pack), every index's checksum.
-// Checked per sample, at no system call: the tar header before the sample (checksum, name,
+// Checked per sample, in the same read: the tar header before the sample (checksum, name,
 // size) - a damaged member header or an index that does not match its tar is a DecodeError
 // naming the shard and byte offset, raised or skipped by the loader's on_error.
 #include <cstddef>
@@ -61,8 +63,8 @@ class Shards : public ImageDataset {
   /// "ROOT/shard-000003.tar@123456 (class_01/img_00017.jpg)"
   std::string path(size_t index) const override;
   void get(size_t index, SampleWriter& out) override;
-  /// Bytes of the mapped shards (what the workers share).
-  size_t mapped_bytes() const;
+  /// Bytes of the shards, as they were at open.
+  size_t total_bytes() const;
 
  protected:
   SampleBytes fetch(size_t index) const override;
@@ -82,7 +84,8 @@ class Shards : public ImageDataset {
   std::vector<std::string> classes_;
   std::vector<std::string> shard_paths_;
   std::vector<size_t> shard_sizes_;
-  std::vector<core::UniqueMapping> maps_;
+  std::vector<core::UniqueFd> fds_;      ///< one per shard, opened at construction (shared by forked workers: pread only)
+  std::vector<uint64_t> shard_bytes_;   ///< each shard's size at open
   std::vector<Sample> samples_;
   detail::PathIndex members_;  ///< "KEY.ext" of each sample, for the header check
   // read_delay_ms: the read units this process has read (reset in a forked child).

@@ -187,7 +187,10 @@ std::string check_member_header(std::span<const uint8_t> tar, uint64_t offset, u
     return "the index places it at bytes " + std::to_string(offset) + "+" + std::to_string(bytes) + ", past the " +
            std::to_string(tar.size()) + "-byte tar";
   }
-  const uint8_t* h = tar.data() + offset - 512;
+  return check_tar_header(tar.data() + offset - 512, bytes, member);
+}
+
+std::string check_tar_header(const uint8_t* h, uint64_t bytes, std::string_view member) {
   // The checksum counts its own 8 bytes as spaces; both sums in one branch-free pass (this runs
   // for every sample read).
   unsigned sum = 8 * ' ';

@@ -62,6 +62,8 @@ std::string key_of(uint64_t position);
 /// `tar`: checksum, size, and name `member` ("KEY.ext"). Returns "" if it holds, else what
 /// is wrong (for the caller's error message).
 std::string check_member_header(std::span<const uint8_t> tar, uint64_t offset, uint64_t size, std::string_view member);
+/// The same check of a 512-byte header `h` already read (that of a member of `size` bytes).
+std::string check_tar_header(const uint8_t* h, uint64_t size, std::string_view member);
 
 /// The members of a tar made by anyone (GNU tar, the webdataset library): samples grouped by
 /// key (the member path up to the first '.' of its file name), image + .cls, in tar order.

@@ -480,7 +480,7 @@ TEST_CASE("shards: Shards reads a tar made by GNU tar - scanned at open, and thr
       CHECK(ds.dataset_id().empty());
       CHECK(ds.shard_sizes() == std::vector<size_t>{7});
       CHECK(ds.shard_paths() == std::vector<std::string>{tar});
-      CHECK(ds.mapped_bytes() == fs::file_size(tar));
+      CHECK(ds.total_bytes() == fs::file_size(tar));
       CHECK_THAT(ds.path(0), Contains(tar + "@") && Contains("(sample000."));
       check_against_list(ds, s);
       CHECK_FALSE(fs::exists(idx_path));  // reading writes nothing
@@ -772,6 +772,44 @@ TEST_CASE("shards: a truncated shard is an error at open naming the shard", "[sh
   const std::string whole = slurp(tar);
   spit(tar, whole.substr(0, 512 * 3 + 100));  // inside the first image's data
   CHECK_THROWS_WITH(Shards(tar, small_output<ShardsOptions>()), Contains(tar) && Contains("cut off"));
+}
+
+TEST_CASE("shards: a shard truncated after open is a DecodeError naming it, in the process and in workers, never SIGBUS",
+          "[shards][corrupt]") {
+  // A shard overwritten in place while an epoch reads it: a mapped shard raised SIGBUS in the
+  // reading process (the training process itself with num_workers = 0).
+  Packed p;
+  auto ds = std::make_shared<Shards>(p.out, small_output<ShardsOptions>());
+  const size_t last_shard = ds->shard_sizes().size() - 1;
+  const std::string tar = p.shard(last_shard);
+  const size_t first_of_last = ds->size() - ds->shard_sizes()[last_shard];
+  REQUIRE(::truncate(tar.c_str(), 700) == 0);  // inside the first member's bytes
+  try {
+    (void)pixels(*ds, ds->size() - 1);
+    FAIL("read a sample past the end of its shard");
+  } catch (const DecodeError& e) {
+    CHECK_THAT(std::string(e.what()), Contains(tar + "@"));
+    CHECK_THAT(e.reason(), Contains("the shard ends at byte 700") && Contains("changed while being read"));
+  }
+  const int workers = GENERATE(0, 2);
+  CAPTURE(workers);
+  loader::LoaderOptions o;
+  o.batch_size = 4;
+  o.num_workers = workers;
+  o.on_error = loader::OnError::kSkip;
+  loader::DataLoader l(ds, o);
+  std::multiset<int64_t> got;
+  for (auto& b : l) {
+    for (int64_t i : b.indices()) got.insert(i);
+  }
+  CHECK(got.size() == first_of_last);  // every sample of the earlier shards, none of the cut one
+  CHECK(l.skipped().size() == ds->shard_sizes()[last_shard]);
+  for (const auto& k : l.skipped()) {
+    CHECK(k.index >= static_cast<int64_t>(first_of_last));
+    CHECK_THAT(k.path, Contains(tar + "@"));
+    CHECK_THAT(k.reason, Contains("the shard ends at byte"));
+  }
+  CHECK(l.stats().worker_deaths == 0);
 }
 
 TEST_CASE("shards: an index that does not match its tar is an error naming the shard and byte offset", "[shards][corrupt]") {
