@@ -46,6 +46,8 @@ DataLoader::Iterator DataLoader::begin() {
 
 void DataLoader::start_epoch() { core().start_epoch(); }
 std::optional<Batch> DataLoader::next() { return core().next(); }
+void DataLoader::uncount(const Batch& b) { core().count_delivered(b, false); }
+void DataLoader::recount(const Batch& b) { core().count_delivered(b, true); }
 size_t DataLoader::size() const { return core().size(); }
 void DataLoader::set_epoch(uint64_t epoch) { core().set_epoch(epoch); }
 uint64_t DataLoader::epoch() const { return core().epoch(); }

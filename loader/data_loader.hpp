@@ -66,6 +66,13 @@ class DataLoader {
   /// running); nothing when the epoch is over (the next call starts a new one).
   std::optional<Batch> next();
 
+  /// For a binding whose hand-out can be cut short after next() returned (Python: a Ctrl-C
+  /// while the batch object is built): uncount(b) takes b out of state() and stats() while the
+  /// binding keeps it to hand out on the next call, where recount(b) counts it again. So a
+  /// checkpoint taken after the interruption resumes with b instead of skipping it.
+  void uncount(const Batch& b);
+  void recount(const Batch& b);
+
   /// Batches per epoch (PyTorch's len()). Throws ConfigError for stream datasets.
   size_t size() const;
   /// The epoch number the next begin() uses; by default epochs count up from 0.

@@ -59,6 +59,10 @@ uint64_t EpochPlan::plan_fingerprint(const BatchPlan& full) {
   return h;
 }
 
+void EpochPlan::mark_undone(uint64_t seq) {
+  if (seq < done_.size()) done_[seq] = 0;
+}
+
 void EpochPlan::mark_done(uint64_t seq) {
   if (seq < done_.size()) done_[seq] = 1;
 }

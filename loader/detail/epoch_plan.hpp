@@ -40,6 +40,8 @@ class EpochPlan {
   uint64_t seq(size_t k) const { return seqs_[k]; }
   /// Batch `seq` of this epoch was delivered (or raised at its place).
   void mark_done(uint64_t seq);
+  /// Batch `seq` went back to the caller's hands undelivered (see DataLoader::uncount).
+  void mark_undone(uint64_t seq);
 
   uint64_t epoch() const { return epoch_; }
   uint64_t seed() const { return seed_; }

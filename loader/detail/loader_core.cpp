@@ -599,6 +599,13 @@ std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
 
 // ---------------------------------------------------------------- state
 
+void LoaderCore::count_delivered(const Batch& b, bool delivered) {
+  if (!b || !active_ || b.epoch() != plan_.epoch()) return;  // a batch of an abandoned epoch counts nowhere
+  if (map_ds_) delivered ? plan_.mark_done(b.seq()) : plan_.mark_undone(b.seq());
+  stats_.batches = delivered ? stats_.batches + 1 : stats_.batches - 1;
+  stats_.samples = delivered ? stats_.samples + b.size() : stats_.samples - b.size();
+}
+
 std::string LoaderCore::dataset_fingerprint() const {
   // size, schema and the dataset's own fingerprint, hashed.
   std::string text = std::to_string(map_ds_->size());

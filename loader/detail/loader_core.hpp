@@ -60,6 +60,8 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   const std::vector<SkippedSample>& skipped() const { return skipped_; }
   LoaderStats stats() const;
   std::string state() const { return plan_.state(active_); }
+  /// DataLoader::uncount / recount: `b` (of this epoch) counted as delivered or not.
+  void count_delivered(const Batch& b, bool delivered);
   void load_state(const std::string& json);
 
  private:

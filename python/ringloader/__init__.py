@@ -493,53 +493,6 @@ class Batch(tuple):
         return self._core.epoch
 
 
-class _EpochIterator:
-    """One epoch's batches. Not a generator: a generator's frame would keep the last batch (and
-    its slot) alive until the next one is asked for."""
-
-    __slots__ = ("_dl", "_fast", "_gen")
-
-    def __init__(self, dl):
-        self._dl = dl
-        self._fast = None
-        self._gen = dl._iter_gen  # None once this epoch is over: it stays over, as torch's iterators do
-
-    def __iter__(self):
-        return self
-
-    def _stale(self):
-        if self._gen is None:
-            raise StopIteration
-        raise Error("this iterator's epoch was abandoned by a later iter(loader) (a loader runs one epoch at a "
-                    "time: two live iterators of one loader would share its batches); iterate one at a time, "
-                    "or make a second DataLoader")
-
-    def __next__(self):
-        if self._gen != self._dl._iter_gen:
-            self._stale()
-        try:
-            # every batch after the first: one call into the binding
-            b = self._fast() if self._fast is not None else self._first()
-        except WorkerError:
-            self._gen = None  # the epoch is abandoned
-            raise
-        if b is None:
-            self._gen = None
-            raise StopIteration
-        return b
-
-    def _first(self):
-        dl = self._dl
-        b = dl._loader.next()
-        if b is None:
-            return None
-        first = dl._wrap(b)
-        if not dl.copy:
-            to_tensor = dl._to_tensor if dl.format == "torch" else None
-            self._fast = functools.partial(dl._loader.next_batch, to_tensor, Batch, dl._names, dl._single)
-        return first
-
-
 _Released = collections.namedtuple("_Released", ["indices", "skipped", "seq", "epoch"])
 
 
@@ -665,7 +618,7 @@ class DataLoader:
         self._iter_gen += 1  # an earlier iterator of this loader stops here (its epoch is abandoned)
         loader.start_epoch()
         self._warn_threads()
-        return _EpochIterator(self)
+        return _core.EpochIterator(self)  # C++ from the hand-out to the batch: see bindings.cpp
 
     def _wrap(self, b):
         arrays = b.arrays()
@@ -678,9 +631,7 @@ class DataLoader:
                 self._to_tensor = torch.from_numpy
         if self.copy:
             arrays = tuple([a.copy() for a in x] if isinstance(x, list) else x.copy() for x in arrays)
-            kept = _Released(b.indices.copy(), b.skipped, b.seq, b.epoch)
-            b.release()  # the slot goes back now: the batch owns its memory
-            b = kept
+            b = _Released(b.indices.copy(), b.skipped, b.seq, b.epoch)  # the iterator then gives the slot back
         if self.format == "torch":
             t = self._to_tensor
             if self._ragged:

@@ -238,6 +238,106 @@ py::tuple batch_arrays(const std::shared_ptr<PyBatch>& self, py::handle base) {
   return out;
 }
 
+/// The native loader, plus the batch a cut-short hand-out kept for the next call.
+struct PyLoader : loader::DataLoader {
+  using loader::DataLoader::DataLoader;
+  std::shared_ptr<PyBatch> held;
+};
+
+/// The next batch: the one a cut-short hand-out kept, else the native loader's; null at the end.
+std::shared_ptr<PyBatch> take_next(PyLoader& l) {
+  if (l.held) {
+    std::shared_ptr<PyBatch> h = std::move(l.held);
+    l.held.reset();
+    l.recount(h->batch);
+    return h;
+  }
+  std::optional<loader::Batch> b;
+  {
+    py::gil_scoped_release rel;  // workers may need it (num_workers = 0 re-takes it)
+    b = l.next();
+  }
+  if (!b) return nullptr;
+  return std::make_shared<PyBatch>(PyBatch{std::move(*b)});
+}
+
+/// One epoch's iterator. Its __next__ is C++ from the native hand-out to the returned batch, so
+/// a Ctrl-C lands either before the hand-out or inside the Python code that builds the batch
+/// (Batch.__new__, DataLoader._wrap). In the second case the batch is not delivered: the loader
+/// keeps it for the next call and state() does not count it, so a checkpoint saved in
+/// `except KeyboardInterrupt:` resumes with it. Not a generator: a generator's frame would keep
+/// the last batch (and its slot) alive until the next one is asked for.
+struct PyEpochIter {
+  py::object dl;          ///< the Python DataLoader
+  py::object gen;         ///< dl._iter_gen when made; None once this epoch is over (it stays over, as torch's)
+  bool copy = false;
+  bool fast = false;      ///< the first batch went through dl._wrap, which settled names and tensors
+  py::object to_tensor, batch_cls, names;
+  bool single = false;
+};
+
+/// The per-batch path after the first: the field arrays, the tensors, the Batch tuple.
+py::object wrap_fast(const PyEpochIter& it, const std::shared_ptr<PyBatch>& holder) {
+  py::object self = py::cast(holder);
+  py::tuple arrays = batch_arrays(holder, self);
+  if (!it.to_tensor.is_none()) {
+    for (size_t i = 0; i < arrays.size(); ++i) {
+      if (py::isinstance<py::list>(arrays[i])) {
+        py::list out;
+        for (auto a : arrays[i]) out.append(it.to_tensor(a));
+        arrays[i] = out;
+      } else {
+        arrays[i] = it.to_tensor(arrays[i]);
+      }
+    }
+  }
+  if (it.single) return arrays[0];
+  return it.batch_cls(arrays, it.names, self);
+}
+
+py::object epoch_next(PyEpochIter& it) {
+  if (it.gen.is_none()) throw py::stop_iteration();
+  if (!it.gen.equal(it.dl.attr("_iter_gen"))) {
+    throw Error("this iterator's epoch was abandoned by a later iter(loader) (a loader runs one epoch at a time: two "
+                "live iterators of one loader would share its batches); iterate one at a time, or make a second "
+                "DataLoader");
+  }
+  auto& l = it.dl.attr("_loader").cast<PyLoader&>();
+  std::shared_ptr<PyBatch> h;
+  try {
+    h = take_next(l);
+  } catch (const WorkerError&) {
+    it.gen = py::none();  // the epoch is abandoned
+    throw;
+  }
+  if (!h) {
+    it.gen = py::none();
+    throw py::stop_iteration();
+  }
+  try {
+    py::object out;
+    if (it.fast) {
+      out = wrap_fast(it, h);
+    } else {
+      out = it.dl.attr("_wrap")(py::cast(h));
+      if (!it.copy) {
+        it.to_tensor = py::none();
+        if (py::str(it.dl.attr("format")).cast<std::string>() == "torch") it.to_tensor = it.dl.attr("_to_tensor");
+        it.batch_cls = py::module_::import("ringloader").attr("Batch");
+        it.names = it.dl.attr("_names");
+        it.single = it.dl.attr("_single").cast<bool>();
+        it.fast = true;
+      }
+    }
+    if (it.copy) h->batch.release();  // the batch owns its copies: the slot goes back now
+    return out;
+  } catch (...) {
+    l.uncount(h->batch);
+    l.held = std::move(h);
+    throw;
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_ringloader, m) {
@@ -355,69 +455,33 @@ PYBIND11_MODULE(_ringloader, m) {
       .def("__len__", [](const PyBatch& b) { return b.batch.size(); })
       .def("release", [](PyBatch& b) { b.batch.release(); });
 
-  py::class_<loader::DataLoader>(m, "Loader")
+  py::class_<PyLoader>(m, "Loader")
       .def(py::init([](py::object dataset, const py::dict& options) {
              loader::LoaderOptions o = options_from(options);
              if (py::hasattr(dataset, "_native")) dataset = dataset.attr("_native");
              if (py::isinstance<NativeDataset>(dataset)) {
-               return std::make_unique<loader::DataLoader>(
+               return std::make_unique<PyLoader>(
                    std::static_pointer_cast<datasets::Dataset>(dataset.cast<NativeDataset&>().ds), std::move(o));
              }
              if (py::isinstance<py::tuple>(dataset)) {  // ("recipe", factory, args): the fork-server path
                auto t = dataset.cast<py::tuple>();
                loader::DatasetRecipe r{t[1].cast<std::string>(), t[2].cast<std::string>()};
-               return std::make_unique<loader::DataLoader>(r, std::move(o));
+               return std::make_unique<PyLoader>(r, std::move(o));
              }
              if (py::hasattr(dataset, "get")) {
-               return std::make_unique<loader::DataLoader>(
+               return std::make_unique<PyLoader>(
                    std::static_pointer_cast<datasets::Dataset>(std::make_shared<PyMapDataset>(dataset)), std::move(o));
              }
-             return std::make_unique<loader::DataLoader>(
+             return std::make_unique<PyLoader>(
                  std::static_pointer_cast<datasets::IterableDataset>(std::make_shared<PyStreamDataset>(dataset)),
                  std::move(o));
            }),
            py::arg("dataset"), py::arg("options"))
-      .def("next",
-           [](loader::DataLoader& l) -> std::shared_ptr<PyBatch> {
-             std::optional<loader::Batch> b;
-             {
-               py::gil_scoped_release rel;  // workers may need it (num_workers = 0 re-takes it)
-               b = l.next();
-             }
-             if (!b) return nullptr;
-             return std::make_shared<PyBatch>(PyBatch{std::move(*b)});
+      .def("start_epoch",
+           [](PyLoader& l) {
+             l.held.reset();  // that epoch is abandoned
+             l.start_epoch();
            })
-      .def(
-          "next_batch",
-          [](loader::DataLoader& l, const py::object& to_tensor, const py::object& batch_cls, const py::object& names,
-             bool single) -> py::object {
-            // The per-batch path of rl.DataLoader's iteration, in one call: next(), the field
-            // arrays, the tensors, the Batch tuple - no Python frame of ours in between.
-            std::optional<loader::Batch> b;
-            {
-              py::gil_scoped_release rel;
-              b = l.next();
-            }
-            if (!b) return py::none();
-            auto holder = std::make_shared<PyBatch>(PyBatch{std::move(*b)});
-            py::object self = py::cast(holder);
-            py::tuple arrays = batch_arrays(holder, self);
-            if (!to_tensor.is_none()) {
-              for (size_t i = 0; i < arrays.size(); ++i) {
-                if (py::isinstance<py::list>(arrays[i])) {
-                  py::list out;
-                  for (auto a : arrays[i]) out.append(to_tensor(a));
-                  arrays[i] = out;
-                } else {
-                  arrays[i] = to_tensor(arrays[i]);
-                }
-              }
-            }
-            if (single) return arrays[0];
-            return batch_cls(arrays, names, self);
-          },
-          py::arg("to_tensor"), py::arg("batch_cls"), py::arg("names"), py::arg("single"))
-      .def("start_epoch", &loader::DataLoader::start_epoch)
       .def("__len__", &loader::DataLoader::size)
       .def("set_epoch", &loader::DataLoader::set_epoch)
       .def_property_readonly("epoch", &loader::DataLoader::epoch)
@@ -425,15 +489,19 @@ PYBIND11_MODULE(_ringloader, m) {
       .def_property_readonly("num_slots", &loader::DataLoader::num_slots)
       .def("worker_pids", &loader::DataLoader::worker_pids)
       .def("state", &loader::DataLoader::state)
-      .def("load_state", &loader::DataLoader::load_state)
+      .def("load_state",
+           [](PyLoader& l, const std::string& json) {
+             l.load_state(json);
+             l.held.reset();  // the loaded position replaces the epoch it belonged to
+           })
       .def("skipped",
-           [](const loader::DataLoader& l) {
+           [](const PyLoader& l) {
              py::list out;
              for (const auto& s : l.skipped()) out.append(skipped_tuple(s));
              return out;
            })
       .def("stats",
-           [](const loader::DataLoader& l) {
+           [](const PyLoader& l) {
              const auto s = l.stats();
              py::dict d;
              d["batches"] = s.batches;
@@ -447,12 +515,28 @@ PYBIND11_MODULE(_ringloader, m) {
              return d;
            })
       .def("shared_memory",
-           [](const loader::DataLoader& l) {
+           [](const PyLoader& l) {
              const auto r = l.shared_memory();
              return py::make_tuple(reinterpret_cast<uintptr_t>(r.data()), r.size());
            })
       .def("interrupt", &loader::DataLoader::interrupt)
-      .def("close", &loader::DataLoader::close, py::call_guard<py::gil_scoped_release>());
+      .def("close",
+           [](PyLoader& l) {
+             l.held.reset();
+             l.close();
+           },
+           py::call_guard<py::gil_scoped_release>());
+
+  py::class_<PyEpochIter>(m, "EpochIterator", "One epoch's batches (iter(loader) makes it)")
+      .def(py::init([](py::object dl) {
+        PyEpochIter it;
+        it.gen = dl.attr("_iter_gen");
+        it.copy = dl.attr("copy").cast<bool>();
+        it.dl = std::move(dl);
+        return it;
+      }))
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &epoch_next);
 
   m.def("init", [] { ringloader::init(); }, "Start the fork server (first thing in the program)");
   m.def("register_factory", [](const std::string& name, const std::string& module, const std::string& function) {
