@@ -37,8 +37,10 @@ ImageDataset::~ImageDataset() {
 Schema ImageDataset::schema() const {
   const int64_t h = out_hw_[0];
   const int64_t w = out_hw_[1];
-  Field image = options_.transform.format() == OutputFormat::kUInt8HWC ? Field{"image", DType::kUInt8, {h, w, 3}, false}
-                                                                       : Field{"image", DType::kFloat32, {3, h, w}, false};
+  const OutputFormat f = options_.transform.format();
+  Field image = f == OutputFormat::kUInt8HWC   ? Field{"image", DType::kUInt8, {h, w, 3}, false}
+                : f == OutputFormat::kUInt8CHW ? Field{"image", DType::kUInt8, {3, h, w}, false}
+                                               : Field{"image", DType::kFloat32, {3, h, w}, false};
   return Schema{{std::move(image), Field{"label", DType::kInt64, {}, false}}};
 }
 
@@ -144,7 +146,11 @@ void ImageDataset::load(size_t index, const std::string& file, SampleWriter& out
     thread_local std::vector<uint8_t> hwc;
     hwc.resize(static_cast<size_t>(out_hw_[0]) * static_cast<size_t>(out_hw_[1]) * 3);
     decoder_.decode_into(bytes, file, info, g, hwc);
-    options_.transform.to_float_chw(hwc, out_hw_[0], out_hw_[1], out.field<float>(0));
+    if (options_.transform.format() == OutputFormat::kUInt8CHW) {
+      Pipeline::to_uint8_chw(hwc, out_hw_[0], out_hw_[1], out.field<uint8_t>(0));
+    } else {
+      options_.transform.to_float_chw(hwc, out_hw_[0], out_hw_[1], out.field<float>(0));
+    }
   }
   out.field<int64_t>(1)[0] = label(index);
 }

@@ -145,6 +145,13 @@ Pipeline& Pipeline::to_float(std::array<float, 3> mean, std::array<float, 3> std
   return *this;
 }
 
+Pipeline& Pipeline::to_uint8_chw() {
+  format_ = OutputFormat::kUInt8CHW;
+  mean_ = {0, 0, 0};
+  std_ = {1, 1, 1};
+  return *this;
+}
+
 Pipeline Pipeline::center(int resize, int crop) { return Pipeline().resize(resize).center_crop(crop); }
 
 Pipeline Pipeline::random_crop_flip(int size) { return Pipeline().random_resized_crop(size).random_horizontal_flip(); }
@@ -221,7 +228,7 @@ std::string Pipeline::describe() const {
     }
     out += " -> ";
   }
-  out += format_ == OutputFormat::kUInt8HWC ? "uint8 HWC" : "float32 CHW normalised";
+  out += format_ == OutputFormat::kUInt8HWC ? "uint8 HWC" : format_ == OutputFormat::kUInt8CHW ? "uint8 CHW" : "float32 CHW normalised";
   return out;
 }
 
@@ -244,6 +251,22 @@ void Pipeline::to_float_chw(std::span<const uint8_t> hwc, int height, int width,
     r[i] = lut[0][p[0]];
     g[i] = lut[1][p[1]];
     b[i] = lut[2][p[2]];
+  }
+}
+
+void Pipeline::to_uint8_chw(std::span<const uint8_t> hwc, int height, int width, std::span<uint8_t> chw) {
+  const size_t plane = static_cast<size_t>(height) * static_cast<size_t>(width);
+  if (hwc.size() < plane * 3 || chw.size() < plane * 3) {
+    throw ConfigError("to_uint8_chw: buffers smaller than 3 x " + std::to_string(height) + " x " + std::to_string(width));
+  }
+  uint8_t* r = chw.data();
+  uint8_t* g = r + plane;
+  uint8_t* b = g + plane;
+  const uint8_t* p = hwc.data();
+  for (size_t i = 0; i < plane; ++i, p += 3) {
+    r[i] = p[0];
+    g[i] = p[1];
+    b[i] = p[2];
   }
 }
 

@@ -55,6 +55,7 @@ struct Geometry {
 enum class OutputFormat : uint8_t {
   kUInt8HWC,    ///< uint8 [H, W, 3], RGB (default)
   kFloat32CHW,  ///< float32 [3, H, W], (x / 255 - mean) / std
+  kUInt8CHW,    ///< uint8 [3, H, W], RGB planes (torchvision's PILToTensor / ToImage)
 };
 
 inline constexpr std::array<float, 3> kImageNetMean = {0.485f, 0.456f, 0.406f};
@@ -90,6 +91,8 @@ class Pipeline {
   Pipeline& random_horizontal_flip(double p = 0.5);
   /// Final step: float32 CHW, (x / 255 - mean) / std per channel (ToTensor + Normalize).
   Pipeline& to_float(std::array<float, 3> mean = kImageNetMean, std::array<float, 3> std = kImageNetStd);
+  /// Final step: uint8 CHW, the pixels unchanged (PILToTensor, or v2's ToImage).
+  Pipeline& to_uint8_chw();
 
   /// Resize(resize) + CenterCrop(crop): torchvision's usual evaluation transform.
   static Pipeline center(int resize = 256, int crop = 224);
@@ -111,6 +114,8 @@ class Pipeline {
 
   /// uint8 HWC RGB (`hwc`, height x width x 3) into float CHW normalised by mean/std.
   void to_float_chw(std::span<const uint8_t> hwc, int height, int width, std::span<float> chw) const;
+  /// uint8 HWC RGB into uint8 CHW planes.
+  static void to_uint8_chw(std::span<const uint8_t> hwc, int height, int width, std::span<uint8_t> chw);
 
  private:
   enum class Kind : uint8_t { kResizeShorter, kResizeExact, kCenterCrop, kRandomResizedCrop, kFlip };

@@ -53,6 +53,7 @@ void DataLoader::set_epoch(uint64_t epoch) { core().set_epoch(epoch); }
 uint64_t DataLoader::epoch() const { return core().epoch(); }
 uint64_t DataLoader::seed() const { return core().seed(); }
 size_t DataLoader::num_slots() const { return core().num_slots(); }
+size_t DataLoader::held_batches() const { return core().held_batches(); }
 size_t DataLoader::ring_bytes() const { return core().ring_bytes(); }
 std::span<std::byte> DataLoader::shared_memory() const { return core().shared_memory(); }
 std::vector<int> DataLoader::worker_pids() const { return core().worker_pids(); }

@@ -83,6 +83,8 @@ class DataLoader {
   uint64_t seed() const;
   /// Slots in the ring (the most batches the training loop can hold at once).
   size_t num_slots() const;
+  /// Batches handed out and not yet released (their slots are the loop's).
+  size_t held_batches() const;
   /// Bytes of shared memory the ring uses.
   size_t ring_bytes() const;
   /// The shared memory every slot lives in: each Batch's tensors point inside it. Pin it once

@@ -42,8 +42,13 @@ struct LoaderOptions {
   std::shared_ptr<BatchSampler> batch_sampler;
   /// Worker processes; 0 runs the dataset in the calling process (the debuggable path).
   size_t num_workers = 0;
-  /// Slots per worker: the ring has num_workers x prefetch_factor slots (prefetch_factor if 0 workers).
+  /// Slots per worker: the ring has num_workers x prefetch_factor slots (prefetch_factor if 0
+  /// workers), plus extra_slots.
   size_t prefetch_factor = 2;
+  /// Slots on top of those for batches the training loop keeps while the next is handed out
+  /// (the Python package uses 1, and hands copies out once the loop holds more than the ring can
+  /// spare: held_batches()).
+  size_t extra_slots = 0;
   /// Keep the workers alive across epochs (same pids) instead of forking them per epoch.
   bool persistent_workers = false;
   /// Bounds every wait of next() (PyTorch's `timeout`; 0 = no bound). Past it next() raises a

@@ -445,6 +445,12 @@ bool LoaderCore::ready_now() const {
   return s && ring_->word(*s).state == ipc::SlotState::kFilled;
 }
 
+size_t LoaderCore::held_batches() const {
+  size_t n = 0;
+  for (uint32_t s = 0; s < ring_->num_slots(); ++s) n += ring_->word(s).state == ipc::SlotState::kHandedOut ? 1 : 0;
+  return n;
+}
+
 void LoaderCore::throw_held_error() const {
   throw ConfigError("all " + std::to_string(ring_->num_slots()) +
                     " ring slots are held by Batches the training loop has not released (num_workers=" +

@@ -54,6 +54,7 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   uint64_t epoch() const { return plan_.epoch(); }
   uint64_t seed() const { return plan_.seed(); }
   size_t num_slots() const { return ring_->num_slots(); }
+  size_t held_batches() const;
   size_t ring_bytes() const { return ring_->region_size(); }
   std::span<std::byte> shared_memory() const { return {ring_->region_data(), ring_->region_size()}; }
   std::vector<int> worker_pids() const;

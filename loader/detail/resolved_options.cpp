@@ -67,9 +67,11 @@ ResolvedOptions resolve_options(const LoaderOptions& o, const datasets::Dataset*
                             : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   // num_workers <= 1024 (checked above); the product must not wrap and the slots stay countable.
   size_t slots = 0;
-  if (__builtin_mul_overflow(o.num_workers > 0 ? o.num_workers : 1, o.prefetch_factor, &slots) || slots > kMaxSlots) {
+  if (__builtin_mul_overflow(o.num_workers > 0 ? o.num_workers : 1, o.prefetch_factor, &slots) ||
+      __builtin_add_overflow(slots, o.extra_slots, &slots) || slots > kMaxSlots) {
     throw ConfigError("num_workers=" + std::to_string(o.num_workers) + " x prefetch_factor=" +
-                      std::to_string(o.prefetch_factor) + " slots is more than " + std::to_string(kMaxSlots));
+                      std::to_string(o.prefetch_factor) + " + extra_slots=" + std::to_string(o.extra_slots) +
+                      " slots is more than " + std::to_string(kMaxSlots));
   }
   r.num_slots = static_cast<uint32_t>(slots);
   size_t capacity = o.batch_size;

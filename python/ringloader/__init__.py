@@ -24,6 +24,8 @@ import warnings
 
 from . import _ringloader as _core
 from . import _worker
+from . import vision
+from .vision import FileList, ImageFolder, Shards, _ImageDataset
 from ._errors import (BatchError, ConfigError, DecodeError, Error, Interrupted, IpcError, ResourceError,
                       SampleError, TimeoutError, WorkerError)
 
@@ -111,96 +113,6 @@ class IterableDataset:
 
     def __iter__(self):
         raise NotImplementedError
-
-
-class _ImageDataset:
-    """The native image datasets' Python face."""
-
-    _native: _core.NativeDataset
-
-    def __len__(self) -> int:
-        return len(self._native)
-
-    @property
-    def samples(self):
-        """[(path, class_index)], as torchvision's."""
-        n = self._native
-        return [(n.path(i), n.label(i)) for i in range(len(n))]
-
-    @property
-    def targets(self):
-        n = self._native
-        return [n.label(i) for i in range(len(n))]
-
-    @property
-    def transform(self) -> str:
-        return self._native.transform
-
-    def __reduce__(self):  # the fork server receives it pickled: rebuilt from its arguments
-        return (type(self), self._args)
-
-
-_IMAGE_DEFAULTS = dict(size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
-                       reader_threads=16, decoder="fast")
-
-
-class _Classified(_ImageDataset):
-    """torchvision's class attributes."""
-
-    @property
-    def classes(self):
-        return list(self._native.classes)
-
-    @property
-    def class_to_idx(self):
-        return {c: i for i, c in enumerate(self._native.classes)}
-
-
-class ImageFolder(_Classified):
-    """torchvision.datasets.ImageFolder, decoded in C++ in the workers: root/<class>/**/<image>.
-
-    size: Resize(size * 8/7) + CenterCrop(size), or with random_crop RandomResizedCrop(size);
-    flip: RandomHorizontalFlip(0.5); output: "uint8" (N x H x W x 3) or "float" (normalised
-    float32 N x 3 x H x W). A bad file raises (or is skipped, on_error="skip") naming it.
-    decoder: "fast" (JPEGs decode only the rows and columns the crop keeps, PNGs the rows down
-    to its last; resampled by libyuv), "fast-noroi" (the same decoding whole images), "turbojpeg" (TurboJPEG +
-    stb_image_resize) or "stb" (stb_image for everything); the crops and flips drawn are the
-    same for all four."""
-
-    def __init__(self, root, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
-                 reader_threads=16, decoder="fast"):
-        self._args = (os.fsdecode(os.path.abspath(os.fspath(root))), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
-        self._native = _core.image_folder(os.fsencode(self._args[0]), *self._args[1:])  # names need not be UTF-8
-        self.root = self._args[0]
-
-
-class FileList(_ImageDataset):
-    """Images listed in a TSV/CSV file of path<TAB>label lines (paths relative to the file)."""
-
-    def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
-                 reader_threads=16, decoder="fast"):
-        self._args = (os.fsdecode(os.path.abspath(os.fspath(path))), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
-        self._native = _core.file_list(os.fsencode(self._args[0]), *self._args[1:])  # names need not be UTF-8
-
-
-class Shards(_Classified):
-    """A dataset packed by ringloader-pack (or WebDataset-style tars: KEY.jpg + KEY.cls), read in
-    place from read-only mappings: no system call per sample. path: the packed folder, a folder
-    of .tar files, or one .tar. Same transforms and outputs as ImageFolder. A damaged or
-    mismatched shard, index or manifest raises at open naming the shard and byte offset.
-    reader_threads: 0 reads from the mapping in the decoding thread; on slow storage a few
-    threads fetch the next samples' bytes ahead."""
-
-    def __init__(self, path, size=224, random_crop=False, flip=False, output="uint8", max_pixels=64 << 20,
-                 reader_threads=0, decoder="fast"):
-        self._args = (os.fsdecode(os.path.abspath(os.fspath(path))), size, random_crop, flip, output, max_pixels, reader_threads, decoder)
-        self._native = _core.shards(os.fsencode(self._args[0]), *self._args[1:])  # names need not be UTF-8
-        self.root = self._args[0]
-
-    @property
-    def shard_sizes(self):
-        """Samples per shard, in order (for BlockShuffleSampler)."""
-        return list(self._native.shard_sizes)
 
 
 class _NativeSampler:
@@ -539,8 +451,12 @@ class DataLoader:
         self.batch_size, self.num_workers = batch_size, num_workers
         self._single = False
         core_ds = dataset
-        if isinstance(dataset, _ImageDataset):
+        if isinstance(dataset, _ImageDataset) and dataset.native:
             core_ds = dataset._native
+        elif isinstance(dataset, _ImageDataset):  # a transform the native pipeline does not have: torchvision's way
+            vision._warn_fallback(dataset)
+            core_ds = _TorchMapDataset(dataset, schema)
+            self._single = core_ds.kind == "single"
         elif isinstance(dataset, Dataset) or isinstance(dataset, IterableDataset):
             if schema is not None:
                 dataset.schema = schema
@@ -570,6 +486,8 @@ class DataLoader:
         self._stream = isinstance(core_ds, IterableDataset)
         options = dict(batch_size=batch_size, shuffle=bool(shuffle), drop_last=drop_last, num_workers=num_workers,
                        prefetch_factor=prefetch_factor or 2,  # without workers the ring still has 2 slots
+                       # the batch the loop keeps while the next is handed out, and at least one to fill
+                       extra_slots=2 if prefetch_factor == 1 else 1,
                        persistent_workers=persistent_workers, timeout=timeout,
                        seed=seed, default_seed=None if seed is not None else _draw_seed(generator),
                        in_order=in_order, on_error=on_error, max_retries=max_retries, shm_dir=shm_dir,
@@ -581,7 +499,7 @@ class DataLoader:
         self.sampler = sampler
         self._iter_gen = 0
         self._loader = _core.Loader(core_ds, options)
-        self._names = None
+        self._layout = None  # (names, ragged, to_tensor), from the first batch: one assignment, so a Ctrl-C never half-sets it
         self._warned_threads = False
         self._pinned = None
         self.prefetch_factor, self.persistent_workers = prefetch_factor, persistent_workers
@@ -620,27 +538,28 @@ class DataLoader:
         self._warn_threads()
         return _core.EpochIterator(self)  # C++ from the hand-out to the batch: see bindings.cpp
 
-    def _wrap(self, b):
+    def _wrap(self, b, copy=None):
+        copy = self.copy if copy is None else copy
         arrays = b.arrays()
-        if self._names is None:
-            self._names = b.names
-            self._ragged = any(isinstance(x, list) for x in arrays)
-            self._to_tensor = None
+        if self._layout is None:
+            to_tensor = None
             if self.format == "torch":
                 import torch
-                self._to_tensor = torch.from_numpy
-        if self.copy:
+                to_tensor = torch.from_numpy
+            self._layout = (b.names, any(isinstance(x, list) for x in arrays), to_tensor)
+        names, ragged, to_tensor = self._layout
+        if copy:
             arrays = tuple([a.copy() for a in x] if isinstance(x, list) else x.copy() for x in arrays)
             b = _Released(b.indices.copy(), b.skipped, b.seq, b.epoch)  # the iterator then gives the slot back
         if self.format == "torch":
-            t = self._to_tensor
-            if self._ragged:
+            t = to_tensor
+            if ragged:
                 arrays = tuple([t(a) for a in x] if isinstance(x, list) else t(x) for x in arrays)
             else:
                 arrays = tuple(map(t, arrays))  # the per-batch path: kept short
         if self._single:
             return arrays[0]
-        return Batch(arrays, self._names, b)
+        return Batch(arrays, names, b)
 
     def _warn_threads(self):
         if self._warned_threads or self._loader.stats()["threaded_forks"] == 0:

@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -121,17 +122,41 @@ struct NativeDataset {
   std::shared_ptr<datasets::ImageDataset> ds;
 };
 
-datasets::ImageDatasetOptions image_options(int size, bool random_crop, bool flip, const std::string& output,
-                                            int64_t max_pixels, int reader_threads, const std::string& decoder) {
-  if (size <= 0) throw ConfigError("size must be positive, got " + std::to_string(size));
-  datasets::ImageDatasetOptions o;
+/// The native transform, from the Python package's description (ringloader/vision.py makes it
+/// from a torchvision transform or the keyword form): steps [("resize", n) | ("resize", h, w) |
+/// ("center_crop", h, w) | ("random_resized_crop", h, w, s0, s1, r0, r1) | ("flip", p)] and an
+/// output ("uint8" HWC | "uint8_chw" | "float" with mean and std).
+datasets::Pipeline pipeline_from(const py::list& steps, const std::string& output, const std::array<float, 3>& mean,
+                                 const std::array<float, 3>& std) {
   datasets::Pipeline p;
-  if (random_crop) p.random_resized_crop(size);
-  else p.resize(size * 8 / 7).center_crop(size);  // 224 -> Resize(256) + CenterCrop(224)
-  if (flip) p.random_horizontal_flip();
-  if (output == "float") p.to_float();
+  for (const auto& item : steps) {
+    const auto t = item.cast<py::tuple>();
+    const auto kind = t[0].cast<std::string>();
+    auto dim = [&](size_t i) {
+      const int v = t[i].cast<int>();
+      if (v <= 0) throw ConfigError(kind + ": sizes must be positive, got " + std::to_string(v));
+      return v;
+    };
+    if (kind == "resize" && t.size() == 2) p.resize(dim(1));
+    else if (kind == "resize") p.resize(dim(1), dim(2));
+    else if (kind == "center_crop") p.center_crop(dim(1), dim(2));
+    else if (kind == "random_resized_crop") {
+      p.random_resized_crop(dim(1), dim(2), {t[3].cast<double>(), t[4].cast<double>()},
+                            {t[5].cast<double>(), t[6].cast<double>()});
+    } else if (kind == "flip") p.random_horizontal_flip(t[1].cast<double>());
+    else throw ConfigError("unknown transform step '" + kind + "'");
+  }
+  if (output == "float") p.to_float(mean, std);
+  else if (output == "uint8_chw") p.to_uint8_chw();
   else if (output != "uint8") throw ConfigError("output='" + output + "' is not one of 'uint8', 'float'");
-  o.transform = p;
+  return p;
+}
+
+datasets::ImageDatasetOptions image_options(const py::list& steps, const std::string& output,
+                                            const std::array<float, 3>& mean, const std::array<float, 3>& std,
+                                            int64_t max_pixels, int reader_threads, const std::string& decoder) {
+  datasets::ImageDatasetOptions o;
+  o.transform = pipeline_from(steps, output, mean, std);
   o.decode.max_pixels = max_pixels;
   o.reader_threads = reader_threads;
   // The command-line programs' names (examples/cli_common.cpp, parse_decoder).
@@ -159,6 +184,7 @@ loader::LoaderOptions options_from(const py::dict& d) {
   if (auto v = get("drop_last"); !v.is_none()) o.drop_last = v.cast<bool>();
   if (auto v = get("num_workers"); !v.is_none()) o.num_workers = v.cast<size_t>();
   if (auto v = get("prefetch_factor"); !v.is_none()) o.prefetch_factor = v.cast<size_t>();
+  if (auto v = get("extra_slots"); !v.is_none()) o.extra_slots = v.cast<size_t>();
   if (auto v = get("persistent_workers"); !v.is_none()) o.persistent_workers = v.cast<bool>();
   if (auto v = get("timeout"); !v.is_none()) {
     const double t = v.cast<double>();
@@ -212,11 +238,19 @@ struct PyBatch {
   loader::Batch batch;
 };
 
+/// A field of at most this many bytes a batch that is not the batch's largest (labels beside
+/// images) is copied out of the slot: keeping it (targets.append(target)) must not pin the slot.
+constexpr size_t kSmallField = 64 << 10;
+
 py::tuple batch_arrays(const std::shared_ptr<PyBatch>& self, py::handle base) {
   const loader::Batch& b = self->batch;
   if (!b) throw ConfigError("this batch has been released");
   const auto& schema = b.schema();
   py::tuple out(schema.fields.size());
+  size_t largest = 0;
+  for (size_t i = 0; i < schema.fields.size(); ++i) {
+    if (!schema.fields[i].variable) largest = std::max(largest, b.field(i).nbytes());
+  }
   for (size_t i = 0; i < schema.fields.size(); ++i) {
     const auto& f = schema.fields[i];
     if (f.variable) {
@@ -233,7 +267,8 @@ py::tuple batch_arrays(const std::shared_ptr<PyBatch>& self, py::handle base) {
     }
     const auto t = b.field(i);
     std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
-    out[i] = py::array(numpy_dtype(t.dtype), shape, {}, const_cast<std::byte*>(t.data), base);
+    out[i] = t.nbytes() <= kSmallField && t.nbytes() < largest ? py::array(numpy_dtype(t.dtype), shape, {}, t.data)  // a copy
+                                        : py::array(numpy_dtype(t.dtype), shape, {}, const_cast<std::byte*>(t.data), base);
   }
   return out;
 }
@@ -242,6 +277,7 @@ py::tuple batch_arrays(const std::shared_ptr<PyBatch>& self, py::handle base) {
 struct PyLoader : loader::DataLoader {
   using loader::DataLoader::DataLoader;
   std::shared_ptr<PyBatch> held;
+  uint64_t copied = 0;  ///< batches handed out as copies because the loop held too many
 };
 
 /// The next batch: the one a cut-short hand-out kept, else the native loader's; null at the end.
@@ -271,6 +307,7 @@ struct PyEpochIter {
   py::object dl;          ///< the Python DataLoader
   py::object gen;         ///< dl._iter_gen when made; None once this epoch is over (it stays over, as torch's)
   bool copy = false;
+  size_t max_held = 0;    ///< more batches held than this: the next is handed out as a copy
   bool fast = false;      ///< the first batch went through dl._wrap, which settled names and tensors
   py::object to_tensor, batch_cls, names;
   bool single = false;
@@ -314,22 +351,28 @@ py::object epoch_next(PyEpochIter& it) {
     it.gen = py::none();
     throw py::stop_iteration();
   }
+  // The loop keeps more batches than the ring can spare (list(loader), a kept batch per step):
+  // hand this one out as a copy, so the workers keep a slot each to fill.
+  const bool as_copy = it.copy || l.held_batches() > it.max_held;
   try {
     py::object out;
-    if (it.fast) {
+    if (as_copy && !it.copy) {
+      out = it.dl.attr("_wrap")(py::cast(h), true);
+    } else if (it.fast) {
       out = wrap_fast(it, h);
     } else {
       out = it.dl.attr("_wrap")(py::cast(h));
       if (!it.copy) {
-        it.to_tensor = py::none();
-        if (py::str(it.dl.attr("format")).cast<std::string>() == "torch") it.to_tensor = it.dl.attr("_to_tensor");
+        const auto layout = it.dl.attr("_layout").cast<py::tuple>();  // (names, ragged, to_tensor)
+        it.to_tensor = layout[2];
         it.batch_cls = py::module_::import("ringloader").attr("Batch");
-        it.names = it.dl.attr("_names");
+        it.names = layout[0];
         it.single = it.dl.attr("_single").cast<bool>();
         it.fast = true;
       }
     }
-    if (it.copy) h->batch.release();  // the batch owns its copies: the slot goes back now
+    if (as_copy) h->batch.release();  // the batch owns its copies: the slot goes back now
+    if (as_copy && !it.copy) ++l.copied;
     return out;
   } catch (...) {
     l.uncount(h->batch);
@@ -375,41 +418,42 @@ PYBIND11_MODULE(_ringloader, m) {
         return std::vector<size_t>{};
       });
 
+  // Each takes the transform as pipeline_from() reads it, then the decode options.
   m.def(
       "image_folder",
-      [](const std::string& root, int size, bool random_crop, bool flip, const std::string& output, int64_t max_pixels,
-         int reader_threads, const std::string& decoder) {
+      [](const std::string& root, const py::list& steps, const std::string& output, std::array<float, 3> mean,
+         std::array<float, 3> std, int64_t max_pixels, int reader_threads, const std::string& decoder, bool allow_empty) {
         datasets::ImageFolderOptions o;
         static_cast<datasets::ImageDatasetOptions&>(o) =
-            image_options(size, random_crop, flip, output, max_pixels, reader_threads, decoder);
+            image_options(steps, output, mean, std, max_pixels, reader_threads, decoder);
+        o.allow_empty = allow_empty;
         py::gil_scoped_release rel;  // the scan reads the disk
         return NativeDataset{std::make_shared<datasets::ImageFolder>(root, o)};
       },
-      py::arg("root"), py::arg("size"), py::arg("random_crop"), py::arg("flip"), py::arg("output"),
-      py::arg("max_pixels"), py::arg("reader_threads"), py::arg("decoder"));
+      py::arg("root"), py::arg("steps"), py::arg("output"), py::arg("mean"), py::arg("std"), py::arg("max_pixels"),
+      py::arg("reader_threads"), py::arg("decoder"), py::arg("allow_empty") = false);
   m.def(
       "file_list",
-      [](const std::string& list, int size, bool random_crop, bool flip, const std::string& output, int64_t max_pixels,
-         int reader_threads, const std::string& decoder) {
-        auto o = image_options(size, random_crop, flip, output, max_pixels, reader_threads, decoder);
+      [](const std::string& list, const py::list& steps, const std::string& output, std::array<float, 3> mean,
+         std::array<float, 3> std, int64_t max_pixels, int reader_threads, const std::string& decoder) {
+        auto o = image_options(steps, output, mean, std, max_pixels, reader_threads, decoder);
         py::gil_scoped_release rel;
         return NativeDataset{std::make_shared<datasets::FileListDataset>(list, o)};
       },
-      py::arg("list"), py::arg("size"), py::arg("random_crop"), py::arg("flip"), py::arg("output"),
-      py::arg("max_pixels"), py::arg("reader_threads"), py::arg("decoder"));
-
+      py::arg("list"), py::arg("steps"), py::arg("output"), py::arg("mean"), py::arg("std"), py::arg("max_pixels"),
+      py::arg("reader_threads"), py::arg("decoder"));
   m.def(
       "shards",
-      [](const std::string& path, int size, bool random_crop, bool flip, const std::string& output, int64_t max_pixels,
-         int reader_threads, const std::string& decoder) {
+      [](const std::string& path, const py::list& steps, const std::string& output, std::array<float, 3> mean,
+         std::array<float, 3> std, int64_t max_pixels, int reader_threads, const std::string& decoder) {
         datasets::ShardsOptions o;
         static_cast<datasets::ImageDatasetOptions&>(o) =
-            image_options(size, random_crop, flip, output, max_pixels, reader_threads, decoder);
-        py::gil_scoped_release rel;  // the open maps and checks every shard
+            image_options(steps, output, mean, std, max_pixels, reader_threads, decoder);
+        py::gil_scoped_release rel;  // the open reads and checks every shard's index
         return NativeDataset{std::make_shared<datasets::Shards>(path, o)};
       },
-      py::arg("path"), py::arg("size"), py::arg("random_crop"), py::arg("flip"), py::arg("output"),
-      py::arg("max_pixels"), py::arg("reader_threads"), py::arg("decoder"));
+      py::arg("path"), py::arg("steps"), py::arg("output"), py::arg("mean"), py::arg("std"), py::arg("max_pixels"),
+      py::arg("reader_threads"), py::arg("decoder"));
 
   py::class_<loader::Sampler, std::shared_ptr<loader::Sampler>>(m, "Sampler")
       .def("__len__", &loader::Sampler::size)
@@ -505,6 +549,7 @@ PYBIND11_MODULE(_ringloader, m) {
              const auto s = l.stats();
              py::dict d;
              d["batches"] = s.batches;
+             d["copied_batches"] = l.copied;
              d["samples"] = s.samples;
              d["worker_restarts"] = s.worker_restarts;
              d["worker_deaths"] = s.worker_deaths;
@@ -532,6 +577,10 @@ PYBIND11_MODULE(_ringloader, m) {
         PyEpochIter it;
         it.gen = dl.attr("_iter_gen");
         it.copy = dl.attr("copy").cast<bool>();
+        const auto& l = dl.attr("_loader").cast<PyLoader&>();
+        const size_t workers = std::max<size_t>(1, dl.attr("num_workers").cast<size_t>());
+        // The ring has a slot per worker beyond these (the package asks for extra_slots to make it so).
+        it.max_held = l.num_slots() > workers ? l.num_slots() - workers : 0;
         it.dl = std::move(dl);
         return it;
       }))
