@@ -44,10 +44,12 @@ detail::ProbedSize probe_size(std::span<const uint8_t> bytes, const std::string&
 
 struct OpenShard {
   core::UniqueFd fd;
-  core::UniqueMapping map;  ///< for the checks at open only
+  uint64_t size = 0;
+  core::UniqueMapping map;  ///< only to scan a tar without an index, at open
 };
 
-OpenShard open_shard(const std::string& path) {
+/// Opens the shard; maps it only if `map` (a scan of a tar without an index reads it whole).
+OpenShard open_shard(const std::string& path, bool map) {
   core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     const int err = errno;
@@ -58,13 +60,30 @@ OpenShard open_shard(const std::string& path) {
   if (::fstat(fd.get(), &st) != 0) throw DecodeError(path, std::string("fstat: ") + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) throw DecodeError(path, std::string("not a regular file (") + detail::file_type_name(st.st_mode) + ")");
   if (st.st_size == 0) throw DecodeError(path, "empty shard (0 bytes)");
+  if (!map) return {std::move(fd), static_cast<uint64_t>(st.st_size), {}};
   void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) {
     const int err = errno;
     if (core::is_resource_errno(err)) throw detail::resource_error(path, "cannot map shard: mmap", err);
     throw DecodeError(path, std::string("mmap: ") + std::strerror(err));
   }
-  return {std::move(fd), core::UniqueMapping({static_cast<std::byte*>(p), static_cast<size_t>(st.st_size)})};
+  return {std::move(fd), static_cast<uint64_t>(st.st_size),
+          core::UniqueMapping({static_cast<std::byte*>(p), static_cast<size_t>(st.st_size)})};
+}
+
+/// The 512-byte tar header before a member at `offset`, read with pread (a mapping would raise
+/// SIGBUS if the file shrank meanwhile); a DecodeError if the file ends first.
+std::array<uint8_t, 512> read_header(int fd, uint64_t offset, const std::string& path) {
+  std::array<uint8_t, 512> h{};
+  for (size_t got = 0; got < h.size();) {
+    const ssize_t n = ::pread(fd, h.data() + got, h.size() - got, static_cast<off_t>(offset - 512 + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw DecodeError(path, std::string("cannot read shard: ") + std::strerror(errno));
+    if (n == 0) throw DecodeError(path, "the shard ends before the header at byte " + std::to_string(offset - 512) +
+                                            " (changed while being opened?)");
+    got += static_cast<size_t>(n);
+  }
+  return h;
 }
 
 }  // namespace
@@ -143,19 +162,18 @@ Shards::Shards(const std::string& path, ShardsOptions options) : ImageDataset(st
 }
 
 void Shards::add_shard(const std::string& tar_path, const std::string& index_path, uint64_t expect_id) {
-  OpenShard opened = open_shard(tar_path);
-  const core::UniqueMapping& map = opened.map;
-  const std::span<const uint8_t> tar(reinterpret_cast<const uint8_t*>(map.get().data), map.get().size);
+  OpenShard opened = open_shard(tar_path, index_path.empty());
+  const uint64_t tar_size = opened.size;
   detail::ShardIndex idx;
   if (!index_path.empty()) {
     const std::vector<uint8_t> bytes = detail::read_file(index_path, size_t{1} << 30);
     idx = detail::decode_index(bytes, index_path);
-    if (tar.size() < idx.tar_bytes) {
-      throw DecodeError(tar_path, "truncated shard: it ends at byte " + std::to_string(tar.size()) + ", its index (" +
+    if (tar_size < idx.tar_bytes) {
+      throw DecodeError(tar_path, "truncated shard: it ends at byte " + std::to_string(tar_size) + ", its index (" +
                                       index_path + ") says " + std::to_string(idx.tar_bytes));
     }
-    if (tar.size() != idx.tar_bytes) {
-      throw DecodeError(tar_path, "is " + std::to_string(tar.size()) + " bytes, its index " + index_path + " says " +
+    if (tar_size != idx.tar_bytes) {
+      throw DecodeError(tar_path, "is " + std::to_string(tar_size) + " bytes, its index " + index_path + " says " +
                                       std::to_string(idx.tar_bytes) + ": the index does not match this tar");
     }
     if (expect_id != 0 && idx.dataset_id != expect_id) {
@@ -166,20 +184,31 @@ void Shards::add_shard(const std::string& tar_path, const std::string& index_pat
     for (const size_t i : {size_t{0}, idx.entries.empty() ? size_t{0} : idx.entries.size() - 1}) {
       if (idx.entries.empty()) break;
       const detail::ShardEntry& e = idx.entries[i];
-      const std::string why = detail::check_member_header(tar, e.offset, e.size, e.key + "." + e.ext);
+      std::string why;
+      if (e.offset < 512 || e.offset > tar_size || e.size > tar_size - e.offset) {
+        why = "the index places it at bytes " + std::to_string(e.offset) + "+" + std::to_string(e.size) +
+              ", past the " + std::to_string(tar_size) + "-byte tar";
+      } else {
+        why = detail::check_tar_header(read_header(opened.fd.get(), e.offset, tar_path).data(), e.size,
+                                       e.key + "." + e.ext);
+      }
       if (!why.empty()) throw DecodeError(tar_path, "sample at byte " + std::to_string(e.offset) + ": " + why);
     }
   } else {
-    idx = detail::scan_tar(tar, tar_path, &probe_size);
+    // A tar without an index is scanned through a mapping (libarchive reads it in place).
+    // Changing the file during this scan can still raise SIGBUS; an index avoids the scan.
+    const core::UniqueMapping& map = opened.map;
+    idx = detail::scan_tar(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(map.get().data), map.get().size),
+                           tar_path, &probe_size);
   }
   const auto shard = static_cast<uint32_t>(fds_.size());
   for (const detail::ShardEntry& e : idx.entries) {
     if (e.label < 0 || e.label > INT32_MAX) {
       throw DecodeError(tar_path, "sample at byte " + std::to_string(e.offset) + " has label " + std::to_string(e.label));
     }
-    if (e.offset < 512 || e.offset > tar.size() || e.size > tar.size() - e.offset) {  // fetch() reads the header before it
+    if (e.offset < 512 || e.offset > tar_size || e.size > tar_size - e.offset) {  // fetch() reads the header before it
       throw DecodeError(tar_path, "the index places a sample at bytes " + std::to_string(e.offset) + "+" +
-                                      std::to_string(e.size) + ", past the " + std::to_string(tar.size()) + "-byte tar");
+                                      std::to_string(e.size) + ", past the " + std::to_string(tar_size) + "-byte tar");
     }
     samples_.push_back({e.offset, e.size, shard});
     mutable_index().add(e.name, static_cast<int32_t>(e.label));
@@ -187,7 +216,7 @@ void Shards::add_shard(const std::string& tar_path, const std::string& index_pat
   }
   shard_paths_.push_back(tar_path);
   shard_sizes_.push_back(idx.entries.size());
-  shard_bytes_.push_back(tar.size());
+  shard_bytes_.push_back(tar_size);
   fds_.push_back(std::move(opened.fd));  // the mapping ends here: samples are read with pread
 }
 

@@ -274,8 +274,10 @@ void PoolClient::drain(int timeout_ms) {
     if (m.type == kDied) {
       deaths_.push_back({m.id, m.pid, ExitStatus{m.signaled != 0, m.value, 0}});
     } else if (m.type == kSpawned) {
+      served_ = true;
       spawned_.emplace_back(m.id, Spawned{m.pid, std::move(fds[0]), 0});
     } else if (m.type == kSpawnFailed) {
+      served_ = true;
       spawned_.emplace_back(m.id, Spawned{-1, {}, m.value});
     } else if (m.type == kHello) {
       pool_pid_ = m.pid;

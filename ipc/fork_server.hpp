@@ -93,6 +93,8 @@ class PoolClient {
   bool alive() const { return alive_; }
   /// Why the pool gave up before serving (report_pool_failure): "" if it did not.
   const std::string& failure() const { return failure_; }
+  /// Whether the pool has answered a spawn request (so it had built the dataset).
+  bool served() const { return served_; }
   /// Gives up on the pool: SIGKILLs it (its workers follow) and stops talking to it.
   void abandon();
 
@@ -106,6 +108,7 @@ class PoolClient {
   std::vector<Death> deaths_;  ///< reported, not yet returned by poll()
   std::vector<std::pair<int, Spawned>> spawned_;  ///< answers to request_spawn() not yet taken
   std::string failure_;         ///< the pool's report_pool_failure text
+  bool served_ = false;
 };
 
 /// The pool's loop: forks `body(id)` for each SPAWN, reports deaths, and on QUIT or when the

@@ -56,6 +56,8 @@ class ForkLauncher : public Launcher {
 /// Workers are forked by a fork-server pool built from request() and the region `region_fd`.
 class PoolLauncher : public Launcher {
  public:
+  /// Pools in a row that may die before serving a spawn; the next launch() throws WorkerError.
+  static constexpr int kMaxUnservedPools = 3;
   PoolLauncher(std::function<std::string()> request, int region_fd)
       : request_(std::move(request)), region_fd_(region_fd) {}
   std::unique_ptr<Child> launch(int id) override;
@@ -64,6 +66,7 @@ class PoolLauncher : public Launcher {
   std::function<std::string()> request_;
   int region_fd_;
   std::shared_ptr<PoolClient> pool_;  ///< shared with its children, which read their deaths from it
+  int unserved_ = 0;  ///< pools in a row that ended before serving a spawn (died building the dataset)
 };
 
 }  // namespace ringloader::ipc

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "core/error.hpp"
 #include "core/fnv.hpp"
 
@@ -15,15 +17,34 @@ void EpochPlan::begin() {
   next_epoch_ = epoch_ + 1;
   if (!sampler_) return;  // a stream orders itself: only the epoch number
   BatchPlan full = sampler_->batches({seed_, epoch_});
+  // Hashed here, from the batches this epoch runs: state() must not run the sampler again (a
+  // Python sampler's __iter__ draws from its generator; a second call would change the order).
+  plan_hash_ = plan_fingerprint(full);
   done_.assign(full.size(), 0);
   seqs_.clear();
-  if (resume_done_ && resume_epoch_ != epoch_) resume_done_.reset();  // set_epoch moved away from it
+  if (resume_done_ && resume_epoch_ != epoch_) {  // set_epoch moved away from it
+    resume_done_.reset();
+    resume_plan_.reset();
+  }
   if (resume_done_) {
     if (resume_done_->size() != full.size()) {
       throw ConfigError("the saved state has " + std::to_string(resume_done_->size()) + " batches in epoch " +
                         std::to_string(epoch_) + " but this loader makes " + std::to_string(full.size()) +
                         " (batch_size, drop_last or sampler differ)");
     }
+    // Checked now, when the resumed epoch's batches exist: a torch DistributedSampler's epoch
+    // may be set after load_state_dict().
+    if (resume_plan_ && *resume_plan_ != core::hex64(plan_hash_)) {
+      const std::string e = std::to_string(epoch_);
+      resume_done_.reset();
+      resume_plan_.reset();
+      throw ConfigError("the saved state's epoch " + e + " is batched or ordered differently from this loader's (same "
+                        "seed, same number of batches, other batches: batch_size, shuffle, drop_last or the sampler "
+                        "differ, or a sampler of your own gives another order for the same epoch, as torch's "
+                        "RandomSampler does; shuffle=True resumes exactly); resume with the loader the state was "
+                        "saved from");
+    }
+    resume_plan_.reset();
     done_ = *resume_done_;
     resume_done_.reset();
     plan_ = BatchPlan{};
@@ -99,15 +120,15 @@ std::string EpochPlan::state(bool active) const {
   if (active) {
     j["epoch"] = epoch_;
     j["done"] = ranges_of(done_);
-    // Derived when a state is taken, not at every epoch's start (ImageNet: 10 MB to hash).
-    j["plan"] = core::hex64(plan_fingerprint(sampler_->batches({seed_, epoch_})));
+    j["plan"] = core::hex64(plan_hash_);
   } else {
     // Between epochs: the next one, from where a loaded state left it (a state saved again
     // before the resumed epoch starts must not replay it), else from its beginning.
     const bool resuming = resume_done_ && resume_epoch_ == next_epoch_;
     j["epoch"] = next_epoch_;
     j["done"] = resuming ? ranges_of(*resume_done_) : nlohmann::json::array();
-    j["plan"] = core::hex64(plan_fingerprint(sampler_->batches({seed_, next_epoch_})));
+    // Nothing done yet: any order resumes it, so there is no plan to check.
+    if (resuming && resume_plan_) j["plan"] = *resume_plan_;
   }
   return j.dump();
 }
@@ -149,14 +170,8 @@ void EpochPlan::load_state(const std::string& text, std::optional<uint64_t> fixe
                         std::to_string(sampler_->size()) + " (batch_size, drop_last or sampler differ)");
     }
     const uint64_t epoch = j.at("epoch");
-    if (j.contains("plan")) {  // states saved before the plan was fingerprinted have none
-      const BatchPlan mine = sampler_->batches({seed, epoch});
-      if (j.at("plan").get<std::string>() != core::hex64(plan_fingerprint(mine))) {
-        throw ConfigError("the saved state's epoch " + std::to_string(epoch) + " is batched or ordered differently from "
-                          "this loader's (same seed, same number of batches, other batches: batch_size, shuffle, "
-                          "drop_last or the sampler differ); resume with the loader the state was saved from");
-      }
-    }
+    std::optional<std::string> plan;  // compared when the epoch starts (begin())
+    if (j.contains("plan")) plan = j.at("plan").get<std::string>();
     std::vector<uint8_t> done(sampler_->size(), 0);
     for (const auto& range : j.at("done")) {
       const size_t a = range.at(0), b = range.at(1);
@@ -166,7 +181,13 @@ void EpochPlan::load_state(const std::string& text, std::optional<uint64_t> fixe
     seed_ = seed;
     next_epoch_ = epoch;
     resume_epoch_ = next_epoch_;
+    const bool any_done = std::find(done.begin(), done.end(), 1) != done.end();
+    if (any_done && !plan) {
+      throw ConfigError("loader state has batches done but no \"plan\" (the fingerprint of its epoch's batches): "
+                        "without it a resume could skip or repeat samples");
+    }
     resume_done_ = std::move(done);
+    resume_plan_ = std::move(plan);
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("loader state is missing or has a bad field: ") + e.what());
   }

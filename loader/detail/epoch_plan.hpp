@@ -55,7 +55,8 @@ class EpochPlan {
   /// fingerprinted ("plan"), so a loader that batches or orders differently cannot take it.
   std::string state(bool active) const;
   /// Takes a state(): the next begin() resumes it. `fixed_seed` is the loader's seed option,
-  /// which must agree. ConfigError naming what differs: batches per epoch, batch sizes, order.
+  /// which must agree. ConfigError naming what differs: batches per epoch here; batch sizes
+  /// and order when begin() has the epoch's batches (the sampler runs once per epoch, there).
   void load_state(const std::string& json, std::optional<uint64_t> fixed_seed);
 
  private:
@@ -69,6 +70,8 @@ class EpochPlan {
   std::vector<uint64_t> seqs_;  ///< plan_ batch k is batch seqs_[k] of the full epoch
   std::vector<uint8_t> done_;   ///< by epoch-wide seq: delivered (or raised) this epoch
   std::optional<std::vector<uint8_t>> resume_done_;  ///< from load_state, for epoch resume_epoch_
+  std::optional<std::string> resume_plan_;           ///< its "plan", checked by begin()
+  uint64_t plan_hash_ = 0;                           ///< plan_fingerprint of this epoch's full plan
   uint64_t resume_epoch_ = 0;
   /// FNV-1a over every batch's indices and boundaries: equal plans, equal fingerprints.
   static uint64_t plan_fingerprint(const BatchPlan& full);

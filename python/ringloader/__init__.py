@@ -533,8 +533,11 @@ class DataLoader:
         loader = self._loader
         if isinstance(self.sampler, _NativeSampler) and self.sampler.epoch is not None:
             loader.set_epoch(self.sampler.epoch)
+        try:
+            loader.start_epoch()
+        except ConfigError as e:
+            raise self._name_the_difference(e) from None
         self._iter_gen += 1  # an earlier iterator of this loader stops here (its epoch is abandoned)
-        loader.start_epoch()
         self._warn_threads()
         return _core.EpochIterator(self)  # C++ from the hand-out to the batch: see bindings.cpp
 
@@ -590,19 +593,26 @@ class DataLoader:
 
     def load_state_dict(self, state: dict) -> None:
         """Resumes a state_dict(). A state from a loader that batches or orders differently
-        (batch_size, drop_last, shuffle, sampler) is a ConfigError naming what differs."""
-        try:
-            self._loader.load_state(state["ringloader_state"])
-        except ConfigError as e:
-            # The native check compares the epoch's batches themselves; name the option behind it.
-            if "batched or ordered differently" not in str(e) and "batches per epoch" not in str(e):
-                raise
-            saved = state.get("batching") or {}
+        (batch_size, drop_last, shuffle, sampler) is a ConfigError naming what differs; the order
+        itself is checked when the resumed epoch starts (so a torch DistributedSampler's
+        set_epoch may come after this call), and a mismatch raises there."""
+        if not isinstance(state, dict) or not isinstance(state.get("ringloader_state"), str):
+            raise ConfigError("load_state_dict() takes what state_dict() returned: a dict with a "
+                              f"'ringloader_state' string, got {type(state).__name__}"
+                              + (f" with keys {sorted(map(str, state))}" if isinstance(state, dict) else ""))
+        self._loader.load_state(state["ringloader_state"])
+        self._loaded_batching = state.get("batching") or {}
+
+    def _name_the_difference(self, e):
+        """The native check at the resumed epoch's start compares the batches themselves; name the
+        option behind a mismatch when the saved state says how it was made."""
+        saved = getattr(self, "_loaded_batching", None) or {}
+        if "batched or ordered differently" in str(e):
             for key, mine in self._batching().items():
                 if key in saved and saved[key] != mine:
-                    raise ConfigError(f"the saved state was made with {key}={saved[key]!r}, this loader has "
-                                      f"{key}={mine!r}: resuming would skip or repeat samples ({e})") from None
-            raise
+                    return ConfigError(f"the saved state was made with {key}={saved[key]!r}, this loader has "
+                                       f"{key}={mine!r}: resuming would skip or repeat samples ({e})")
+        return e
 
     def _batching(self):
         return {"batch_size": self.batch_size, "drop_last": self.drop_last, "shuffle": self._shuffle,

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "core/error.hpp"
 #include "datasets/file_list_dataset.hpp"
@@ -273,25 +274,69 @@ py::tuple batch_arrays(const std::shared_ptr<PyBatch>& self, py::handle base) {
   return out;
 }
 
-/// The native loader, plus the batch a cut-short hand-out kept for the next call.
+/// The native loader, plus what the Python face needs around it: the batch a cut-short
+/// hand-out kept for the next call, and the rule for calls that arrive while next() runs (from
+/// a signal handler, a dataset's get() with num_workers=0, or another thread). The fields are
+/// read and written with the GIL held.
 struct PyLoader : loader::DataLoader {
   using loader::DataLoader::DataLoader;
   std::shared_ptr<PyBatch> held;
-  uint64_t copied = 0;  ///< batches handed out as copies because the loop held too many
+  uint64_t held_gen = 0;     ///< gen when `held` was kept: a later epoch, load or close drops it
+  uint64_t gen = 0;          ///< bumped by start_epoch, load_state, close
+  uint64_t copied = 0;       ///< batches handed out as copies because the loop held too many
+  bool busy = false;         ///< inside next(), the GIL released
+  std::thread::id busy_thread;
+  bool close_pending = false;  ///< close() arrived while busy: done when next() returns
 };
+
+/// A call that changes the loader while next() runs would pull its state from under it.
+void not_busy(const PyLoader& l, const char* what, bool reads_only = false) {
+  if (!l.busy) return;
+  const bool same_thread = l.busy_thread == std::this_thread::get_id();
+  if (reads_only && same_thread) return;  // a signal handler saving a checkpoint: next() is at a safe point
+  throw Error(std::string(what) + " was called while this loader's next() is running (" +
+              (same_thread ? "from a signal handler or the dataset's own code" : "from another thread") +
+              "); call it after next() returns. close() is the exception: it takes effect when next() returns");
+}
+
+/// Closes now (GIL held by the caller, released for the wait on the workers).
+void close_now(PyLoader& l) {
+  l.close_pending = false;
+  l.held.reset();
+  ++l.gen;
+  py::gil_scoped_release rel;
+  l.close();
+}
 
 /// The next batch: the one a cut-short hand-out kept, else the native loader's; null at the end.
 std::shared_ptr<PyBatch> take_next(PyLoader& l) {
-  if (l.held) {
+  if (l.held && l.held_gen == l.gen) {
     std::shared_ptr<PyBatch> h = std::move(l.held);
     l.held.reset();
     l.recount(h->batch);
     return h;
   }
+  l.held.reset();
+  not_busy(l, "next()");
   std::optional<loader::Batch> b;
-  {
+  l.busy = true;
+  l.busy_thread = std::this_thread::get_id();
+  try {
     py::gil_scoped_release rel;  // workers may need it (num_workers = 0 re-takes it)
     b = l.next();
+  } catch (const Interrupted&) {
+    l.busy = false;
+    if (!l.close_pending) throw;  // else: the interruption close() asked for
+  } catch (...) {
+    l.busy = false;
+    if (l.close_pending) close_now(l);
+    throw;  // the handler's own SystemExit / KeyboardInterrupt, or the loader's error
+  }
+  l.busy = false;
+  if (l.close_pending) {
+    b.reset();
+    close_now(l);
+    throw ConfigError("this DataLoader was closed (close()) while next() was running: make a new one to load again");
   }
   if (!b) return nullptr;
   return std::make_shared<PyBatch>(PyBatch{std::move(*b)});
@@ -341,6 +386,7 @@ py::object epoch_next(PyEpochIter& it) {
   }
   auto& l = it.dl.attr("_loader").cast<PyLoader&>();
   std::shared_ptr<PyBatch> h;
+  const uint64_t gen = l.gen;
   try {
     h = take_next(l);
   } catch (const WorkerError&) {
@@ -375,8 +421,11 @@ py::object epoch_next(PyEpochIter& it) {
     if (as_copy && !it.copy) ++l.copied;
     return out;
   } catch (...) {
-    l.uncount(h->batch);
-    l.held = std::move(h);
+    if (l.gen == gen) {  // not if the interruption began another epoch, loaded a state or closed
+      l.uncount(h->batch);
+      l.held = std::move(h);
+      l.held_gen = gen;
+    }
     throw;
   }
 }
@@ -523,20 +572,32 @@ PYBIND11_MODULE(_ringloader, m) {
            py::arg("dataset"), py::arg("options"))
       .def("start_epoch",
            [](PyLoader& l) {
+             not_busy(l, "iter(loader)");
              l.held.reset();  // that epoch is abandoned
+             ++l.gen;
              l.start_epoch();
            })
       .def("__len__", &loader::DataLoader::size)
-      .def("set_epoch", &loader::DataLoader::set_epoch)
+      .def("set_epoch",
+           [](PyLoader& l, uint64_t e) {
+             not_busy(l, "set_epoch()");
+             l.set_epoch(e);
+           })
       .def_property_readonly("epoch", &loader::DataLoader::epoch)
       .def_property_readonly("seed", &loader::DataLoader::seed)
       .def_property_readonly("num_slots", &loader::DataLoader::num_slots)
       .def("worker_pids", &loader::DataLoader::worker_pids)
-      .def("state", &loader::DataLoader::state)
+      .def("state",
+           [](const PyLoader& l) {
+             not_busy(l, "state_dict()", true);
+             return l.state();
+           })
       .def("load_state",
            [](PyLoader& l, const std::string& json) {
+             not_busy(l, "load_state_dict()");
              l.load_state(json);
              l.held.reset();  // the loaded position replaces the epoch it belonged to
+             ++l.gen;
            })
       .def("skipped",
            [](const PyLoader& l) {
@@ -565,12 +626,14 @@ PYBIND11_MODULE(_ringloader, m) {
              return py::make_tuple(reinterpret_cast<uintptr_t>(r.data()), r.size());
            })
       .def("interrupt", &loader::DataLoader::interrupt)
-      .def("close",
-           [](PyLoader& l) {
-             l.held.reset();
-             l.close();
-           },
-           py::call_guard<py::gil_scoped_release>());
+      .def("close", [](PyLoader& l) {
+        if (l.busy) {  // next() is running: it closes the loader when it returns (interrupted now)
+          l.close_pending = true;
+          l.interrupt();
+          return;
+        }
+        close_now(l);
+      });
 
   py::class_<PyEpochIter>(m, "EpochIterator", "One epoch's batches (iter(loader) makes it)")
       .def(py::init([](py::object dl) {

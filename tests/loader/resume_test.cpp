@@ -134,8 +134,9 @@ TEST_CASE("a state is refused by a loader that batches or orders the epoch diffe
     auto o = options(0);
     o.shuffle = false;  // sequential: 15 batches too
     DataLoader sequential(ds, o);
-    CHECK_THROWS_WITH(sequential.load_state(state), Catch::Contains("batched or ordered differently") &&
-                                                        Catch::Contains("shuffle"));
+    sequential.load_state(state);  // the order is compared when the resumed epoch has its batches
+    CHECK_THROWS_WITH(sequential.next(), Catch::Contains("batched or ordered differently") && Catch::Contains("shuffle"));
+    CHECK(sequential.next());  // the state is dropped: a fresh epoch
   }
   {
     auto o = options(0);
@@ -145,6 +146,34 @@ TEST_CASE("a state is refused by a loader that batches or orders the epoch diffe
   }
   DataLoader same(ds, options(0));
   CHECK_NOTHROW(same.load_state(state));
+  CHECK_NOTHROW(same.next());
+}
+
+TEST_CASE("state() runs no sampler: the plan is the one the epoch runs", "[resume]") {
+  // A sampler whose every call draws anew (a Python sampler over torch's generator): state()
+  // called it again, which changed the next epochs' order; and load_state() compared against
+  // yet another draw.
+  struct Drawing : Sampler {
+    mutable int calls = 0;
+    size_t size() const override { return 20; }
+    std::vector<int64_t> indices(const EpochContext&) const override {
+      ++calls;
+      std::vector<int64_t> v(20);
+      for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>((i * 7 + static_cast<size_t>(calls)) % 20);
+      return v;
+    }
+  };
+  auto ds = std::make_shared<test::RngDataset>(20);
+  auto o = options(0);
+  o.shuffle = false;
+  auto sampler = std::make_shared<Drawing>();
+  o.sampler = sampler;
+  DataLoader a(ds, o);
+  a.next();
+  CHECK(sampler->calls == 1);
+  (void)a.state();
+  (void)a.state();
+  CHECK(sampler->calls == 1);
 }
 
 TEST_CASE("state() right after load_state() is the loaded position, not a fresh epoch", "[resume]") {

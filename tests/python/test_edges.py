@@ -226,3 +226,172 @@ def test_init_after_threads_started_warns(tmp_path):
     first = code.replace("threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n", "")
     out = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True, timeout=60)
     assert "SILENT" in out.stdout, out.stdout + out.stderr  # rl.init() first thing: no warning
+
+
+# ---- calls that arrive while next() runs (a signal handler, the dataset's code, another thread)
+
+import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+
+class SlowAfter(rl.Dataset):
+    schema = {"v": ("int64", ())}
+
+    def __init__(self, n=40, slow_from=4, delay=0.3):
+        self.n, self.slow_from, self.delay = n, slow_from, delay
+
+    def __len__(self):
+        return self.n
+
+    def get(self, index, out):
+        if index >= self.slow_from:
+            time.sleep(self.delay)
+        out["v"][...] = index
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("then", ["returns", "raises"])
+def test_close_from_a_signal_handler_during_next_closes_when_next_returns(workers, then):
+    # Before: close() freed the loader under the running next(): a segmentation fault.
+    loader = rl.DataLoader(SlowAfter(), batch_size=4, num_workers=workers)
+
+    def handler(signum, frame):
+        loader.close()
+        if then == "raises":
+            raise SystemExit(3)
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        it = iter(loader)
+        next(it)
+        signal.setitimer(signal.ITIMER_REAL, 0.15)
+        if then == "raises":
+            with pytest.raises(SystemExit):  # the handler's own exception, not ours
+                next(it)
+        else:
+            with pytest.raises(rl.ConfigError, match="closed"):
+                next(it)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(rl.ConfigError, match="closed"):
+        iter(loader)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_close_from_another_thread_during_next(workers):
+    loader = rl.DataLoader(SlowAfter(delay=0.5), batch_size=4, num_workers=workers)
+    it = iter(loader)
+    next(it)
+    closer = threading.Timer(0.2, loader.close)
+    closer.start()
+    try:
+        with pytest.raises(rl.ConfigError, match="closed"):
+            next(it)
+    finally:
+        closer.join()
+
+
+class LoadsInGet(rl.Dataset):
+    schema = {"v": ("int64", ())}
+
+    def __init__(self):
+        self.loader, self.state, self.error = None, None, None
+
+    def __len__(self):
+        return 20
+
+    def get(self, index, out):
+        if index == 9 and self.error is None:
+            try:
+                self.loader.load_state_dict(self.state)
+            except rl.Error as e:
+                self.error = e
+        out["v"][...] = index
+
+
+def test_a_state_loaded_from_inside_next_is_refused_and_the_loader_goes_on():
+    # Before: it left the loader unusable ("all 2 ring slots are held").
+    ds = LoadsInGet()
+    loader = ds.loader = rl.DataLoader(ds, batch_size=4)
+    ds.state = loader.state_dict()
+    assert [int(v) for (b,) in loader for v in b] == list(range(20))
+    assert "while this loader's next() is running" in str(ds.error)
+    assert [int(v) for (b,) in loader for v in b] == list(range(20))
+
+
+class CountingSampler:
+    def __init__(self, n):
+        self.n, self.calls = n, 0
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        self.calls += 1
+        return iter(range(self.n))
+
+
+def test_state_dict_does_not_run_the_users_sampler():
+    # Before: every state_dict() called the sampler's __iter__ (a torch RandomSampler then drew
+    # from torch's generator: saving a checkpoint changed the order of later epochs).
+    sampler = CountingSampler(20)
+    loader = rl.DataLoader(SlowAfter(20, slow_from=99), batch_size=4, sampler=sampler)
+    it = iter(loader)
+    next(it)
+    calls = sampler.calls
+    for _ in range(3):
+        loader.state_dict()
+    assert sampler.calls == calls
+
+
+def test_torch_distributed_sampler_epoch_may_be_set_after_loading_the_state():
+    import torch.utils.data as tud
+    kw = dict(batch_size=2)
+
+    def make():
+        ds = SlowAfter(20, slow_from=99)
+        return rl.DataLoader(ds, sampler=tud.DistributedSampler(ds, num_replicas=1, rank=0, seed=5), **kw)
+
+    first = make()
+    first.set_epoch(1)
+    it = iter(first)
+    seen = [int(v) for v in next(it)[0]] + [int(v) for v in next(it)[0]]
+    state = first.state_dict()
+    rest_expected = [int(v) for (b,) in it for v in b]
+    second = make()
+    second.load_state_dict(state)
+    second.set_epoch(1)  # torch's script order: load the checkpoint, then set the sampler's epoch
+    assert [int(v) for (b,) in second for v in b] == rest_expected
+    assert sorted(seen + rest_expected) == list(range(20))
+
+
+@pytest.mark.parametrize("bad", [{}, {"ringloader_state": 5}, None, "x"])
+def test_a_malformed_state_is_a_config_error(bad):
+    with pytest.raises(rl.ConfigError, match="state_dict"):
+        rl.DataLoader(SlowAfter(8, slow_from=99), batch_size=4).load_state_dict(bad)
+
+
+def test_a_new_epoch_begun_while_a_batch_was_being_built_drops_that_batch(monkeypatch):
+    # A Ctrl-C handler that starts a new epoch (iter(loader)) while the batch object is built:
+    # the interrupted batch belongs to the abandoned epoch and must not open the new one.
+    loader = rl.DataLoader(SlowAfter(20, slow_from=99), batch_size=4, shuffle=True, seed=3)
+    real_new = rl.Batch.__new__
+    state = {"calls": 0, "new_it": None}
+
+    def new(cls, *args):
+        state["calls"] += 1
+        if state["calls"] == 2:
+            state["new_it"] = iter(loader)
+            raise KeyboardInterrupt
+        return real_new(cls, *args)
+
+    monkeypatch.setattr(rl.Batch, "__new__", new)
+    it = iter(loader)
+    next(it)
+    with pytest.raises(KeyboardInterrupt):
+        next(it)
+    monkeypatch.setattr(rl.Batch, "__new__", real_new)
+    fresh = [sorted(int(v) for v in b[0]) for b in state["new_it"]]
+    assert len(fresh) == 5 and sorted(sum(fresh, [])) == list(range(20))  # the new epoch, whole and alone

@@ -119,3 +119,33 @@ def test_a_dataset_whose_recipe_is_megabytes_reaches_the_server(tmp_path):
         print("SUM", sum(int(b.sum()) for (b,) in loader) == sum(table))
     """)
     assert "SUM True" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_pool_that_dies_building_the_dataset_fails_once(tmp_path):
+    """The server's pool dies (os._exit, a crash) while it unpickles the dataset: the loader raises
+    WorkerError after a few pools instead of forking new ones forever."""
+    out = run_script(tmp_path, """
+        import os, time
+        import ringloader as rl
+
+        class Dies(rl.Dataset):
+            schema = {"v": ("int64", ())}
+            def __init__(self): self.main = os.getpid()
+            def __setstate__(self, d):
+                self.__dict__.update(d)
+                if os.getpid() != self.main:
+                    os._exit(7)  # in the server's pool, rebuilding it
+            def __len__(self): return 8
+            def get(self, index, out): out["v"][...] = index
+
+        rl.init()
+        t0 = time.monotonic()
+        try:
+            list(rl.DataLoader(Dies(), batch_size=4, num_workers=2, start_method="forkserver"))
+            print("NO ERROR")
+        except rl.WorkerError as e:
+            print("WORKERERROR", round(time.monotonic() - t0, 1), e)
+    """)
+    assert "WORKERERROR" in out.stdout, out.stdout + out.stderr
+    assert "died 3 times in a row" in out.stdout and 'start_method="fork"' in out.stdout
+    assert float(out.stdout.split()[1]) < 30, out.stdout
