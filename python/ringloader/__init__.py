@@ -24,6 +24,7 @@ import warnings
 
 from . import _ringloader as _core
 from . import _worker
+from ._collate import Plan as _Plan
 from . import vision
 from .vision import FileList, ImageFolder, Shards, _ImageDataset
 from ._errors import (BatchError, ConfigError, DecodeError, Error, Interrupted, IpcError, ResourceError,
@@ -167,42 +168,20 @@ class DistributedSampler(_NativeSampler):
 
 # ---------------------------------------------------------------- adapters for torch datasets
 
-def _spec_of(value, where):
-    """(dtype, shape) of one field of an inferred sample."""
-    import numpy as np
-    if hasattr(value, "detach") and hasattr(value, "dtype") and hasattr(value, "shape"):  # a torch tensor
-        return (str(value.dtype).replace("torch.", ""), tuple(value.shape))
-    if isinstance(value, np.ndarray) or isinstance(value, np.generic):
-        return (value.dtype.name, tuple(np.shape(value)))
-    if isinstance(value, bool):
-        return ("uint8", ())
-    if isinstance(value, int):
-        return ("int64", ())
-    if isinstance(value, float):
-        return ("float64", ())
-    raise ConfigError(f"{where} is a {type(value).__name__}: ringloader batches tensors, arrays and numbers; "
-                      "convert it in the dataset (e.g. torchvision.transforms.PILToTensor) or pass schema=")
-
-
-def _infer_schema(sample):
-    if isinstance(sample, dict):
-        return {str(k): _spec_of(v, f"field '{k}' of sample 0") for k, v in sample.items()}, "dict"
-    if isinstance(sample, (tuple, list)):
-        return {str(i): _spec_of(v, f"part {i} of sample 0") for i, v in enumerate(sample)}, "tuple"
-    return {"0": _spec_of(sample, "sample 0")}, "single"
-
-
 class _TorchMapDataset(Dataset):
     """An existing map-style dataset (torch.utils.data.Dataset, or anything with __getitem__ and
     __len__) run unchanged: each sample is copied once into the slot."""
 
     def __init__(self, ds, schema=None):
         self.ds = ds
-        if len(ds) == 0:  # torch's DataLoader gives 0 batches; there is no sample to infer from
-            inferred, self.kind = {"0": ("uint8", ())}, "single"
+        self.plan = None  # how a sample travels and its batch is shaped (default_collate's shapes)
+        if schema is not None:
+            self.schema, self.kind = schema, "tuple"
+        elif len(ds) == 0:  # torch's DataLoader gives 0 batches; there is no sample to infer from
+            self.schema, self.kind = {"0": ("uint8", ())}, "single"
         else:
-            inferred, self.kind = _infer_schema(ds[0])
-        self.schema = schema if schema is not None else inferred
+            self.plan = _Plan(ds[0])
+            self.schema, self.kind = self.plan.schema, "plan"
 
     @property
     def _user_dataset(self):  # what get_worker_info().dataset is: the user's dataset, as in torch
@@ -212,15 +191,18 @@ class _TorchMapDataset(Dataset):
         return len(self.ds)
 
     def get(self, index, out):
-        out.write(self.ds[index])
+        sample = self.ds[index]
+        out.write(sample if self.plan is None else self.plan.encode(sample))
 
 
 class _TorchIterableDataset(IterableDataset):
     def __init__(self, ds, schema=None):
         self.ds = ds
+        self.plan = None
         if schema is None:
             try:
-                schema, self.kind = _infer_schema(next(iter(ds)))
+                self.plan = _Plan(next(iter(ds)))
+                schema, self.kind = self.plan.schema, "plan"
             except StopIteration:  # an empty stream: 0 batches, as under torch
                 schema, self.kind = {"0": ("uint8", ())}, "single"
         else:
@@ -236,7 +218,9 @@ class _TorchIterableDataset(IterableDataset):
             self.ds.set_epoch(epoch)
 
     def __iter__(self):
-        return iter(self.ds)
+        if self.plan is None:
+            return iter(self.ds)
+        return map(self.plan.encode, self.ds)
 
 
 # ---------------------------------------------------------------- batches and the loader
@@ -469,6 +453,15 @@ class DataLoader:
         else:
             raise ConfigError(f"a {type(dataset).__name__} is not a dataset: give an rl.Dataset, rl.IterableDataset, "
                               "rl.ImageFolder or a torch Dataset")
+        plan = getattr(core_ds, "plan", None) if isinstance(core_ds, (_TorchMapDataset, _TorchIterableDataset)) else None
+        if plan is not None:  # a torch dataset: batches shaped as default_collate shapes them
+            self._single = False
+            self._make_batch = self._collated(plan.build)
+        elif isinstance(dataset, _ImageDataset) and dataset.transform is not None:
+            self._make_batch = self._collated(list)  # torchvision's form: [images, targets], as torch gives
+        else:
+            self._make_batch = Batch
+        self.last_batch = None
         if start_method == "forkserver":
             if isinstance(dataset, IterableDataset) or isinstance(core_ds, _TorchIterableDataset):
                 raise ConfigError('start_method="forkserver" takes a map-style dataset (rl.Dataset, rl.ImageFolder, '
@@ -562,7 +555,15 @@ class DataLoader:
                 arrays = tuple(map(t, arrays))  # the per-batch path: kept short
         if self._single:
             return arrays[0]
-        return Batch(arrays, names, b)
+        return self._make_batch(arrays, names, b)
+
+    def _collated(self, build):
+        """A batch maker for torch-shaped batches, which carry no attributes: what rl.Batch says
+        (indices, skipped, seq, epoch) goes to loader.last_batch, copied (it pins no slot)."""
+        def make(arrays, names, core):
+            self.__dict__["last_batch"] = _Released(core.indices.copy(), core.skipped, core.seq, core.epoch)
+            return build(arrays)
+        return make
 
     def _warn_threads(self):
         if self._warned_threads or self._loader.stats()["threaded_forks"] == 0:

@@ -411,7 +411,7 @@ py::object epoch_next(PyEpochIter& it) {
       if (!it.copy) {
         const auto layout = it.dl.attr("_layout").cast<py::tuple>();  // (names, ragged, to_tensor)
         it.to_tensor = layout[2];
-        it.batch_cls = py::module_::import("ringloader").attr("Batch");
+        it.batch_cls = it.dl.attr("_make_batch");
         it.names = layout[0];
         it.single = it.dl.attr("_single").cast<bool>();
         it.fast = true;

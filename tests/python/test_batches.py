@@ -49,3 +49,73 @@ def test_keeping_labels_and_indices_pins_no_slot():
         indices.append(b.indices)
     assert torch.cat(targets).tolist() == list(range(50))
     assert loader.stats()["copied_batches"] == 0  # the labels are not views of the slot
+
+
+# ---- torch datasets: batches shaped as torch's default_collate shapes them, side by side
+
+import collections  # noqa: E402
+
+import numpy as np  # noqa: E402
+from torch.utils.data import DataLoader as TorchLoader  # noqa: E402
+from torch.utils.data import Dataset as TorchDataset  # noqa: E402
+
+Point = collections.namedtuple("Point", ["xy", "label"])
+
+
+class Shaped(TorchDataset):
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        x = torch.full((2, 3), float(i))
+        if self.kind == "tuple":
+            return x, i
+        if self.kind == "list":
+            return [x, float(i), i % 2 == 0]
+        if self.kind == "dict":
+            return {"image": x, "meta": {"id": i, "name": f"sample-{i}", "raw": bytes([i, 255])}, "w": np.float32(i)}
+        if self.kind == "namedtuple":
+            return Point(x, i)
+        if self.kind == "single":
+            return x
+        if self.kind == "dtypes":
+            return (torch.tensor([i % 2 == 0, True]), torch.tensor([i], dtype=torch.float16),
+                    torch.tensor([-i], dtype=torch.int8), torch.tensor([i], dtype=torch.int16),
+                    np.array([i], dtype=np.uint16), torch.tensor([i / 3], dtype=torch.bfloat16),
+                    np.array([i], dtype=np.uint32), torch.tensor([i + 0.5], dtype=torch.float64))
+        raise AssertionError(self.kind)
+
+
+def same(a, b, where="batch"):
+    assert type(a) is type(b), f"{where}: {type(a).__name__} against torch's {type(b).__name__}"
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), f"{where}: {a} against {b}"
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} against {b!r}"
+
+
+@pytest.mark.parametrize("kind", ["tuple", "list", "dict", "namedtuple", "single", "dtypes"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_torch_datasets_batches_have_default_collates_structure_and_dtypes(kind, workers):
+    ours = list(rl.DataLoader(Shaped(kind), batch_size=4, num_workers=workers))
+    theirs = list(TorchLoader(Shaped(kind), batch_size=4))
+    assert len(ours) == len(theirs) == 3
+    for k, (a, b) in enumerate(zip(ours, theirs)):
+        same(a, b, f"batch {k}")
+
+
+def test_torch_shaped_batches_say_their_indices_on_the_loader():
+    loader = rl.DataLoader(Shaped("tuple"), batch_size=4, shuffle=True, seed=2)
+    for x, y in loader:
+        assert sorted(loader.last_batch.indices.tolist()) == sorted(y.tolist())
