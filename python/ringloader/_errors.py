@@ -61,3 +61,48 @@ class ResourceError(Error):
 
 class Interrupted(Error):
     """A wait was ended by DataLoader.interrupt()."""
+
+
+_SAMPLE_ERRORS = {}
+
+
+def _original_class(type_name):
+    """The exception class a worker raised, from its name ("KeyError", "module.Class"), if this
+    process has it; else None."""
+    import sys
+    module, _, qualname = type_name.rpartition(".")
+    obj = builtins if not module else sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj if isinstance(obj, type) and issubclass(obj, Exception) else None
+
+
+def sample_error_class(type_name):
+    """SampleError, also a subclass of the original exception's class when that can be combined
+    (as torch re-raises the worker's exception type): `except KeyError` catches a KeyError
+    raised in a worker, and `except rl.SampleError` still does."""
+    cls = _SAMPLE_ERRORS.get(type_name)
+    if cls is None:
+        cls = SampleError
+        original = _original_class(type_name)
+        # StopIteration never: raised from the iterator's __next__ it would end the epoch silently.
+        if original is not None and not issubclass(SampleError, original) and not issubclass(original, StopIteration):
+            try:  # the message as it is, not KeyError's repr of it
+                cls = type(f"SampleError[{original.__name__}]", (SampleError, original),
+                           {"__str__": BaseException.__str__, "__module__": __name__})
+            except TypeError:  # layouts that cannot be combined (OSError's): a plain SampleError
+                cls = SampleError
+        _SAMPLE_ERRORS[type_name] = cls
+    return cls
+
+
+def new_error(cls, message):
+    """An instance without running a user class's own __init__ (whose arguments are unknown)."""
+    for base in cls.__mro__:  # the __new__ of the class that owns the layout (OSError's, for one)
+        try:
+            inst = base.__new__(cls, message)
+            break
+        except TypeError:
+            continue
+    BaseException.__init__(inst, message)
+    return inst

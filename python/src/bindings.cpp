@@ -87,11 +87,15 @@ void translate(std::exception_ptr p) {
   } catch (const SampleError& e) {
     const std::string what = e.what();
     const auto tb = what.find("\nTraceback (most recent call last):");
-    raise_py("SampleError", what,
-             {{"index", py::int_(e.index())},
-              {"path", fs_str(e.path())},
-              {"type", fs_str(e.type())},
-              {"traceback", fs_str(tb == std::string::npos ? std::string() : what.substr(tb + 1))}});
+    // An rl.SampleError that is also the original exception's type: `except KeyError` catches it.
+    py::module_ errors = py::module_::import("ringloader._errors");
+    py::object cls = errors.attr("sample_error_class")(fs_str(e.type()));
+    py::object inst = errors.attr("new_error")(cls, fs_str(what));
+    inst.attr("index") = py::int_(e.index());
+    inst.attr("path") = fs_str(e.path());
+    inst.attr("type") = fs_str(e.type());
+    inst.attr("traceback") = fs_str(tb == std::string::npos ? std::string() : what.substr(tb + 1));
+    PyErr_SetObject(cls.ptr(), inst.ptr());
   } catch (const BatchError& e) {
     raise_py("BatchError", e.what(), {{"indices", py::cast(e.indices())}, {"culprits", py::cast(e.culprits())}});
   } catch (const WorkerError& e) {

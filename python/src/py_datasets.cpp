@@ -219,7 +219,10 @@ void throw_foreign(py::error_already_set& e) {
   }
   std::string type = "Exception", message, tb;
   try {
-    type = py::str(e.type().attr("__name__")).cast<std::string>();
+    // "KeyError", or "module.Class" for one of the user's own: the loop re-raises that type.
+    type = py::str(e.type().attr("__qualname__")).cast<std::string>();
+    const std::string module = py::str(e.type().attr("__module__")).cast<std::string>();
+    if (module != "builtins") type = module + "." + type;
     message = py::str(e.value()).cast<std::string>();
     py::module_ traceback = py::module_::import("traceback");
     tb = py::str("").attr("join")(traceback.attr("format_exception")(e.type(), e.value(), e.trace())).cast<std::string>();

@@ -395,3 +395,48 @@ def test_a_new_epoch_begun_while_a_batch_was_being_built_drops_that_batch(monkey
     monkeypatch.setattr(rl.Batch, "__new__", real_new)
     fresh = [sorted(int(v) for v in b[0]) for b in state["new_it"]]
     assert len(fresh) == 5 and sorted(sum(fresh, [])) == list(range(20))  # the new epoch, whole and alone
+
+
+# ---- an exception raised in dataset code keeps its type (as torch re-raises it) and is an rl.SampleError
+
+
+class OwnError(Exception):
+    def __init__(self, code, detail):  # arguments the loader cannot know
+        super().__init__(f"{code}: {detail}")
+
+
+class Raising(rl.Dataset):
+    schema = {"v": ("int64", ())}
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __len__(self):
+        return 12
+
+    def get(self, index, out):
+        if index == 5:
+            raise self.exc
+        out["v"][...] = index
+
+
+@pytest.mark.parametrize("exc, catch", [
+    (KeyError("missing"), KeyError), (ValueError("bad"), ValueError), (FileNotFoundError(2, "gone"), OSError),
+    (OwnError(7, "own"), OwnError), (StopIteration(), rl.SampleError)],
+    ids=["KeyError", "ValueError", "FileNotFoundError", "own class", "StopIteration"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_error_in_get_is_its_own_type_and_a_sample_error(exc, catch, workers):
+    loader = rl.DataLoader(Raising(exc), batch_size=2, num_workers=workers)
+    it, got, caught = iter(loader), [], []
+    while True:
+        try:
+            (b,) = next(it)
+        except StopIteration:
+            break
+        except catch as e:
+            caught.append(e)
+            continue
+        got += b.tolist()
+    assert len(caught) == 1 and isinstance(caught[0], rl.SampleError) and caught[0].index == 5
+    assert "Traceback" in str(caught[0]) and type(exc).__name__ in str(caught[0])
+    assert got == [0, 1, 2, 3, 6, 7, 8, 9, 10, 11]  # iteration went on (the failed batch is not delivered)
