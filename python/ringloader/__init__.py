@@ -320,6 +320,18 @@ def _start_method(start_method, multiprocessing_context, num_workers):
     return "fork"
 
 
+def _largest_batch(batch_sampler):
+    """The most indices a batch of `batch_sampler` holds (sizes the slots): a torch BatchSampler's
+    batch_size, else the largest batch of one pass over it."""
+    size = getattr(batch_sampler, "batch_size", None)
+    if _is_int(size) and size > 0:
+        return size
+    largest = max((len(b) for b in batch_sampler), default=0)
+    if largest == 0:
+        raise ConfigError("batch_sampler gave no batch with an index in it")
+    return largest
+
+
 def _draw_seed(generator):
     """The loader's seed when none is given: drawn from `generator` or torch's default generator,
     as torch's DataLoader draws its base seed, so torch.manual_seed(s) reproduces the run (shuffle
@@ -417,8 +429,9 @@ class DataLoader:
         if prefetch_factor is None and num_workers > 0:
             prefetch_factor = 2  # torch's default with workers
         start_method = _start_method(start_method, multiprocessing_context, num_workers)
-        if batch_sampler is not None:
-            raise ConfigError("batch_sampler is not supported from Python yet: use batch_size, sampler and drop_last")
+        self._auto_batch = batch_size is not None or batch_sampler is not None  # torch's auto-collation
+        if batch_sampler is not None:  # as torch: batch_size and drop_last then say nothing
+            batch_size, drop_last = None, False
         if collate_fn is not None:
             raise ConfigError("collate_fn is not supported: batches are stacked in place in shared memory (each field "
                               "N-first); transform samples in the dataset instead")
@@ -456,9 +469,10 @@ class DataLoader:
         plan = getattr(core_ds, "plan", None) if isinstance(core_ds, (_TorchMapDataset, _TorchIterableDataset)) else None
         if plan is not None:  # a torch dataset: batches shaped as default_collate shapes them
             self._single = False
-            self._make_batch = self._collated(plan.build)
+            self._make_batch = self._collated(plan.build if self._auto_batch else plan.build_one)
         elif isinstance(dataset, _ImageDataset) and dataset.transform is not None:
-            self._make_batch = self._collated(list)  # torchvision's form: [images, targets], as torch gives
+            # torchvision's form: [images, targets], as torch gives (batch_size=None: (image, target))
+            self._make_batch = self._collated(list if self._auto_batch else (lambda f: [f[0][0], int(f[1][0])]))
         else:
             self._make_batch = Batch
         self.last_batch = None
@@ -477,7 +491,7 @@ class DataLoader:
         self.generator = generator
         self._shuffle = bool(shuffle)
         self._stream = isinstance(core_ds, IterableDataset)
-        options = dict(batch_size=batch_size, shuffle=bool(shuffle), drop_last=drop_last, num_workers=num_workers,
+        options = dict(batch_size=batch_size if self._auto_batch else 1, shuffle=bool(shuffle), drop_last=drop_last, num_workers=num_workers,
                        prefetch_factor=prefetch_factor or 2,  # without workers the ring still has 2 slots
                        # the batch the loop keeps while the next is handed out, and at least one to fill
                        extra_slots=2 if prefetch_factor == 1 else 1,
@@ -485,6 +499,7 @@ class DataLoader:
                        seed=seed, default_seed=None if seed is not None else _draw_seed(generator),
                        in_order=in_order, on_error=on_error, max_retries=max_retries, shm_dir=shm_dir,
                        start_method=start_method, sampler=sampler,
+                       batch_sampler=None if batch_sampler is None else (batch_sampler, _largest_batch(batch_sampler)),
                        # torch calls worker_init_fn only in workers, after seeding them
                        worker_init_fn=functools.partial(_worker.call_init_fn, worker_init_fn, dataset)
                        if worker_init_fn is not None and num_workers > 0 else None)
@@ -554,7 +569,7 @@ class DataLoader:
             else:
                 arrays = tuple(map(t, arrays))  # the per-batch path: kept short
         if self._single:
-            return arrays[0]
+            return arrays[0] if self._auto_batch else arrays[0][0]
         return self._make_batch(arrays, names, b)
 
     def _collated(self, build):

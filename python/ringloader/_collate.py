@@ -66,6 +66,7 @@ class Plan:
             self.leaves.append((kind, None))
             return i
         torch_dtype = None
+        py = type(v) if isinstance(v, (bool, int, float)) else None  # unbatched (batch_size=None), it stays one
         if _is_tensor(v):
             torch_dtype = v.dtype
             if str(v.dtype) == "torch.bfloat16":  # no NumPy dtype: its bytes, as int16
@@ -83,10 +84,10 @@ class Plan:
         a = np.asarray(v)
         if a.dtype.name in _SLOT_DTYPES:
             self.schema[name] = (a.dtype.name, a.shape)
-            self.leaves.append(("plain", None))
+            self.leaves.append(("plain", py))
         elif a.dtype == np.bool_:
             self.schema[name] = ("uint8", a.shape)
-            self.leaves.append(("bool", None))
+            self.leaves.append(("bool", py))
         elif a.dtype.kind in "iufc" and a.dtype.itemsize <= 16:
             self.schema[name] = ("uint8", a.shape + (a.dtype.itemsize,))
             self.leaves.append(("raw", (a.dtype, torch_dtype)))
@@ -143,23 +144,31 @@ class Plan:
     def build(self, fields):
         return self._build(self.tree, fields)
 
-    def _build(self, node, fields):
+    def build_one(self, fields):
+        """batch_size=None: the sample itself, as torch's default_convert gives it (numbers stay
+        Python numbers, arrays become tensors)."""
+        return self._build(self.tree, [_one(x) for x in fields], one=True)
+
+    def _build(self, node, fields, one=False):
         kind = node[0]
         if kind == "leaf":
-            return self._build_leaf(node[1], fields[node[1]])
+            v = self._build_leaf(node[1], fields[node[1]], one)
+            py = self.leaves[node[1]][1] if self.leaves[node[1]][0] in ("plain", "bool") else None
+            return py(v.item()) if one and py is not None else v
         if kind == "dict":
-            values = {k: self._build(c, fields) for k, c in zip(node[2], node[3])}
+            values = {k: self._build(c, fields, one) for k, c in zip(node[2], node[3])}
             return values if node[1] is dict else _try(node[1], values)
-        items = [self._build(c, fields) for c in node[2]]
+        items = [self._build(c, fields, one) for c in node[2]]
         return node[1](*items) if kind == "namedtuple" else items
 
-    def _build_leaf(self, i, x):
+    def _build_leaf(self, i, x, one=False):
         kind, meta = self.leaves[i]
         if kind == "plain":
             return x
         if kind in ("str", "bytes"):
-            raw = [bytes(np.asarray(e)) for e in x]
-            return [r.decode("utf-8", "surrogateescape") for r in raw] if kind == "str" else raw
+            raw = [bytes(np.asarray(e)) for e in ([x] if one else x)]
+            out = [r.decode("utf-8", "surrogateescape") for r in raw] if kind == "str" else raw
+            return out[0] if one else out
         if _is_tensor(x):
             torch = _torch()
             if kind == "bool":
@@ -171,6 +180,11 @@ class Plan:
         if kind == "bool":
             return x.view(np.bool_)
         return x.view(meta[0])[..., 0]
+
+
+def _one(x):
+    """The single sample of a batch of one (a ragged field: the list's only array)."""
+    return x[0]
 
 
 def _try(cls, values):

@@ -215,6 +215,10 @@ loader::LoaderOptions options_from(const py::dict& d) {
     else throw ConfigError("start_method='" + s + "' is not one of 'fork', 'forkserver'");
   }
   o.sampler = sampler_from(get("sampler"));
+  if (auto v = get("batch_sampler"); !v.is_none()) {
+    const auto t = v.cast<py::tuple>();  // (the batch sampler, its largest batch)
+    o.batch_sampler = std::make_shared<PyBatchSampler>(t[0], t[1].cast<size_t>());
+  }
   if (auto v = get("worker_init_fn"); !v.is_none()) {
     auto fn = std::make_shared<PyRef>(v);
     // The Python layer passes worker_init_fn wrapped (ringloader._worker.call_init_fn): it reads

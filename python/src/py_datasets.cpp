@@ -392,6 +392,34 @@ std::vector<int64_t> PySampler::indices(const loader::EpochContext& /*ctx*/) con
   }
 }
 
+PyBatchSampler::PyBatchSampler(py::object o, size_t max_batch) : obj_(std::move(o)), max_batch_(max_batch) {}
+
+size_t PyBatchSampler::size() const {
+  py::gil_scoped_acquire g;
+  return py::len(obj_.get());
+}
+
+loader::BatchPlan PyBatchSampler::batches(const loader::EpochContext& /*ctx*/) const {
+  py::gil_scoped_acquire g;
+  try {
+    loader::BatchPlan plan;
+    std::vector<int64_t> batch;
+    for (auto b : obj_.get()) {
+      batch.clear();
+      for (auto i : b) batch.push_back(py::int_(py::reinterpret_borrow<py::object>(i)).cast<int64_t>());
+      if (batch.size() > max_batch_) {
+        throw ConfigError("batch_sampler gave a batch of " + std::to_string(batch.size()) + " indices, more than the " +
+                          std::to_string(max_batch_) + " the slots were sized for (its batch_size, or the largest "
+                          "batch of its first pass)");
+      }
+      plan.add(batch);
+    }
+    return plan;
+  } catch (py::error_already_set& e) {
+    throw_foreign(e);
+  }
+}
+
 void set_worker_info(const datasets::WorkerInfo& info) {
   auto& s = worker_state();
   s.set = true;

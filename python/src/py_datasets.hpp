@@ -154,6 +154,21 @@ class PySampler : public loader::Sampler {
   PyRef obj_;
 };
 
+/// A Python batch sampler (torch's BatchSampler, or any iterable of index lists with __len__):
+/// its batches as they come, each epoch. `max_batch` sizes the slots; a larger batch is a
+/// ConfigError naming both.
+class PyBatchSampler : public loader::BatchSampler {
+ public:
+  PyBatchSampler(py::object obj, size_t max_batch);
+  size_t size() const override;
+  size_t max_batch_size() const override { return max_batch_; }
+  loader::BatchPlan batches(const loader::EpochContext& ctx) const override;
+
+ private:
+  PyRef obj_;
+  size_t max_batch_;
+};
+
 /// rl.get_worker_info() in this process: set in a worker, nothing in the loader's own process.
 void set_worker_info(const datasets::WorkerInfo& info);
 /// In a worker, once per process: set_worker_info, then ringloader._worker.started (random,

@@ -119,3 +119,42 @@ def test_torch_shaped_batches_say_their_indices_on_the_loader():
     loader = rl.DataLoader(Shaped("tuple"), batch_size=4, shuffle=True, seed=2)
     for x, y in loader:
         assert sorted(loader.last_batch.indices.tolist()) == sorted(y.tolist())
+
+
+class Uneven:
+    """A batch sampler of the user's own: lists of indices of different sizes, no batch_size."""
+
+    def __len__(self):
+        return 3
+
+    def __iter__(self):
+        return iter([[0, 1, 2], [9], [3, 4, 5, 6, 7]])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_sampler_lists_or_torchs_batch_sampler(workers):
+    from torch.utils.data import BatchSampler, SequentialSampler
+    for bs in (BatchSampler(SequentialSampler(range(10)), batch_size=3, drop_last=False), Uneven()):
+        ours = rl.DataLoader(Shaped("tuple"), batch_sampler=bs, num_workers=workers)
+        theirs = TorchLoader(Shaped("tuple"), batch_sampler=bs)
+        assert ours.batch_size is None and ours.drop_last is False and len(ours) == len(theirs)
+        got = list(ours)
+        assert len(got) == len(theirs)
+        for a, b in zip(got, theirs):
+            same(a, b)
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict", "single", "list"])
+def test_batch_size_none_gives_samples_as_torch_does(kind):
+    ours = list(rl.DataLoader(Shaped(kind), batch_size=None, num_workers=2))
+    theirs = list(TorchLoader(Shaped(kind), batch_size=None))
+    assert len(ours) == len(theirs) == 10
+    for a, b in zip(ours, theirs):
+        same(a, b)
+
+
+def test_batch_sampler_with_batch_size_is_torchs_error():
+    from torch.utils.data import BatchSampler, SequentialSampler
+    bs = BatchSampler(SequentialSampler(range(10)), batch_size=3, drop_last=False)
+    with pytest.raises(ValueError, match="batch_sampler option is mutually exclusive"):
+        rl.DataLoader(Shaped("tuple"), batch_sampler=bs, batch_size=4)
