@@ -42,8 +42,8 @@ class DistributedSampler : public Sampler {
                      bool drop_last = false);
   size_t size() const override { return num_samples_; }
   std::vector<int64_t> indices(const EpochContext& ctx) const override;
-  int rank() const { return rank_; }
-  int world_size() const { return world_; }
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
 
  private:
   size_t n_;

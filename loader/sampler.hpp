@@ -31,6 +31,10 @@ class Sampler {
   virtual size_t size() const = 0;
   /// This epoch's indices, in visiting order.
   virtual std::vector<int64_t> indices(const EpochContext& ctx) const = 0;
+  /// Which share of the dataset this sampler gives, out of how many: a saved state names them,
+  /// so a resume on another rank or world size is refused. Samplers that shard override both.
+  virtual int rank() const { return 0; }
+  virtual int world_size() const { return 1; }
 };
 
 /// 0, 1, ..., n-1.
@@ -108,6 +112,8 @@ class BlockShuffleSampler : public Sampler {
   std::vector<int64_t> indices(const EpochContext& ctx) const override;
   /// This rank's samples of the epoch before padding or dropping (the blocks it was dealt).
   std::vector<int64_t> own_indices(const EpochContext& ctx) const;
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
 
  private:
   std::vector<size_t> sizes_;

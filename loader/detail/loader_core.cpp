@@ -37,15 +37,9 @@ std::string join_indices(std::span<const int64_t> idx, size_t max_shown = 16) {
 
 std::string millis(int64_t d_ns) { return std::to_string(d_ns / 1000000) + " ms"; }
 
-int rank_of(const LoaderOptions& o) {
-  if (const auto* d = dynamic_cast<const DistributedSampler*>(o.sampler.get())) return d->rank();
-  return 0;
-}
+int rank_of(const LoaderOptions& o) { return o.sampler ? o.sampler->rank() : 0; }
 
-int world_of(const LoaderOptions& o) {
-  if (const auto* d = dynamic_cast<const DistributedSampler*>(o.sampler.get())) return d->world_size();
-  return 1;
-}
+int world_of(const LoaderOptions& o) { return o.sampler ? o.sampler->world_size() : 1; }
 
 ResolvedOptions resolve(const std::shared_ptr<datasets::Dataset>& map_ds,
                         const std::shared_ptr<datasets::IterableDataset>& stream_ds, const LoaderOptions& o,

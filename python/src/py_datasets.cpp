@@ -371,7 +371,19 @@ void write_sample_into(SampleOut& out, const datasets::Schema& schema, const py:
 
 // ---------------------------------------------------------------- samplers
 
-PySampler::PySampler(py::object o) : obj_(std::move(o)) {}
+PySampler::PySampler(py::object o) : obj_(std::move(o)) {
+  py::gil_scoped_acquire g;
+  const py::object& s = obj_.get();
+  if (py::hasattr(s, "rank") && py::hasattr(s, "num_replicas")) {
+    try {
+      rank_ = s.attr("rank").cast<int>();
+      world_ = s.attr("num_replicas").cast<int>();
+    } catch (const py::cast_error&) {  // not numbers: a sampler of another kind
+      rank_ = 0;
+      world_ = 1;
+    }
+  }
+}
 
 
 size_t PySampler::size() const {

@@ -149,9 +149,14 @@ class PySampler : public loader::Sampler {
   explicit PySampler(py::object obj);
   size_t size() const override;
   std::vector<int64_t> indices(const loader::EpochContext& ctx) const override;
+  /// torch's DistributedSampler's rank / num_replicas, when the object has them.
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
 
  private:
   PyRef obj_;
+  int rank_ = 0;
+  int world_ = 1;
 };
 
 /// A Python batch sampler (torch's BatchSampler, or any iterable of index lists with __len__):

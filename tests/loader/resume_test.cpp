@@ -218,3 +218,21 @@ TEST_CASE("uncount() takes a batch out of state() and stats() until recount()", 
   a.uncount(*kept);
   CHECK(a.stats().batches == 4);
 }
+
+TEST_CASE("a BlockShuffleSampler's rank and world size are in the state: a cross-rank resume is refused",
+          "[resume][errors]") {
+  // The identity read rank and world size only from a DistributedSampler: a multi-rank
+  // BlockShuffleSampler saved rank 0 / world 1, and rank 0 took rank 1's position.
+  auto ds = std::make_shared<test::RngDataset>(100);
+  auto o = options(0);
+  o.shuffle = false;
+  o.sampler = std::make_shared<BlockShuffleSampler>(std::vector<size_t>(10, 10), 2, 5, /*rank=*/1, /*world=*/2);
+  DataLoader a(ds, o);
+  a.next();
+  const std::string state = a.state();
+  CHECK_THAT(state, Catch::Contains("\"rank\":1") && Catch::Contains("\"world_size\":2"));
+  auto other = o;
+  other.sampler = std::make_shared<BlockShuffleSampler>(std::vector<size_t>(10, 10), 2, 5, /*rank=*/0, /*world=*/2);
+  DataLoader b(ds, other);
+  CHECK_THROWS_WITH(b.load_state(state), Catch::Contains("rank 1's") && Catch::Contains("rank 0"));
+}

@@ -89,3 +89,16 @@ def test_close_with_a_live_iterator_stops_the_workers_and_says_so():
         with pytest.raises(rl.ConfigError, match="was closed"):
             call()
     loader.close()  # idempotent
+
+
+def test_a_torch_distributed_samplers_rank_is_in_the_state():
+    import torch.utils.data as tud
+    ds = Squares()
+
+    def make(rank):
+        return rl.DataLoader(ds, batch_size=5, sampler=tud.DistributedSampler(ds, num_replicas=2, rank=rank, seed=1))
+
+    state = saved_after(make(1), 2)
+    with pytest.raises(rl.ConfigError, match="rank 1's"):
+        make(0).load_state_dict(state)
+    make(1).load_state_dict(state)
