@@ -306,7 +306,7 @@ def test_multiprocessing_context_is_accepted(context):
         w.simplefilter("always")
         loader = rl.DataLoader(list(range(12)), batch_size=4, num_workers=2, multiprocessing_context=context)
         assert sorted(int(i) for b in loader for i in b) == list(range(12))
-    if context != "fork" and not rl._server_started:
+    if context != "fork" and not rl._process.server_started:
         assert any("multiprocessing_context" in str(c.message) for c in caught)
     del loader
 

@@ -1,0 +1,108 @@
+"""Datasets: ringloader's own (a schema, and get() writing into the slot), and the adapters
+that run a torch Dataset or IterableDataset unchanged (torch's default_collate shapes, see
+_collate.py). The image datasets are in vision.py."""
+from __future__ import annotations
+
+import sys
+
+from ._collate import Plan as _Plan
+from .vision import _ImageDataset
+
+__all__ = ["Dataset", "IterableDataset"]
+
+
+class Dataset:
+    """A map-style dataset that writes each sample straight into the batch slot.
+
+    Subclasses set `schema` ({name: (dtype, shape)} or (dtype, largest shape, "variable")),
+    define __len__ and get(index, out). `out[name]` is a writable NumPy view of the field in
+    the slot; `out.rng` a numpy Generator seeded from (seed, epoch, index). Optional:
+    source(index) (a file name for error messages), on_worker_start(worker_info),
+    fingerprint() (checked by load_state_dict)."""
+
+    schema: dict = {}
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def get(self, index: int, out) -> None:
+        raise NotImplementedError
+
+
+class IterableDataset:
+    """A stream: set `schema`, define __iter__ yielding samples (tuples in schema order, or
+    dicts); shard it with get_worker_info(). set_epoch(epoch), if defined, is called before
+    each epoch's __iter__ in every worker."""
+
+    schema: dict = {}
+
+    def __iter__(self):
+        raise NotImplementedError
+
+
+class _TorchMapDataset(Dataset):
+    """An existing map-style dataset (torch.utils.data.Dataset, or anything with __getitem__ and
+    __len__) run unchanged: each sample is copied once into the slot."""
+
+    def __init__(self, ds, schema=None):
+        self.ds = ds
+        self.plan = None  # how a sample travels and its batch is shaped (default_collate's shapes)
+        if schema is not None:
+            self.schema, self.kind = schema, "tuple"
+        elif len(ds) == 0:  # torch's DataLoader gives 0 batches; there is no sample to infer from
+            self.schema, self.kind = {"0": ("uint8", ())}, "single"
+        else:
+            self.plan = _Plan(ds[0])
+            self.schema, self.kind = self.plan.schema, "plan"
+
+    @property
+    def _user_dataset(self):  # what get_worker_info().dataset is: the user's dataset, as in torch
+        return self.ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def get(self, index, out):
+        sample = self.ds[index]
+        out.write(sample if self.plan is None else self.plan.encode(sample))
+
+
+class _TorchIterableDataset(IterableDataset):
+    def __init__(self, ds, schema=None):
+        self.ds = ds
+        self.plan = None
+        if schema is None:
+            try:
+                self.plan = _Plan(next(iter(ds)))
+                schema, self.kind = self.plan.schema, "plan"
+            except StopIteration:  # an empty stream: 0 batches, as under torch
+                schema, self.kind = {"0": ("uint8", ())}, "single"
+        else:
+            self.kind = "tuple"
+        self.schema = schema
+
+    @property
+    def _user_dataset(self):
+        return self.ds
+
+    def set_epoch(self, epoch):
+        if hasattr(self.ds, "set_epoch"):
+            self.ds.set_epoch(epoch)
+
+    def __iter__(self):
+        if self.plan is None:
+            return iter(self.ds)
+        return map(self.plan.encode, self.ds)
+
+
+def _is_iterable(ds):
+    """Iterable-style: an rl.IterableDataset, a torch IterableDataset (with __len__ or not: torch's
+    Dataset base defines __getitem__), or anything with __iter__ and no __getitem__."""
+    if isinstance(ds, IterableDataset):
+        return True
+    if isinstance(ds, (Dataset, _ImageDataset)):
+        return False
+    tud = sys.modules.get("torch.utils.data")
+    if tud is not None and isinstance(ds, tud.IterableDataset):
+        return True
+    return not hasattr(ds, "__getitem__") and hasattr(ds, "__iter__")
