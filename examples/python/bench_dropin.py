@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 import warnings
 
 import torch
@@ -27,21 +26,10 @@ import torchvision
 from torchvision import transforms as T
 
 import ringloader as rl
+from bench_vs_torch import images_per_second  # beside this script: median images/s after a warm-up epoch
 
 BATCH, WORKERS = 64, 2
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def images_per_second(loader, epochs):
-    for _ in loader:  # warm-up: forks, imports in the workers, page cache
-        pass
-    rates = []
-    for _ in range(epochs):
-        t0, n = time.perf_counter(), 0
-        for batch in loader:
-            n += len(batch[0])
-        rates.append(n / (time.perf_counter() - t0))
-    return statistics.median(rates)
 
 
 def identity(x):
