@@ -18,7 +18,7 @@
 //     |                    | put_filled --> FILLED                             |
 //     +--- release / abandon / reclaim_all -----------------------------------+
 //
-// (DESIGN.md's ASSIGNED(batch, worker) is QUEUED + CLAIMED.) Only the main process queues,
+// (docs/design.md's ASSIGNED(batch, worker) is QUEUED + CLAIMED.) Only the main process queues,
 // takes, requeues and frees; only a worker claims and marks filled. The task (record and
 // indices) is written by the main process while the slot is FREE or HELD, and is read-only
 // while QUEUED or CLAIMED. Every queue and requeue draws a new ticket, and mark_filled needs
