@@ -54,8 +54,7 @@ void Recovery::on_taken_back(const WorkerDeath& d, const ipc::SlotRing::TakenBac
   // was being filled. A SIGKILL may be anyone's - an external kill, the OOM killer, a killer
   // faster than one sample (every retry restarts at the batch's first sample) - so it neither
   // counts nor breaks the streak; a death in another sample starts a new one.
-  const bool strong = d.killed_by_watchdog || !d.status.signaled ||
-                      (d.status.value != SIGKILL && d.status.value != SIGTERM && d.status.value != SIGINT);
+  const bool strong = own_fault(d.status, d.killed_by_watchdog);
   if (tb.progress < 0) {
     h.streak_sample = -1;
     h.streak = 0;
@@ -91,9 +90,9 @@ void Recovery::give_up(uint32_t s, const WorkerDeath& d, History& h, const std::
   const std::string where = describe_culprits(h);
   if (blamed.empty()) {
     // Many deaths and no sample to blame: not the data's fault, so never skipped as if it were.
-    // Only a SIGKILL/SIGTERM comes from outside; a worker that aborts or faults crashed itself.
-    const bool killed = d.killed_by_watchdog ||
-                        (d.status.signaled && (d.status.value == SIGKILL || d.status.value == SIGTERM));
+    // Killed: by the watchdog, or from outside (own_fault's rule); a worker that aborts or
+    // faults crashed itself.
+    const bool killed = d.killed_by_watchdog || !own_fault(d.status, false);
     msg += " took down " + std::to_string(attempts) + " workers without a sample to blame (" +
            (where.empty() ? std::string("none was in progress") : "they died " + where) + "; the last, pid " + pid +
            ", " + (d.killed_by_watchdog ? std::string("hung past timeout") : d.status.describe()) +

@@ -91,6 +91,11 @@ WorkerPool::WorkerPool(const ipc::SlotRing& ring, std::span<WorkerRecord> record
       watch_(ring.num_slots()),
       owner_(::getpid()) {}
 
+bool own_fault(const ipc::ExitStatus& status, bool killed_by_watchdog) {
+  if (killed_by_watchdog || !status.signaled) return true;
+  return status.value != SIGKILL && status.value != SIGTERM && status.value != SIGINT;
+}
+
 void WorkerPool::launch(size_t id, bool replacement) {
   WorkerRecord& rec = records_[id];
   rec.phase.store(static_cast<uint32_t>(WorkerPhase::kStarting), std::memory_order_relaxed);
@@ -187,7 +192,7 @@ WorkerPool::Report WorkerPool::service() {
       // A start-up that crashes, exits or hangs (the watchdog) is the worker's own failure; a
       // SIGKILL there (an external kill, the OOM killer) counts only towards the larger budget.
       const bool at_start = d.phase == WorkerPhase::kStarting || d.phase == WorkerPhase::kStartHook;
-      const bool own = d.killed_by_watchdog || !st->signaled || (st->value != SIGKILL && st->value != SIGTERM);
+      const bool own = own_fault(*st, d.killed_by_watchdog);
       w.fruitless += 1;
       if (!at_start) w.startup_deaths = 0;
       else if (own) w.startup_deaths += 1;

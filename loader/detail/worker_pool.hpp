@@ -44,6 +44,13 @@
 namespace ringloader::loader::detail {
 
 /// A worker that ended, and what it left.
+/// Was this death the worker's own doing, evidence against what it was running? A crash signal,
+/// an exit code, or a hang the watchdog ended. SIGKILL, SIGTERM and SIGINT come from outside (a
+/// user, the OOM killer, a shutdown; workers ignore SIGINT, so one that died of it had it reset
+/// and sent): they count against no sample and no start-up. The one rule for the pool's
+/// start-up budget and recovery's blame (docs/design.md, "Supervision").
+bool own_fault(const ipc::ExitStatus& status, bool killed_by_watchdog);
+
 struct WorkerDeath {
   int id = -1;
   int pid = -1;

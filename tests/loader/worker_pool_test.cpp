@@ -305,3 +305,18 @@ TEST_CASE("the watchdog does not time a new claim by the slot's previous claim's
 
   spared_then_killed(w.pool, w.pid, claimed);
 }
+
+TEST_CASE("own_fault: crashes, exit codes and hangs are the worker's; SIGKILL, SIGTERM and SIGINT are not",
+          "[worker_pool][rule]") {
+  // The pool's start-up budget and recovery's blame once read this differently (SIGINT).
+  using ringloader::ipc::ExitStatus;
+  using ringloader::loader::detail::own_fault;
+  CHECK(own_fault(ExitStatus{true, SIGSEGV, 0}, false));
+  CHECK(own_fault(ExitStatus{true, SIGABRT, 0}, false));
+  CHECK(own_fault(ExitStatus{false, 3, 0}, false));
+  for (int sig : {SIGKILL, SIGTERM, SIGINT}) {
+    CAPTURE(sig);
+    CHECK_FALSE(own_fault(ExitStatus{true, sig, 0}, false));
+    CHECK(own_fault(ExitStatus{true, sig, 0}, true));  // the watchdog killed a hang: the worker's
+  }
+}
