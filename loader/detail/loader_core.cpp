@@ -196,11 +196,7 @@ void LoaderCore::start_epoch() {
     datasets::WorkerInfo info{0, 1, plan_.seed(), static_cast<int>(::getpid()), static_cast<int64_t>(plan_.epoch())};
     if (!inproc_started_) {
       inproc_started_ = true;
-      if (map_ds_) {
-        map_ds_->on_worker_start(info);
-        if (const std::string w = map_ds_->worker_start_warning(); !w.empty()) log().warn("{}", w);
-      }
-      if (opts_.user.worker_init_fn) opts_.user.worker_init_fn(info);
+      run_start_hooks(map_ds_.get(), opts_.user.worker_init_fn, info);
     }
     if (stream_ds_) stream_ds_->start(info, plan_.epoch());
     inline_exhausted_ = false;

@@ -40,6 +40,15 @@ void set_phase(WorkerRecord& rec, WorkerPhase p) {
 
 }  // namespace
 
+void run_start_hooks(datasets::Dataset* map_ds, const std::function<void(const datasets::WorkerInfo&)>& init_fn,
+                     const datasets::WorkerInfo& info) {
+  if (map_ds) {
+    map_ds->on_worker_start(info);
+    if (const std::string w = map_ds->worker_start_warning(); !w.empty()) log().warn("{}", w);
+  }
+  if (init_fn) init_fn(info);
+}
+
 int run_worker(const WorkerEnv& env, int id) {
   WorkerRecord& rec = env.records[id];
   const int pid = static_cast<int>(::getpid());
@@ -49,11 +58,7 @@ int run_worker(const WorkerEnv& env, int id) {
   datasets::WorkerInfo info{id, env.num_workers, env.seed, pid, env.epoch};
   set_phase(rec, WorkerPhase::kStartHook);
   try {
-    if (env.map_ds) {
-      env.map_ds->on_worker_start(info);
-      if (const std::string w = env.map_ds->worker_start_warning(); !w.empty()) log().warn("{}", w);
-    }
-    if (env.init_fn) env.init_fn(info);
+    run_start_hooks(env.map_ds, env.init_fn, info);
   } catch (const std::exception& e) {
     log().error("on_worker_start / worker_init_fn threw {}: {}", current_exception_type(), e.what());
     set_phase(rec, WorkerPhase::kStartHookFailed);  // the exit code alone could be dataset code's

@@ -32,6 +32,11 @@ struct WorkerEnv {
 /// Claims and fills batches until the ring says shutdown or the parent goes away.
 int run_worker(const WorkerEnv& env, int id);
 
+/// A worker's start: the dataset's on_worker_start (its warning logged), then worker_init_fn.
+/// Run by every worker, and by the loader itself once with num_workers = 0. Throws what they throw.
+void run_start_hooks(datasets::Dataset* map_ds, const std::function<void(const datasets::WorkerInfo&)>& init_fn,
+                     const datasets::WorkerInfo& info);
+
 /// The fork-server pool's entry point (ipc::PoolEntry): rebuilds the dataset from the
 /// request's recipe, attaches the ring and serves worker spawns.
 int pool_main(const std::string& request, core::UniqueFd region_fd, core::UniqueFd channel);
