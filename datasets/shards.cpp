@@ -71,17 +71,31 @@ OpenShard open_shard(const std::string& path, bool map) {
           core::UniqueMapping({static_cast<std::byte*>(p), static_cast<size_t>(st.st_size)})};
 }
 
-/// The 512-byte tar header before a member at `offset`, read with pread (a mapping would raise
-/// SIGBUS if the file shrank meanwhile); a DecodeError if the file ends first.
+/// Up to `len` bytes at `at`, with pread (a mapping would raise SIGBUS if the file shrank
+/// meanwhile): fewer only where the file ends. A failed read is a ResourceError or DecodeError
+/// naming `what`.
+size_t pread_full(int fd, uint8_t* dst, size_t len, uint64_t at, const std::string& what) {
+  size_t got = 0;
+  while (got < len) {
+    const ssize_t n = ::pread(fd, dst + got, len - got, static_cast<off_t>(at + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      if (core::is_resource_errno(err)) throw detail::resource_error(what, "cannot read shard: pread", err);
+      throw DecodeError(what, std::string("cannot read shard: ") + std::strerror(err));
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  return got;
+}
+
+/// The 512-byte tar header before a member at `offset`; a DecodeError if the file ends first.
 std::array<uint8_t, 512> read_header(int fd, uint64_t offset, const std::string& path) {
   std::array<uint8_t, 512> h{};
-  for (size_t got = 0; got < h.size();) {
-    const ssize_t n = ::pread(fd, h.data() + got, h.size() - got, static_cast<off_t>(offset - 512 + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw DecodeError(path, std::string("cannot read shard: ") + std::strerror(errno));
-    if (n == 0) throw DecodeError(path, "the shard ends before the header at byte " + std::to_string(offset - 512) +
-                                            " (changed while being opened?)");
-    got += static_cast<size_t>(n);
+  if (pread_full(fd, h.data(), h.size(), offset - 512, path) < h.size()) {
+    throw DecodeError(path, "the shard ends before the header at byte " + std::to_string(offset - 512) +
+                                " (changed while being opened?)");
   }
   return h;
 }
@@ -270,24 +284,13 @@ ImageDataset::SampleBytes Shards::fetch(size_t index) const {
   // The member's 512-byte tar header, checked, then its bytes (s.offset >= 512: checked at open).
   const int fd = fds_[s.shard].get();
   auto read_at = [&](uint8_t* dst, size_t len, uint64_t at) {
-    for (size_t got = 0; got < len;) {
-      const ssize_t n = ::pread(fd, dst + got, len - got, static_cast<off_t>(at + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        const int err = errno;
-        if (core::is_resource_errno(err)) throw detail::resource_error(path(index), "cannot read shard: pread", err);
-        throw DecodeError(path(index), std::string("cannot read shard: ") + std::strerror(err));
-      }
-      if (n == 0) {
-        struct stat st {};
-        const std::string now = ::fstat(fd, &st) == 0 ? std::to_string(st.st_size) : std::to_string(at + got);
-        throw DecodeError(path(index), "the shard ends at byte " + now + ", before this sample's " +
-                                           std::to_string(s.size) + " bytes at " + std::to_string(s.offset) +
-                                           " (it was " + std::to_string(shard_bytes_[s.shard]) +
-                                           " bytes at open: changed while being read?)");
-      }
-      got += static_cast<size_t>(n);
-    }
+    const size_t got = pread_full(fd, dst, len, at, path(index));
+    if (got == len) return;
+    struct stat st {};
+    const std::string now = ::fstat(fd, &st) == 0 ? std::to_string(st.st_size) : std::to_string(at + got);
+    throw DecodeError(path(index), "the shard ends at byte " + now + ", before this sample's " + std::to_string(s.size) +
+                                       " bytes at " + std::to_string(s.offset) + " (it was " +
+                                       std::to_string(shard_bytes_[s.shard]) + " bytes at open: changed while being read?)");
   };
   std::array<uint8_t, 512> header{};
   read_at(header.data(), header.size(), s.offset - 512);

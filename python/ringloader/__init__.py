@@ -18,7 +18,7 @@ from __future__ import annotations
 from . import vision
 from ._errors import (BatchError, ConfigError, DecodeError, Error, Interrupted, IpcError, ResourceError,
                       SampleError, TimeoutError, WorkerError)
-from ._process import WorkerInfo, _unpickle, get_worker_info, init, set_log_level  # noqa: F401 (_unpickle: the fork server's factory)
+from ._process import WorkerInfo, get_worker_info, init, set_log_level
 from .batch import Batch
 from .dataloader import DataLoader
 from .datasets import Dataset, IterableDataset

@@ -194,18 +194,16 @@ class _ImageDataset:
         self.loader = loader if loader is not None else _default_loader
         self._kw = dict(size=224, random_crop=False, flip=False, output="uint8")
         self._kw.update(given)
-        if transform is None and not given and keyword_default:
-            spec = _keyword_spec(**self._kw)
-        elif transform is None and not given:
-            spec = None
-            self.fallback = "no transform (torchvision's ImageFolder then gives PIL images)"
-        elif transform is None:
-            spec = _keyword_spec(**self._kw)
-        else:
+        if transform is not None:
             try:
                 spec = native_transform(transform)
             except NotNative as e:
                 spec, self.fallback = None, f"the transform's {e.args[0]}"
+        elif given or keyword_default:
+            spec = _keyword_spec(**self._kw)
+        else:
+            spec = None
+            self.fallback = "no transform (torchvision's ImageFolder then gives PIL images)"
         if loader is not None:
             spec, self.fallback = None, "loader="
         elif target_transform is not None:
@@ -235,6 +233,13 @@ class _ImageDataset:
         return sample, target
 
     def _keyword_transform(self):
+        """The keyword form as torchvision ops, made once."""
+        cached = self.__dict__.get("_kw_transform")
+        if cached is None:
+            cached = self.__dict__["_kw_transform"] = self._make_keyword_transform()
+        return cached
+
+    def _make_keyword_transform(self):
         from torchvision.transforms import v2
         import torch
         k = self._kw

@@ -288,8 +288,7 @@ py::tuple batch_arrays(const std::shared_ptr<PyBatch>& self, py::handle base) {
 /// read and written with the GIL held.
 struct PyLoader : loader::DataLoader {
   using loader::DataLoader::DataLoader;
-  std::shared_ptr<PyBatch> held;
-  uint64_t held_gen = 0;     ///< gen when `held` was kept: a later epoch, load or close drops it
+  std::shared_ptr<PyBatch> held;  ///< dropped by start_epoch, load_state and close
   uint64_t gen = 0;          ///< bumped by start_epoch, load_state, close
   uint64_t copied = 0;       ///< batches handed out as copies because the loop held too many
   bool busy = false;         ///< inside next(), the GIL released
@@ -318,13 +317,12 @@ void close_now(PyLoader& l) {
 
 /// The next batch: the one a cut-short hand-out kept, else the native loader's; null at the end.
 std::shared_ptr<PyBatch> take_next(PyLoader& l) {
-  if (l.held && l.held_gen == l.gen) {
+  if (l.held) {
     std::shared_ptr<PyBatch> h = std::move(l.held);
     l.held.reset();
     l.recount(h->batch);
     return h;
   }
-  l.held.reset();
   not_busy(l, "next()");
   std::optional<loader::Batch> b;
   l.busy = true;
@@ -432,7 +430,6 @@ py::object epoch_next(PyEpochIter& it) {
     if (l.gen == gen) {  // not if the interruption began another epoch, loaded a state or closed
       l.uncount(h->batch);
       l.held = std::move(h);
-      l.held_gen = gen;
     }
     throw;
   }
