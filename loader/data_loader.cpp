@@ -52,6 +52,8 @@ size_t DataLoader::size() const { return core().size(); }
 void DataLoader::set_epoch(uint64_t epoch) { core().set_epoch(epoch); }
 uint64_t DataLoader::epoch() const { return core().epoch(); }
 uint64_t DataLoader::seed() const { return core().seed(); }
+void DataLoader::reseed(uint64_t seed) { core().reseed(seed); }
+bool DataLoader::resuming() const { return core().resuming(); }
 size_t DataLoader::num_slots() const { return core().num_slots(); }
 size_t DataLoader::held_batches() const { return core().held_batches(); }
 size_t DataLoader::ring_bytes() const { return core().ring_bytes(); }

@@ -81,6 +81,15 @@ class DataLoader {
   uint64_t epoch() const;
   /// The seed every random choice derives from.
   uint64_t seed() const;
+  /// For a loader built without `seed`: the seed of the epochs started from now on (an
+  /// unfinished epoch is abandoned). Python draws one at each iter() from torch's generator, as
+  /// torch's DataLoader draws its base seed. ConfigError when `seed` was given, or while
+  /// resuming() (a loaded state's epoch runs with its saved seed).
+  ///
+  ///   if (!loader.resuming()) loader.reseed(draw());  loader.start_epoch();
+  void reseed(uint64_t seed);
+  /// load_state() was called and the epoch it resumes has not started yet.
+  bool resuming() const;
   /// Slots in the ring (the most batches the training loop can hold at once).
   size_t num_slots() const;
   /// Batches handed out and not yet released (their slots are the loop's).

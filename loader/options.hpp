@@ -61,8 +61,9 @@ struct LoaderOptions {
   /// Seed of every random choice; unset = default_seed, else drawn once per loader from
   /// std::random_device. A saved state's seed must equal this one when it is given.
   std::optional<uint64_t> seed;
-  /// The seed when `seed` is unset, drawn by the caller (Python: from torch's generator, so
-  /// torch.manual_seed reproduces a run). Unlike `seed`, a saved state's seed replaces it.
+  /// The seed when `seed` is unset, drawn by the caller. Unlike `seed`, a saved state's seed
+  /// replaces it, and DataLoader::reseed() may change it between epochs (Python does at each
+  /// iter(), drawing from torch's generator, so torch.manual_seed reproduces a run).
   std::optional<uint64_t> default_seed;
   /// true: batches in sampler order; false: as they are filled.
   bool in_order = true;

@@ -45,6 +45,10 @@ class EpochPlan {
 
   uint64_t epoch() const { return epoch_; }
   uint64_t seed() const { return seed_; }
+  /// The seed of the epochs begun from now on (DataLoader::reseed).
+  void reseed(uint64_t seed) { seed_ = seed; }
+  /// A loaded state waits for the next begin().
+  bool resuming() const { return resume_done_.has_value(); }
   /// The epoch the next begin() starts.
   void set_next_epoch(uint64_t e) { next_epoch_ = e; }
   /// ConfigError for a stream dataset (no sampler).

@@ -249,6 +249,17 @@ void LoaderCore::load_state(const std::string& json) {
   if (active_) abandon_epoch();
 }
 
+void LoaderCore::reseed(uint64_t seed) {
+  check_owner();
+  if (opts_.user.seed) {
+    throw ConfigError("reseed() is for a loader built without `seed`; this one was given seed=" +
+                      std::to_string(*opts_.user.seed));
+  }
+  if (plan_.resuming()) throw ConfigError("reseed(): the next epoch resumes a loaded state, which keeps its saved seed");
+  if (active_) abandon_epoch();  // its queued tasks carry the old seed
+  plan_.reseed(seed);
+}
+
 void LoaderCore::refill() {
   const uint32_t newly = queue_free_slots();
   if (!pool_) return;

@@ -64,6 +64,8 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   /// DataLoader::uncount / recount: `b` (of this epoch) counted as delivered or not.
   void count_delivered(const Batch& b, bool delivered);
   void load_state(const std::string& json);
+  void reseed(uint64_t seed);
+  bool resuming() const { return plan_.resuming(); }
 
  private:
   bool stream() const { return stream_ds_ != nullptr; }

@@ -1,8 +1,8 @@
 """What a worker sets up before any dataset code runs, as torch.utils.data's worker loop does:
 `random`, `torch` and `numpy` seeded from (base seed, worker id), torch's `get_worker_info()`
-answering, one thread for torch. The base seed is drawn per epoch from the loader's seed
-(itself drawn from torch's generator when no `seed=` is given), so `torch.manual_seed(s)`
-reproduces a run and no two workers or epochs share draws.
+answering, one thread for torch. The base seed derives from the epoch's seed (drawn at each
+iter() from torch's generator when no `seed=` is given) and the epoch number, so
+`torch.manual_seed(s)` reproduces a run and no two workers or epochs share draws.
 
 The binding calls started() in each worker process: from the dataset's start hook, and before
 worker_init_fn. A forked worker knows its epoch at start; a fork-server worker does not, and is
@@ -96,13 +96,13 @@ def started(worker_id, num_workers, loader_seed, epoch, dataset):
         seed_epoch(epoch)
 
 
-def seed_epoch(epoch):
+def seed_epoch(epoch, loader_seed=None):
     """Seeds this worker's random, torch and numpy for the epoch it starts in (torch's recipe:
     seed = base_seed + worker id; numpy from _generate_state(base_seed, worker id))."""
     s = current()
     if s is None or s.seed is not None:
         return
-    base = base_seed(s.loader_seed, epoch)
+    base = base_seed(s.loader_seed if loader_seed is None else loader_seed, epoch)
     s.seed = base + s.id
     random.seed(s.seed)
     torch = sys.modules.get("torch")
@@ -117,14 +117,15 @@ def seed_epoch(epoch):
         np.random.seed(_generate_state(base, s.id))
 
 
-def seed_batch(epoch, batch_key):
+def seed_batch(loader_seed, epoch, batch_key):
     """Seeds random, torch's CPU generator and numpy's global state for one batch, from (loader
-    seed, epoch, batch key: a hash of its indices). About 25 us a batch; torch.manual_seed would
-    also seed CUDA's generators (97 us)."""
+    seed, epoch, batch key: a hash of its indices). The seed is the batch's own (without seed=,
+    each iter() draws one). About 25 us a batch; torch.manual_seed would also seed CUDA's
+    generators (97 us)."""
     s = current()
     if s is None or s.user_seeds:
         return
-    digest = hashlib.blake2b(b"ringloader-batch:%d:%d:%d" % (s.loader_seed, epoch, batch_key), digest_size=8).digest()
+    digest = hashlib.blake2b(b"ringloader-batch:%d:%d:%d" % (loader_seed, epoch, batch_key), digest_size=8).digest()
     key = int.from_bytes(digest, "little") >> 1
     random.seed(key)
     torch = sys.modules.get("torch")

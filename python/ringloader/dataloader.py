@@ -114,9 +114,8 @@ def _largest_batch(batch_sampler):
 
 
 def _draw_seed(generator):
-    """The loader's seed when none is given: drawn from `generator` or torch's default generator,
-    as torch's DataLoader draws its base seed, so torch.manual_seed(s) reproduces the run (shuffle
-    order, crops, the workers' random/torch/numpy). Without torch: None (a random seed)."""
+    """A 63-bit draw from `generator` or torch's default generator, as torch's DataLoader draws
+    its base seed. Without torch: None."""
     try:
         import torch
     except ImportError:
@@ -124,6 +123,11 @@ def _draw_seed(generator):
             raise ConfigError("generator= is a torch.Generator, and torch cannot be imported") from None
         return None
     return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+
+
+def _mix(a, b):
+    """One 63-bit seed from two draws."""
+    return (a * 0x9E3779B97F4A7C15 + b) & ((1 << 63) - 1)
 
 
 class DataLoader:
@@ -161,7 +165,9 @@ class DataLoader:
 
     ringloader's extras:
       seed             fixes every random choice (order, crops, the workers' RNG streams) for
-                       any worker count, crash and resume; default: drawn from `generator`.
+                       any worker count, crash and resume; torch's generator is not drawn from.
+                       Default: each iter() draws the epoch's seed from `generator` as torch
+                       does (torch.manual_seed(s) reproduces the run).
       on_error         "raise" (rl.SampleError, also the original exception's type, at the
                        batch's place) or "skip" (the sample is dropped and listed in .skipped).
       start_method     "fork" (default) or "forkserver" (needs rl.init() first in the program).
@@ -247,6 +253,8 @@ class DataLoader:
                 raise ConfigError(f'start_method="forkserver" sends the dataset to the server pickled, and this one '
                                   f"cannot be: {e}. Define its class at module level") from e
         self.generator = generator
+        self._seed_given = seed is not None
+        self._base_drawn = False  # persistent workers: torch draws their base seed once
         self._shuffle = bool(shuffle)
         self._stream = isinstance(core_ds, IterableDataset)
         options = dict(batch_size=batch_size if self._auto_batch else 1, shuffle=bool(shuffle), drop_last=drop_last, num_workers=num_workers,
@@ -254,7 +262,7 @@ class DataLoader:
                        # the batch the loop keeps while the next is handed out, and at least one to fill
                        extra_slots=2 if prefetch_factor == 1 else 1,
                        persistent_workers=persistent_workers, timeout=timeout,
-                       seed=seed, default_seed=None if seed is not None else _draw_seed(generator),
+                       seed=seed,
                        in_order=in_order, on_error=on_error, max_retries=max_retries, shm_dir=shm_dir,
                        start_method=start_method, sampler=sampler,
                        batch_sampler=None if batch_sampler is None else (batch_sampler, _largest_batch(batch_sampler)),
@@ -300,12 +308,28 @@ class DataLoader:
         if isinstance(self.sampler, _NativeSampler) and self.sampler.epoch is not None:
             loader.set_epoch(self.sampler.epoch)
         try:
-            loader.start_epoch()
+            loader.start_epoch(None if self._seed_given or loader.resuming else self._draw_epoch_seed())
         except ConfigError as e:
             raise self._name_the_difference(e) from None
         self._iter_gen += 1  # an earlier iterator of this loader stops here (its epoch is abandoned)
         self._warn_threads()
         return _core.EpochIterator(self)  # C++ from the hand-out to the batch: see bindings.cpp
+
+    def _draw_epoch_seed(self):
+        """The seed of the epoch iter() starts, without seed=: drawn from `generator` (or torch's
+        default one) as torch draws, so torch.manual_seed(s) before the loop reproduces the run and
+        the loop's own later draws match torch's: the base seed (once with persistent workers,
+        whose iterator torch keeps), and with shuffle=True and no generator, the seed torch's
+        RandomSampler draws each epoch. None (keep the seed) when nothing is drawn."""
+        seed = None
+        if not (self.persistent_workers and self._base_drawn):
+            seed = _draw_seed(self.generator)
+            self._base_drawn = seed is not None
+        if self._shuffle and self.generator is None and self.sampler is None:
+            order = _draw_seed(None)
+            if order is not None:
+                seed = _mix(self._loader.seed if seed is None else seed, order)
+        return seed
 
     def _wrap(self, b, copy=None):
         copy = self.copy if copy is None else copy

@@ -575,13 +575,17 @@ PYBIND11_MODULE(_ringloader, m) {
                  std::move(o));
            }),
            py::arg("dataset"), py::arg("options"))
-      .def("start_epoch",
-           [](PyLoader& l) {
-             not_busy(l, "iter(loader)");
-             l.held.reset();  // that epoch is abandoned
-             ++l.gen;
-             l.start_epoch();
-           })
+      .def(
+          "start_epoch",
+          [](PyLoader& l, std::optional<uint64_t> seed) {
+            not_busy(l, "iter(loader)");
+            l.held.reset();  // that epoch is abandoned
+            ++l.gen;
+            if (seed) l.reseed(*seed);
+            l.start_epoch();
+          },
+          py::arg("seed") = py::none())
+      .def_property_readonly("resuming", &loader::DataLoader::resuming)
       .def("__len__", &loader::DataLoader::size)
       .def("set_epoch",
            [](PyLoader& l, uint64_t e) {

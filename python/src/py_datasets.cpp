@@ -253,11 +253,11 @@ void PyMapDataset::get(size_t index, datasets::SampleWriter& out) {
     if (in_worker_) {
       if (!seeded_) {  // a worker started without knowing its epoch (fork server): seed for this one
         seeded_ = true;
-        py::module_::import("ringloader._worker").attr("seed_epoch")(out.epoch());
+        py::module_::import("ringloader._worker").attr("seed_epoch")(out.epoch(), out.seed());
       }
       if (batch_started_) {  // random/torch/numpy keyed by the batch (_worker.py says why)
         batch_started_ = false;
-        seed_batch_.get()(out.epoch(), batch_key_);
+        seed_batch_.get()(out.seed(), out.epoch(), batch_key_);  // the task's seed: iter() may draw a new one
       }
     }
     const py::object returned = obj_.get().attr("get")(index, py::cast(&so, py::return_value_policy::reference));

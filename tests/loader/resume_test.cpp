@@ -236,3 +236,44 @@ TEST_CASE("a BlockShuffleSampler's rank and world size are in the state: a cross
   DataLoader b(ds, other);
   CHECK_THROWS_WITH(b.load_state(state), Catch::Contains("rank 1's") && Catch::Contains("rank 0"));
 }
+
+TEST_CASE("reseed: a new seed for the next epochs, refused with seed= or while a state waits", "[resume]") {
+  auto ds = std::make_shared<test::RngDataset>(40);
+  const size_t workers = GENERATE(0u, 2u);
+  CAPTURE(workers);
+  auto o = options(workers);
+  o.seed.reset();
+  o.default_seed = 5;
+  auto epoch_of = [](DataLoader& l) {
+    Seen s;
+    for (auto& b : l) take(b, s);
+    return s;
+  };
+  DataLoader a(ds, o), b(ds, o);
+  b.reseed(6);
+  CHECK(b.seed() == 6);
+  const Seen a0 = epoch_of(a), b0 = epoch_of(b);
+  CHECK(a0.indices != b0.indices);  // the order follows the seed
+  CHECK(a0.sums != b0.sums);        // and so does each sample's randomness
+
+  DataLoader c(ds, o);  // 5 again, through reseed: the same epoch as a's
+  c.reseed(5);
+  CHECK(epoch_of(c) == a0);
+
+  const std::string saved = b.state();  // at the start of b's epoch 1, seed 6
+  DataLoader d(ds, o);
+  CHECK_FALSE(d.resuming());
+  d.load_state(saved);
+  CHECK(d.resuming());
+  CHECK_THROWS_AS(d.reseed(7), ConfigError);  // the resumed epoch keeps its saved seed
+  CHECK(d.seed() == 6);
+  const Seen d1 = epoch_of(d);
+  CHECK_FALSE(d.resuming());
+  CHECK(d1 == epoch_of(b));
+  d.reseed(7);
+  CHECK(d.seed() == 7);
+
+  auto fixed = options(workers);  // seed = 77 given
+  DataLoader e(ds, fixed);
+  CHECK_THROWS_WITH(e.reseed(1), Catch::Contains("seed=77"));
+}

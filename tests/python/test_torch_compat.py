@@ -75,6 +75,71 @@ def test_torch_manual_seed_reproduces_order_and_worker_draws():
     assert run(7) != run(8)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_manual_seed_after_the_loader_is_built_reproduces_the_run(workers):
+    """torch draws at each iter(), not when the loader is built: a script that builds its loader
+    first and calls torch.manual_seed(s) later is reproducible."""
+    def run(make, dataset):
+        loader = make(dataset, batch_size=4, shuffle=True, num_workers=workers)
+        torch.manual_seed(5)
+        epochs = [[tuple(r) if isinstance(r, list) else r for b in loader for r in b.tolist()] for _ in range(2)]
+        del loader
+        return epochs
+    for make in (rl.DataLoader, TorchLoader):
+        # without workers random and numpy are the training process's own (torch seeds neither)
+        dataset = Draws(16) if workers else list(range(16))
+        first = run(make, dataset)
+        assert first == run(make, dataset), make.__module__
+        assert first[0] != first[1], make.__module__  # the next epoch draws anew
+
+
+@pytest.mark.parametrize("shuffle,workers,persistent", [(False, 0, False), (True, 0, False), (True, 2, False),
+                                                       (False, 2, True), (True, 2, True)])
+def test_the_training_loops_own_draws_follow_torchs(shuffle, workers, persistent):
+    """Without seed=, iter() draws from torch's default generator what torch's DataLoader draws
+    (its base seed; the RandomSampler's seed with shuffle=True), so the loop's own random draws
+    (dropout, noise) are the ones a run under torch makes."""
+    after = {}
+    for make in (rl.DataLoader, TorchLoader):
+        torch.manual_seed(3)
+        loader = make(list(range(12)), batch_size=4, shuffle=shuffle, num_workers=workers,
+                      persistent_workers=persistent)
+        after[make] = []
+        for _ in range(3):
+            for _ in loader:
+                pass
+            after[make].append(torch.rand(1).item())
+        del loader
+    assert after[rl.DataLoader] == after[TorchLoader]
+
+
+def test_with_seed_given_torchs_generator_is_not_drawn_from():
+    torch.manual_seed(3)
+    expect = torch.rand(1).item()
+    torch.manual_seed(3)
+    loader = rl.DataLoader(list(range(12)), batch_size=4, shuffle=True, seed=9)
+    orders = [[int(i) for b in loader for i in b] for _ in range(2)]
+    assert torch.rand(1).item() == expect
+    assert orders[0] != orders[1] and sorted(orders[0]) == list(range(12))
+
+
+def test_a_resumed_epoch_keeps_its_saved_seed():
+    """The epoch a state resumes runs with the seed it was saved with (not a new draw), so its
+    remaining batches are the ones the saved run had still to come."""
+    torch.manual_seed(1)
+    loader = rl.DataLoader(Draws(16), batch_size=4, shuffle=True, num_workers=2)
+    it = iter(loader)
+    next(it)
+    state = loader.state_dict()
+    rest = [tuple(r) for b in it for r in b.tolist()]
+    del it, loader
+    torch.manual_seed(99)  # another generator state: not drawn from for the resumed epoch
+    again = rl.DataLoader(Draws(16), batch_size=4, shuffle=True, num_workers=2)
+    again.load_state_dict(state)
+    assert [tuple(r) for b in again for r in b.tolist()] == rest
+    del again
+
+
 def test_a_samples_draws_do_not_depend_on_the_worker_count_or_scheduling():
     """ringloader's extra: workers claim batches as they come free, so the draws are keyed by the
     batch (loader seed, epoch, its indices), not by the worker: the same for 1 or 3 workers."""
