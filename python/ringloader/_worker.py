@@ -96,6 +96,14 @@ def started(worker_id, num_workers, loader_seed, epoch, dataset):
         seed_epoch(epoch)
 
 
+def pose_as(worker_id, num_workers, dataset):
+    """In the child that learns a dataset's batch layout (_probe.py): answer get_worker_info() as
+    worker `worker_id` would, seeded as for epoch 0 of loader seed 0."""
+    global _state
+    _state = WorkerState(worker_id, num_workers, 0, getattr(dataset, "_user_dataset", dataset))
+    seed_epoch(0)
+
+
 def seed_epoch(epoch, loader_seed=None):
     """Seeds this worker's random, torch and numpy for the epoch it starts in (torch's recipe:
     seed = base_seed + worker id; numpy from _generate_state(base_seed, worker id))."""

@@ -176,7 +176,8 @@ class DataLoader:
       shm_dir          where the ring lives ("": /dev/shm, or anonymous with 0 workers).
       format           "torch" (default when torch imports) or "numpy".
       copy             owning tensors instead of views of the slot.
-      schema           a torch dataset's fields as {name: (dtype, shape)}, instead of sample 0's.
+      schema           a torch dataset's fields as {name: (dtype, shape)}, instead of learning
+                       them from its first sample (loaded in a child process, as worker 0).
 
     Batches are views of the slot: it goes back to the ring when the last tensor of the batch is
     freed; a loop that holds more batches than the ring spares gets copies (stats()). rl.Dataset
@@ -216,16 +217,16 @@ class DataLoader:
             core_ds = dataset._native
         elif isinstance(dataset, _ImageDataset):  # a transform the native pipeline does not have: torchvision's way
             vision._warn_fallback(dataset)
-            core_ds = _TorchMapDataset(dataset, schema)
+            core_ds = _TorchMapDataset(dataset, schema, num_workers, timeout)
             self._single = core_ds.kind == "single"
         elif isinstance(dataset, Dataset) or isinstance(dataset, IterableDataset):
             if schema is not None:
                 dataset.schema = schema
         elif _is_iterable(dataset):
-            core_ds = _TorchIterableDataset(dataset, schema)
+            core_ds = _TorchIterableDataset(dataset, schema, num_workers, timeout)
             self._single = core_ds.kind == "single"
         elif hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
-            core_ds = _TorchMapDataset(dataset, schema)
+            core_ds = _TorchMapDataset(dataset, schema, num_workers, timeout)
             self._single = core_ds.kind == "single"
         else:
             raise ConfigError(f"a {type(dataset).__name__} is not a dataset: give an rl.Dataset, rl.IterableDataset, "

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from ._collate import Plan as _Plan
+from . import _probe
+from ._errors import ConfigError
 from .vision import _ImageDataset
 
 __all__ = ["Dataset", "IterableDataset"]
@@ -40,20 +41,34 @@ class IterableDataset:
         raise NotImplementedError
 
 
+_NO_LAYOUT = {"0": ("uint8", ())}  # a placeholder: no batch is ever laid out in it
+
+
+def _no_layout_error(probe, what):
+    return ConfigError(f"{what} loaded, but {probe.failed()} raised when the loader was built, so it has no batch "
+                       "layout: make those load, or give the loader schema=")
+
+
 class _TorchMapDataset(Dataset):
     """An existing map-style dataset (torch.utils.data.Dataset, or anything with __getitem__ and
-    __len__) run unchanged: each sample is copied once into the slot."""
+    __len__) run unchanged: each sample is copied once into the slot. Its layout is learned from
+    a sample loaded in a child process (_probe.py), never here."""
 
-    def __init__(self, ds, schema=None):
+    def __init__(self, ds, schema=None, num_workers=0, timeout=0.0):
         self.ds = ds
         self.plan = None  # how a sample travels and its batch is shaped (default_collate's shapes)
+        self.probe = None
         if schema is not None:
             self.schema, self.kind = schema, "tuple"
         elif len(ds) == 0:  # torch's DataLoader gives 0 batches; there is no sample to infer from
-            self.schema, self.kind = {"0": ("uint8", ())}, "single"
+            self.schema, self.kind = _NO_LAYOUT, "single"
         else:
-            self.plan = _Plan(ds[0])
-            self.schema, self.kind = self.plan.schema, "plan"
+            self.probe = _probe.map_plan(ds, num_workers, timeout)
+            self.plan = self.probe.plan
+            if self.plan is None:  # every sample tried raised: each batch raises its own, as in torch
+                self.schema, self.kind = _NO_LAYOUT, "unlaid"
+            else:
+                self.schema, self.kind = self.plan.schema, "plan"
 
     @property
     def _user_dataset(self):  # what get_worker_info().dataset is: the user's dataset, as in torch
@@ -64,19 +79,25 @@ class _TorchMapDataset(Dataset):
 
     def get(self, index, out):
         sample = self.ds[index]
+        if self.kind == "unlaid":
+            raise _no_layout_error(self.probe, f"sample {index}")
         out.write(sample if self.plan is None else self.plan.encode(sample))
 
 
 class _TorchIterableDataset(IterableDataset):
-    def __init__(self, ds, schema=None):
+    def __init__(self, ds, schema=None, num_workers=0, timeout=0.0):
         self.ds = ds
         self.plan = None
+        self.probe = None
         if schema is None:
-            try:
-                self.plan = _Plan(next(iter(ds)))
+            self.probe = _probe.stream_plan(ds, num_workers, timeout)
+            self.plan = self.probe.plan
+            if self.plan is not None:
                 schema, self.kind = self.plan.schema, "plan"
-            except StopIteration:  # an empty stream: 0 batches, as under torch
-                schema, self.kind = {"0": ("uint8", ())}, "single"
+            elif self.probe.failures:  # __iter__ raised: each worker's epoch raises it, as in torch
+                schema, self.kind = _NO_LAYOUT, "unlaid"
+            else:  # an empty stream: 0 batches, as under torch
+                schema, self.kind = _NO_LAYOUT, "single"
         else:
             self.kind = "tuple"
         self.schema = schema
@@ -90,9 +111,16 @@ class _TorchIterableDataset(IterableDataset):
             self.ds.set_epoch(epoch)
 
     def __iter__(self):
+        if self.kind == "unlaid":
+            return self._unlaid()
         if self.plan is None:
             return iter(self.ds)
         return map(self.plan.encode, self.ds)
+
+    def _unlaid(self):
+        for _ in self.ds:
+            raise _no_layout_error(self.probe, "a sample of the stream")
+        yield from ()
 
 
 def _is_iterable(ds):

@@ -189,8 +189,8 @@ class WhoAmI(TorchDataset):
 
     def __getitem__(self, i):
         t, r = torch_get_worker_info(), rl.get_worker_info()
-        if t is None:  # rl reads sample 0 in the training process to learn the batch's shape
-            return torch.tensor([-1, 0, 0, 0])
+        if t is None:
+            raise RuntimeError("WhoAmI ran in the training process")
         same = (t.id, t.num_workers, t.seed) == (r.id, r.num_workers, r.seed) and t.dataset is r.dataset is self
         return torch.tensor([t.id, t.num_workers, int(same), 1])  # the seeds at start: the worker_init_fn test
 
@@ -200,6 +200,95 @@ def test_worker_info_is_the_same_from_torch_and_ringloader():
     assert {r[0] for r in rows} <= {0, 1}
     assert all(r[1] == 2 and r[2] == 1 and r[3] == 1 for r in rows), rows
     assert rl.get_worker_info() is None and torch_get_worker_info() is None  # in the training process
+
+
+class OnlyInWorkers(TorchDataset):
+    """Raises in the training process: torch never runs dataset code there when it has workers."""
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        if torch_get_worker_info() is None:
+            raise RuntimeError("__getitem__ ran in the training process")
+        return {"x": torch.tensor([i]), "name": f"s{i}"}
+
+
+class OnlyInWorkersStream(TorchIterable):
+    def __iter__(self):
+        info = torch_get_worker_info()
+        if info is None:
+            raise RuntimeError("__iter__ ran in the training process")
+        return iter(range(info.id, 12, info.num_workers))
+
+
+def test_the_training_process_never_runs_dataset_code_when_there_are_workers():
+    for make in (rl.DataLoader, TorchLoader):
+        batches = list(make(OnlyInWorkers(), batch_size=4, num_workers=2))
+        assert sorted(int(i) for b in batches for i in b["x"]) == list(range(10)), make.__module__
+        assert sorted(n for b in batches for n in b["name"]) == sorted(f"s{i}" for i in range(10))
+        stream = make(OnlyInWorkersStream(), batch_size=5, num_workers=2)
+        assert sorted(int(i) for b in stream for i in b) == list(range(12)), make.__module__
+
+
+class OneShot(TorchIterable):
+    """A stream that can be iterated once (a generator over a socket, say)."""
+
+    def __init__(self):
+        self.source = iter(range(9))
+
+    def __iter__(self):
+        return self.source
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_one_shot_stream_loses_no_sample(workers):
+    for make in (rl.DataLoader, TorchLoader):
+        assert [int(i) for b in make(OneShot(), batch_size=4, num_workers=workers) for i in b] == list(range(9))
+
+
+class NotImplementedItems(TorchDataset):
+    """torch's ErrorDataset: no __getitem__, so every sample raises NotImplementedError."""
+
+    def __len__(self):
+        return 10
+
+
+class FirstFails(TorchDataset):
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        if i == 0:
+            raise KeyError(i)
+        return torch.tensor([i])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_errors_in_getitem_surface_batch_by_batch_when_iterating(workers):
+    """torch's test_error / test_error_workers: building the loader raises nothing, and each
+    batch raises its samples' error, iteration going on to the end."""
+    for make in (rl.DataLoader, TorchLoader):
+        it = iter(make(NotImplementedItems(), batch_size=4, num_workers=workers))
+        errors = 0
+        while True:
+            try:
+                next(it)
+            except NotImplementedError:
+                errors += 1
+            except StopIteration:
+                break
+        assert errors == 3, make.__module__
+        got, errors = [], []
+        it = iter(make(FirstFails(), batch_size=4, num_workers=workers))
+        while True:
+            try:
+                got += [int(i) for i in next(it)]
+            except KeyError as e:
+                errors.append(e)
+            except StopIteration:
+                break
+        assert got == list(range(4, 10)) and len(errors) == 1, make.__module__
 
 
 def test_worker_init_fn_sees_the_seeds_torch_gives():

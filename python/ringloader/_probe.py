@@ -1,0 +1,210 @@
+"""Learning a torch dataset's batch layout without running it in the training process.
+
+The slots are laid out before the first epoch, so the loader needs one sample's structure
+(_collate.Plan) when it is built. torch's DataLoader runs dataset code only while iterating, in
+its workers, and never calls `dataset[0]` or `iter(dataset)` in the training process: a dataset
+that fails there, shards itself by get_worker_info(), or can be iterated once would behave
+differently if ringloader did. So a child forked for the purpose loads the sample, as worker 0
+of `num_workers` (get_worker_info() answers as in that worker; None with no workers, as torch's
+in-process loading), and sends its Plan back through a pipe. Nothing it does reaches this
+process: its draws, its reads, its exceptions.
+
+A sample that raises is not an error here: the epoch raises it at the batch's place, as under
+torch. The child tries the next index (up to PROBES of them); when every one raises, the loader
+gets no layout, and each batch of each epoch raises its samples' own errors.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import traceback
+
+from . import _worker
+from ._collate import Plan
+from ._errors import ConfigError, TimeoutError  # noqa: A004 - rl.TimeoutError is a TimeoutError
+
+PROBES = 8  # indices tried before the loader settles for no layout
+
+
+class Probe:
+    """What the child found: `plan` (None: no sample loaded), `index` (the sample it came from;
+    for a stream, the worker whose part it began), `failures` [(index, "Type: message")]."""
+
+    def __init__(self, plan=None, index=-1, failures=()):
+        self.plan, self.index, self.failures = plan, index, list(failures)
+
+    def failed(self):
+        """The samples that raised, for messages: 'sample 0 (KeyError: 0), sample 1 (...)'."""
+        return ", ".join(f"sample {i} ({e})" for i, e in self.failures)
+
+
+def map_plan(ds, num_workers, timeout=0.0):
+    """The Plan of the first of ds[0], ds[1], ... that loads, learned in a forked child."""
+    return _run(lambda: _map_child(ds, num_workers), ds, timeout)
+
+
+def stream_plan(ds, num_workers, timeout=0.0):
+    """The Plan of the first sample of worker 0's part of the stream (or worker 1's, ... when
+    that part is empty); Probe() when every part is empty."""
+    return _run(lambda: _stream_child(ds, num_workers), ds, timeout)
+
+
+def _pose_as_worker(ds, worker_id, num_workers):
+    if num_workers > 0:
+        _worker.pose_as(worker_id, num_workers, ds)
+
+
+def _map_child(ds, num_workers):
+    failures = []
+    _pose_as_worker(ds, 0, num_workers)
+    for index in range(min(len(ds), PROBES)):
+        try:
+            sample = ds[index]
+        except Exception as e:  # noqa: BLE001 - the epoch raises it at its place
+            failures.append((index, _describe(e)))
+            continue
+        return _found(sample, index, failures, ds)
+    return ("none", failures)
+
+
+def _stream_child(ds, num_workers):
+    failures = []
+    for worker_id in range(max(1, num_workers)):
+        _pose_as_worker(ds, worker_id, num_workers)
+        try:
+            sample = next(iter(ds))
+        except StopIteration:
+            continue
+        except Exception as e:  # noqa: BLE001
+            failures.append((worker_id, _describe(e)))
+            return ("none", failures)
+        return _found(sample, worker_id, failures, ds)
+    return ("none", failures)
+
+
+def _found(sample, index, failures, ds):
+    plan = Plan(sample)  # a sample no batch can hold is a ConfigError: sent back, raised there
+    return ("plan", _dumps(plan), index, failures)
+
+
+class _ClassPickler(pickle.Pickler):
+    """Classes pickle by name; one that has none (a namedtuple defined inside a function) goes
+    by its id: the child is a fork, so a class made before the fork has the same id here and
+    there, and the parent finds it among the live classes."""
+
+    def persistent_id(self, obj):
+        if isinstance(obj, type):
+            try:
+                pickle.dumps(obj)
+            except Exception:  # noqa: BLE001 - no importable name
+                return ("class", id(obj), obj.__qualname__)
+        return None
+
+
+class _ClassUnpickler(pickle.Unpickler):
+    def persistent_load(self, pid):
+        _, ident, name = pid
+        seen, todo = set(), [object]
+        while todo:  # every live class, by walking subclasses
+            cls = todo.pop()
+            if id(cls) == ident:
+                return cls
+            for sub in type.__subclasses__(cls) if cls is not type else []:
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    todo.append(sub)
+        raise ConfigError(f"the samples' type {name} is made anew by the dataset's code (a class defined inside "
+                          "__getitem__ or __iter__), so batches cannot be built of it: define it once, at module level")
+
+
+def _dumps(obj):
+    import io
+    buf = io.BytesIO()
+    _ClassPickler(buf).dump(obj)
+    return buf.getvalue()
+
+
+def _loads(data):
+    import io
+    return _ClassUnpickler(io.BytesIO(data)).load()
+
+
+def _describe(e):
+    return f"{type(e).__name__}: {e}"
+
+
+def _run(child_work, ds, timeout):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 0
+        try:
+            os.close(r)
+            _die_with_parent()
+            try:
+                result = child_work()
+            except ConfigError as e:
+                result = ("config", str(e))
+            except BaseException as e:  # noqa: BLE001 - whatever it is, the parent hears of it
+                result = ("crash", _describe(e) + "\n" + "".join(traceback.format_exception(e)))
+            data = pickle.dumps(result)
+            view = memoryview(struct.pack("<Q", len(data)) + data)
+            while view:
+                view = view[os.write(w, view):]
+        except BaseException:  # noqa: BLE001
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(w)
+    try:
+        data = _read_all(r, timeout, pid)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    return _result(data, ds, pid)
+
+
+def _die_with_parent():
+    """SIGKILL when the training process dies: a dataset that hangs never outlives it."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def _read_all(fd, timeout, pid):
+    import select
+    chunks = []
+    while True:
+        # timeout bounds the wait for a batch; this one also forks and starts: at least 10 s
+        if timeout > 0 and not select.select([fd], [], [], max(timeout, 10.0))[0]:
+            raise TimeoutError(f"learning the batch layout: loading the dataset's first sample took over "
+                               f"{max(timeout, 10.0)} s (timeout={timeout}; in process {pid}, now killed)")
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _result(data, ds, pid):
+    if len(data) < 8 or len(data) - 8 != struct.unpack("<Q", data[:8])[0]:
+        raise ConfigError(f"the process that loads a {type(ds).__name__}'s first sample to learn the batch layout "
+                          f"(pid {pid}) died before it answered: the dataset's code killed it (os._exit, a signal)")
+    result = pickle.loads(data[8:])
+    kind = result[0]
+    if kind == "plan":
+        return Probe(_loads(result[1]), result[2], result[3])
+    if kind == "none":
+        return Probe(None, -1, result[1])
+    if kind == "config":
+        raise ConfigError(result[1])
+    raise ConfigError(f"loading the first sample of a {type(ds).__name__} to learn the batch layout failed: {result[1]}")
