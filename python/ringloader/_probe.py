@@ -51,6 +51,25 @@ def stream_plan(ds, num_workers, timeout=0.0):
     return _run(lambda: _stream_child(ds, num_workers), ds, timeout)
 
 
+def collate_share(ds, collate_fn, num_workers, batch_size, stream, drop_last, timeout=0.0):
+    """collate_fn's bytes per sample (a stream: per batch), from its output for the first batch,
+    made in a child as worker 0 would; None when that batch raised or the stream is empty."""
+    from . import _collate_fn
+
+    def work():
+        _pose_as_worker(ds, 0, num_workers)
+        try:
+            if stream:
+                got = _collate_fn.first_stream_total(ds, collate_fn, batch_size, drop_last)
+                return ("value", None if got is None else _collate_fn.share_for(got[0], 1))
+            n = min(batch_size or 1, len(ds))
+            total = _collate_fn.first_total(ds, collate_fn, list(range(n)), batch_size is not None)
+            return ("value", _collate_fn.share_for(total, n))
+        except Exception:  # noqa: BLE001 - the epoch raises it at the batch's place
+            return ("value", None)
+    return _run(work, ds, timeout)
+
+
 def _pose_as_worker(ds, worker_id, num_workers):
     if num_workers > 0:
         _worker.pose_as(worker_id, num_workers, ds)
@@ -203,6 +222,8 @@ def _result(data, ds, pid):
     kind = result[0]
     if kind == "plan":
         return Probe(_loads(result[1]), result[2], result[3])
+    if kind == "value":
+        return result[1]
     if kind == "none":
         return Probe(None, -1, result[1])
     if kind == "config":

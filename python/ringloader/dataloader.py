@@ -6,6 +6,8 @@ import functools
 import pickle
 import warnings
 
+from . import _collate_fn
+from . import _probe
 from . import _process
 from . import _ringloader as _core
 from . import _worker
@@ -130,6 +132,12 @@ def _mix(a, b):
     return (a * 0x9E3779B97F4A7C15 + b) & ((1 << 63) - 1)
 
 
+def _flat(field):
+    """A batch's collate_fn bytes as one 1-D uint8 array over the slot (no copy)."""
+    a = field.numpy() if hasattr(field, "numpy") else field
+    return a.reshape(-1)
+
+
 class DataLoader:
     """torch.utils.data.DataLoader's arguments and behaviour, with workers that write each sample
     once into a shared-memory ring of batch slots. Each iter(loader) is an epoch.
@@ -146,7 +154,9 @@ class DataLoader:
                        yours; loader.set_epoch forwards to it).
       batch_sampler    lists of indices (torch's BatchSampler, or any iterable with __len__).
       num_workers      worker processes (forked); 0 runs the dataset in this process.
-      collate_fn       not supported: a ConfigError (batches are stacked in the slot).
+      collate_fn       runs in the workers on each batch's list of samples (batch_size=None: on
+                       each sample), as torch's; its output reaches the loop unchanged, its
+                       tensors and arrays as views of the slot (no copy), the rest pickled.
       pin_memory       registers the ring with CUDA once (cudaHostRegister); without CUDA it
                        warns and goes on, as torch does.
       drop_last        drop the last, short batch.
@@ -176,6 +186,8 @@ class DataLoader:
       shm_dir          where the ring lives ("": /dev/shm, or anonymous with 0 workers).
       format           "torch" (default when torch imports) or "numpy".
       copy             owning tensors instead of views of the slot.
+      collate_bytes    with collate_fn: the slot's bytes per sample for its output (default:
+                       1.5 x the first batch's, learned in a child process).
       schema           a torch dataset's fields as {name: (dtype, shape)}, instead of learning
                        them from its first sample (loaded in a child process, as worker 0).
 
@@ -188,7 +200,7 @@ class DataLoader:
                  collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None,
                  multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False,
                  pin_memory_device="", in_order=True, seed=None, on_error="raise", start_method="fork",
-                 max_retries=3, shm_dir="", format=None, copy=False, schema=None):
+                 max_retries=3, shm_dir="", format=None, copy=False, schema=None, collate_bytes=None):
         _check_arguments(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, timeout,
                          prefetch_factor, persistent_workers, drop_last, seed, max_retries)
         if prefetch_factor is None and num_workers > 0:
@@ -197,9 +209,6 @@ class DataLoader:
         self._auto_batch = batch_size is not None or batch_sampler is not None  # torch's auto-collation
         if batch_sampler is not None:  # as torch: batch_size and drop_last then say nothing
             batch_size, drop_last = None, False
-        if collate_fn is not None:
-            raise ConfigError("collate_fn is not supported: batches are stacked in place in shared memory (each field "
-                              "N-first); transform samples in the dataset instead")
         if format is None:
             try:
                 import torch  # noqa: F401
@@ -213,7 +222,14 @@ class DataLoader:
         self.batch_size, self.num_workers = batch_size, num_workers
         self._single = False
         core_ds = dataset
-        if isinstance(dataset, _ImageDataset) and dataset.native:
+        stream_batch = None  # collate_fn over a stream: the batch the wrapper groups (the native one is 1)
+        if collate_fn is not None:
+            core_ds = self._collate_fn_dataset(dataset, collate_fn, collate_bytes, num_workers, batch_size, drop_last,
+                                               timeout)
+            if isinstance(core_ds, _collate_fn.CollatedStream):
+                stream_batch, drop_last = batch_size, False
+            self._make_batch = self._collated(lambda fields: _collate_fn.decode(_flat(fields[0])))
+        elif isinstance(dataset, _ImageDataset) and dataset.native:
             core_ds = dataset._native
         elif isinstance(dataset, _ImageDataset):  # a transform the native pipeline does not have: torchvision's way
             vision._warn_fallback(dataset)
@@ -232,7 +248,9 @@ class DataLoader:
             raise ConfigError(f"a {type(dataset).__name__} is not a dataset: give an rl.Dataset, rl.IterableDataset, "
                               "rl.ImageFolder or a torch Dataset")
         plan = getattr(core_ds, "plan", None) if isinstance(core_ds, (_TorchMapDataset, _TorchIterableDataset)) else None
-        if plan is not None:  # a torch dataset: batches shaped as default_collate shapes them
+        if collate_fn is not None:
+            pass  # its batch maker is set above
+        elif plan is not None:  # a torch dataset: batches shaped as default_collate shapes them
             self._single = False
             self._make_batch = self._collated(plan.build if self._auto_batch else plan.build_one)
         elif isinstance(dataset, _ImageDataset) and dataset.transform is not None:
@@ -242,14 +260,16 @@ class DataLoader:
             self._make_batch = Batch
         self.last_batch = None
         if start_method == "forkserver":
-            if isinstance(dataset, IterableDataset) or isinstance(core_ds, _TorchIterableDataset):
+            if isinstance(dataset, IterableDataset) or isinstance(core_ds, (_TorchIterableDataset,
+                                                                            _collate_fn.CollatedStream)):
                 raise ConfigError('start_method="forkserver" takes a map-style dataset (rl.Dataset, rl.ImageFolder, '
                                   'rl.FileList, rl.Shards or a torch map-style Dataset); an iterable dataset runs '
                                   'with start_method="fork"')
             if not _process.server_started:
                 raise ConfigError('start_method="forkserver" needs rl.init() called first thing in the program')
             try:
-                core_ds = ("recipe", "python", pickle.dumps(dataset if isinstance(dataset, _ImageDataset) else core_ds))
+                sent = dataset if isinstance(dataset, _ImageDataset) and collate_fn is None else core_ds
+                core_ds = ("recipe", "python", pickle.dumps(sent))
             except Exception as e:  # noqa: BLE001 - any pickling failure means the same thing
                 raise ConfigError(f'start_method="forkserver" sends the dataset to the server pickled, and this one '
                                   f"cannot be: {e}. Define its class at module level") from e
@@ -257,8 +277,8 @@ class DataLoader:
         self._seed_given = seed is not None
         self._base_drawn = False  # persistent workers: torch draws their base seed once
         self._shuffle = bool(shuffle)
-        self._stream = isinstance(core_ds, IterableDataset)
-        options = dict(batch_size=batch_size if self._auto_batch else 1, shuffle=bool(shuffle), drop_last=drop_last, num_workers=num_workers,
+        self._stream = isinstance(core_ds, (IterableDataset, _collate_fn.CollatedStream))
+        options = dict(batch_size=batch_size if self._auto_batch and stream_batch is None else 1, shuffle=bool(shuffle), drop_last=drop_last, num_workers=num_workers,
                        prefetch_factor=prefetch_factor or 2,  # without workers the ring still has 2 slots
                        # the batch the loop keeps while the next is handed out, and at least one to fill
                        extra_slots=2 if prefetch_factor == 1 else 1,
@@ -315,6 +335,35 @@ class DataLoader:
         self._iter_gen += 1  # an earlier iterator of this loader stops here (its epoch is abandoned)
         self._warn_threads()
         return _core.EpochIterator(self)  # C++ from the hand-out to the batch: see bindings.cpp
+
+    def _collate_fn_dataset(self, dataset, collate_fn, collate_bytes, num_workers, batch_size, drop_last, timeout):
+        """The dataset the native loader runs when collate_fn is given (_collate_fn.py)."""
+        if not callable(collate_fn):
+            raise ConfigError(f"collate_fn must be callable, got {collate_fn!r}")
+        if collate_bytes is not None and (not _is_int(collate_bytes) or collate_bytes <= 0):
+            raise ConfigError(f"collate_bytes must be a positive number of bytes per sample, got {collate_bytes!r}")
+        if isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
+            raise ConfigError("collate_fn runs on the samples dataset[i] gives; an rl.Dataset writes its samples "
+                              "into the slot with get(index, out) and has no __getitem__: collate in get(), or give "
+                              "a torch Dataset")
+        if isinstance(dataset, _ImageDataset):
+            warnings.warn(f"collate_fn=: {type(dataset).__name__}'s samples are made torchvision's way in the workers "
+                          "(decoded in Python, then collate_fn), not by the native pipeline", RuntimeWarning,
+                          stacklevel=4)
+        stream = _is_iterable(dataset)
+        batch = batch_size if self._auto_batch else None
+        if collate_bytes is not None:
+            share = collate_bytes * (batch or 1) if stream else collate_bytes
+        elif not stream and len(dataset) == 0:
+            share = 4096
+        else:
+            share = _probe.collate_share(dataset, collate_fn, num_workers, batch, stream, drop_last, timeout)
+            if share is None:  # the first batch raised (it raises again, at its place) or an empty stream
+                share = 1 << 16
+        share = _collate_fn.share_for(0, 1) if share < 4096 else (share + 63) // 64 * 64
+        if stream:
+            return _collate_fn.CollatedStream(dataset, collate_fn, share, batch, drop_last)
+        return _collate_fn.CollatedMap(dataset, collate_fn, share, self._auto_batch)
 
     def _draw_epoch_seed(self):
         """The seed of the epoch iter() starts, without seed=: drawn from `generator` (or torch's

@@ -453,6 +453,8 @@ PYBIND11_MODULE(_ringloader, m) {
       .def_property_readonly("index", &SampleOut::index)
       .def_property_readonly("epoch", &SampleOut::epoch)
       .def_property_readonly("worker_id", &SampleOut::worker_id)
+      .def_property_readonly("batch", &SampleOut::batch, "The indices of the batch this sample is filled in")
+      .def_property_readonly("batch_serial", &SampleOut::batch_serial, "A number new for each batch filled")
       .def("set_source", &SampleOut::set_source, "The file this sample came from (for error messages)");
 
   py::class_<NativeDataset>(m, "NativeDataset")

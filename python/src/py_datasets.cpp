@@ -246,9 +246,18 @@ PyMapDataset::PyMapDataset(py::object o) : obj_(std::move(o)), creator_pid_(stat
 }
 
 
+py::tuple SampleOut::batch() const {
+  check();
+  if (!batch_) return py::tuple();
+  py::tuple t(batch_->size());
+  for (size_t k = 0; k < batch_->size(); ++k) t[k] = py::int_((*batch_)[k]);
+  return t;
+}
+
 void PyMapDataset::get(size_t index, datasets::SampleWriter& out) {
   py::gil_scoped_acquire g;
   SampleOut so(out, schema_);
+  so.set_batch(&batch_, batch_serial_);
   try {
     if (in_worker_) {
       if (!seeded_) {  // a worker started without knowing its epoch (fork server): seed for this one
@@ -278,6 +287,8 @@ void PyMapDataset::get(size_t index, datasets::SampleWriter& out) {
 
 void PyMapDataset::prefetch(std::span<const int64_t> indices) {
   // Called once as each batch starts to fill: its first get() seeds from the batch's indices.
+  batch_.assign(indices.begin(), indices.end());
+  ++batch_serial_;
   if (!in_worker_) return;
   batch_key_ = core::fnv1a64({reinterpret_cast<const char*>(indices.data()), indices.size_bytes()});
   batch_started_ = true;

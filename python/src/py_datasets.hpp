@@ -74,6 +74,11 @@ class SampleOut {
   void set_source(const std::string& path) { check().set_source(path); }
   const datasets::Schema& schema() const { return *schema_; }
   void invalidate() { w_ = nullptr; }
+  /// The indices of the batch this sample belongs to, and a number new for each batch filled
+  /// (a collate_fn runs once per batch: python/ringloader/_collate_fn.py).
+  void set_batch(const std::vector<int64_t>* indices, uint64_t serial) { batch_ = indices, batch_serial_ = serial; }
+  py::tuple batch() const;
+  uint64_t batch_serial() const { return batch_serial_; }
   /// Some field was taken (out[name], out.write): a get() that took none wrote nothing.
   bool touched() const { return touched_; }
 
@@ -83,6 +88,8 @@ class SampleOut {
   const datasets::Schema* schema_;
   std::vector<std::vector<int64_t>> shapes_;  ///< variable fields: the shape set_shape() gave
   bool touched_ = false;
+  const std::vector<int64_t>* batch_ = nullptr;
+  uint64_t batch_serial_ = 0;
 };
 
 /// Writes one sample - a tuple or list in schema order, a dict by name, or a lone value for a
@@ -125,6 +132,8 @@ class PyMapDataset : public datasets::Dataset {
   PyRef seed_batch_;        ///< ringloader._worker.seed_batch, called as each batch starts in a worker
   bool batch_started_ = false;  ///< prefetch() saw a new batch: its first get() seeds
   uint64_t batch_key_ = 0;      ///< FNV-1a of the batch's indices
+  std::vector<int64_t> batch_;  ///< the batch being filled (SampleOut::batch)
+  uint64_t batch_serial_ = 0;   ///< batches prefetch() saw
 };
 
 /// A Python stream: schema and __iter__ yielding samples (tuples or dicts, in schema order);
