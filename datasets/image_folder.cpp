@@ -78,6 +78,7 @@ class Scanner {
   }
 
   bool matches(const std::string& name) const {
+    if (extensions_.empty()) return true;  // is_valid_file decides
     const std::string l = lower(name);
     for (const auto& e : extensions_) {
       if (l.size() >= e.size() && l.compare(l.size() - e.size(), e.size(), e) == 0) return true;
@@ -193,15 +194,19 @@ ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options)
     throw ConfigError("ImageFolder root " + root_ + ": stat: " + std::strerror(err));
   }
   if (!S_ISDIR(st.st_mode)) throw ConfigError("ImageFolder root " + root_ + " is not a folder");
-  if (options.extensions.empty()) throw ConfigError("ImageFolder: extensions is empty");
+  const bool by_predicate = static_cast<bool>(options.is_valid_file);
+  if (options.extensions.empty() && !by_predicate) throw ConfigError("ImageFolder: extensions is empty");
 
-  Scanner scan(options.extensions, scan_errors_);
+  Scanner scan(by_predicate ? std::vector<std::string>{} : options.extensions, scan_errors_);
   classes_ = scan.subfolders(root_);
   if (classes_.empty()) throw ConfigError("ImageFolder: no class folder in " + root_);
   detail::PathIndex& index = mutable_index();
   std::string empty;
   for (size_t c = 0; c < classes_.size(); ++c) {
-    const std::vector<std::string> files = scan.files(root_, classes_[c]);
+    std::vector<std::string> files = scan.files(root_, classes_[c]);
+    if (by_predicate) {
+      std::erase_if(files, [&](const std::string& f) { return !options.is_valid_file(root_ + "/" + f); });
+    }
     if (files.empty()) empty += (empty.empty() ? "" : ", ") + classes_[c];
     for (const auto& f : files) index.add(f, static_cast<int32_t>(c));
   }
@@ -209,6 +214,7 @@ ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options)
   if (!empty.empty() && !options.allow_empty) {
     std::string exts;
     for (const auto& e : options.extensions) exts += (exts.empty() ? "" : " ") + e;
+    if (by_predicate) exts = "is_valid_file accepted none";
     throw ConfigError("ImageFolder " + root_ + ": no image in class folder(s) " + empty + " (extensions: " + exts +
                       "; set allow_empty to accept empty classes)");
   }

@@ -18,6 +18,10 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "datasets/image_dataset.hpp"
 
 namespace ringloader::datasets {
@@ -30,6 +34,9 @@ std::vector<std::string> decodable_extensions();
 struct ImageFolderOptions : ImageDatasetOptions {
   std::vector<std::string> extensions = torchvision_extensions();  ///< lower case, with the dot
   bool allow_empty = false;  ///< a class folder without images is an error unless set (torchvision raises)
+  /// torchvision's is_valid_file: set, it decides for every file (by its full path) instead of
+  /// `extensions`, as torchvision's make_dataset does. Called in the scan, in the main process.
+  std::function<bool(const std::string& path)> is_valid_file;
 };
 
 /// Something the scan skipped, and why.

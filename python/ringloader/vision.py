@@ -317,20 +317,20 @@ class ImageFolder(_Classified):
     def __init__(self, root, transform=None, target_transform=None, loader=None, is_valid_file=None,
                  allow_empty=False, *, size=None, random_crop=None, flip=None, output=None, max_pixels=64 << 20,
                  reader_threads=16, decoder="fast"):
-        if is_valid_file is not None:
-            raise ConfigError("is_valid_file= is not supported: the folder is scanned in C++ for torchvision's "
-                              "extensions; list the files you want in an rl.FileList instead")
+        if is_valid_file is not None and not callable(is_valid_file):
+            raise ConfigError(f"is_valid_file must be callable (path -> bool), got {is_valid_file!r}")
         self.root = _abspath(root)
         self._init = dict(root=self.root, transform=transform, target_transform=target_transform, loader=loader,
-                          allow_empty=allow_empty, size=size, random_crop=random_crop, flip=flip, output=output,
+                          is_valid_file=is_valid_file, allow_empty=allow_empty, size=size, random_crop=random_crop, flip=flip, output=output,
                           max_pixels=max_pixels, reader_threads=reader_threads, decoder=decoder)
         if isinstance(transform, int) and not isinstance(transform, bool):
             raise ConfigError(f"ImageFolder's second argument is torchvision's transform; for the keyword form "
                               f"write size={transform}")
         self._setup(_core.image_folder, self.root, transform, target_transform, loader,
                     dict(size=size, random_crop=random_crop, flip=flip, output=output), max_pixels, reader_threads,
-                    decoder, extra=(bool(allow_empty),))
-        self.extensions = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+                    decoder, extra=(bool(allow_empty), is_valid_file))
+        self.extensions = None if is_valid_file is not None else (  # torchvision's: one or the other
+            ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 class FileList(_ImageDataset):

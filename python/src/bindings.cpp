@@ -478,16 +478,24 @@ PYBIND11_MODULE(_ringloader, m) {
   m.def(
       "image_folder",
       [](const std::string& root, const py::list& steps, const std::string& output, std::array<float, 3> mean,
-         std::array<float, 3> std, int64_t max_pixels, int reader_threads, const std::string& decoder, bool allow_empty) {
+         std::array<float, 3> std, int64_t max_pixels, int reader_threads, const std::string& decoder, bool allow_empty,
+         const py::object& is_valid_file) {
         datasets::ImageFolderOptions o;
         static_cast<datasets::ImageDatasetOptions&>(o) =
             image_options(steps, output, mean, std, max_pixels, reader_threads, decoder);
         o.allow_empty = allow_empty;
+        if (!is_valid_file.is_none()) {
+          o.is_valid_file = [&is_valid_file](const std::string& path) {
+            py::gil_scoped_acquire g;  // the scan runs without it; the predicate is Python
+            return py::bool_(is_valid_file(fs_str(path))).cast<bool>();
+          };
+        }
         py::gil_scoped_release rel;  // the scan reads the disk
         return NativeDataset{std::make_shared<datasets::ImageFolder>(root, o)};
       },
       py::arg("root"), py::arg("steps"), py::arg("output"), py::arg("mean"), py::arg("std"), py::arg("max_pixels"),
-      py::arg("reader_threads"), py::arg("decoder"), py::arg("allow_empty") = false);
+      py::arg("reader_threads"), py::arg("decoder"), py::arg("allow_empty") = false,
+      py::arg("is_valid_file") = py::none());
   m.def(
       "file_list",
       [](const std::string& list, const py::list& steps, const std::string& output, std::array<float, 3> mean,

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <atomic>
 #include <chrono>
@@ -101,6 +102,27 @@ TEST_CASE("ImageFolder: sorted classes, labels, torchvision order, case-insensit
   CHECK(w0.source() == t / "bird.jpg/x/q.bmp");  // named even when it fails
   auto w9 = buf.writer(99);
   CHECK_THROWS_AS(ds.get(99, w9), SampleError);
+}
+
+TEST_CASE("ImageFolder is_valid_file decides for every file instead of the extensions", "[folder]") {
+  TempDir t;
+  test::write_bytes(t / "dog/b.jpg", tagged_jpeg(1));
+  test::write_bytes(t / "dog/skip.jpg", tagged_jpeg(2));
+  test::write_bytes(t / "dog/z.txt", {1, 2, 3});  // no image extension: kept when the predicate says so
+  test::write_bytes(t / "cat/1.jpg", tagged_jpeg(3));
+  auto opt = small();
+  std::vector<std::string> asked;
+  opt.is_valid_file = [&](const std::string& path) {
+    asked.push_back(path);
+    return path.find("skip") == std::string::npos;
+  };
+  ImageFolder ds(t.path(), opt);
+  CHECK(rel_paths(ds, t.path()) == std::vector<std::string>{"cat/1.jpg", "dog/b.jpg", "dog/z.txt"});
+  CHECK(asked.size() == 4);  // every file, by its full path
+  CHECK(std::find(asked.begin(), asked.end(), t / "dog/skip.jpg") != asked.end());
+
+  opt.is_valid_file = [](const std::string& path) { return path.find("cat") == std::string::npos; };
+  CHECK_THROWS_WITH(ImageFolder(t.path(), opt), Catch::Contains("cat") && Catch::Contains("is_valid_file"));
 }
 
 TEST_CASE("ImageFolder follows symlinks and reports loops and broken links", "[folder]") {

@@ -43,6 +43,29 @@ def test_the_attributes_and_items_are_torchvisions(image_folder):
     assert not plain.native
 
 
+def test_is_valid_file_chooses_the_files_as_torchvisions(image_folder, tmp_path):
+    import os
+    import shutil
+    root = tmp_path / "folder"
+    shutil.copytree(image_folder, root)
+    (root / os.listdir(root)[0] / "notes.txt").write_text("not an image")  # no image extension
+    seen = []
+
+    def odd(path):
+        seen.append(path)
+        return path.endswith(".txt") or int("".join(c for c in os.path.basename(path) if c.isdigit()) or 0) % 2 == 1
+    tf = T.Compose([T.Resize(40), T.CenterCrop(32), T.ToTensor()])
+    ours, theirs = rl.ImageFolder(root, tf, is_valid_file=odd), torchvision.datasets.ImageFolder(root, tf, is_valid_file=odd)
+    assert ours.samples == theirs.samples and 0 < len(ours) < len(rl.ImageFolder(root))
+    assert any(p.endswith("notes.txt") for p, _ in ours.samples)  # extensions are not checked then
+    assert ours.extensions is None and len(seen) == 2 * len(set(seen))  # every file asked once by each
+    with pytest.raises(ValueError, match="is_valid_file"):  # torchvision raises FileNotFoundError here
+        rl.ImageFolder(root, tf, is_valid_file=lambda p: False)
+    assert len(rl.ImageFolder(root, tf, is_valid_file=lambda p: False, allow_empty=True)) == 0
+    with pytest.raises(ZeroDivisionError):  # the predicate's own error, as torchvision
+        rl.ImageFolder(root, tf, is_valid_file=lambda p: 1 / 0)
+
+
 def test_subset_random_split_concat_and_torchs_own_loader_take_it(image_folder):
     tf = T.Compose([T.Resize(40), T.CenterCrop(32), T.ToTensor()])
     ds = rl.ImageFolder(image_folder, tf)
