@@ -93,6 +93,7 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   owner_generation_ = core::fork_generation();
   slot_seq_.assign(cfg.num_slots, -1);
   quiet_.assign(cfg.num_slots, 0);
+  wake_policy_ = WakePolicy(cfg.num_slots);
   recovery_ = std::make_unique<Recovery>(
       *ring_, layout_, opts_, [this](uint32_t s) { return describe_task(s); },
       [this](int64_t i) { return source_of(i); });
@@ -258,11 +259,7 @@ void LoaderCore::refill() {
     clear_quiet();
     return;
   }
-  // Wake workers only when the batches ready ahead run low. With more than half the ring
-  // FILLED (counting the one next() is about to hand out: 3 of 4 slots leave 2 ready after it)
-  // the tasks just queued are not needed yet: a worker finds them within its idle wait (1 ms, doubling), and the training
-  // loop does not pay a wake-up (a futex system call and an IPI: 40-50 us on a VM) per batch.
-  // Unless that has already made next() wait (see eager_until_).
+  // Map-style: WakePolicy decides whether the tasks queued quietly need a wake-up now.
   if (newly == 0 && !any_quiet_) return;
   uint32_t filled = 0, waiting = 0;  // waiting: queued quietly, still unclaimed
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
@@ -270,9 +267,9 @@ void LoaderCore::refill() {
     filled += st == ipc::SlotState::kFilled;
     waiting += st == ipc::SlotState::kQueued && quiet_[s] != 0;
   }
-  const uint32_t low_water = std::max<uint32_t>(2, ring_->num_slots() / 2);
-  if (filled > low_water && stats_.batches >= eager_until_) return;  // they stay quiet
-  if (waiting > 0) stats_.worker_wakeups += ring_->wake_workers(waiting);
+  const std::optional<uint32_t> wake = wake_policy_.after_queue(filled, waiting, stats_.batches);
+  if (!wake) return;  // they stay quiet
+  if (*wake > 0) stats_.worker_wakeups += ring_->wake_workers(*wake);
   clear_quiet();
 }
 
@@ -286,13 +283,8 @@ void LoaderCore::before_wait() {
     late += st == ipc::SlotState::kQueued || st == ipc::SlotState::kClaimed;
   }
   clear_quiet();
-  if (late == 0) return;
-  // The loop waits while a task queued quietly is not filled yet: a worker found it later than
-  // a wake-up would have sent it, and that cost more than the wake-up saved. Wake the sleepers
-  // for those still unclaimed, and wake eagerly for a while (twice as long each time).
-  eager_span_ = std::min<uint64_t>(std::max<uint64_t>(eager_span_ * 2, 2 * ring_->num_slots()), uint64_t{1} << 16);
-  eager_until_ = stats_.batches + eager_span_;
-  if (unclaimed > 0) stats_.worker_wakeups += ring_->wake_workers(unclaimed);
+  const uint32_t wake = wake_policy_.before_wait(unclaimed, late, stats_.batches);
+  if (wake > 0) stats_.worker_wakeups += ring_->wake_workers(wake);
 }
 
 void LoaderCore::clear_quiet() {

@@ -27,6 +27,7 @@
 #include "loader/detail/recovery.hpp"
 #include "loader/detail/resolved_options.hpp"
 #include "loader/detail/slot_layout.hpp"
+#include "loader/detail/wake_policy.hpp"
 #include "loader/detail/worker_pool.hpp"
 #include "loader/options.hpp"
 
@@ -133,11 +134,7 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::vector<SkippedSample> skipped_;
   LoaderStats stats_;
   int64_t last_check_ns_ = 0;  ///< when supervise last ran (it runs at least every kPoll)
-  /// Quiet queueing (refill) is off until stats_.batches reaches this: next() once had to wait
-  /// while a quietly queued task lay unclaimed beside a sleeping worker. Each such wait doubles
-  /// the span (eager_span_), so a loop only just slower than its workers settles on waking them.
-  uint64_t eager_until_ = 0;
-  uint64_t eager_span_ = 0;
+  WakePolicy wake_policy_{0};  ///< when refill() and before_wait() wake sleeping workers
   std::vector<uint8_t> quiet_;  ///< per slot: queued without waking anyone since refill() last woke
   bool any_quiet_ = false;
 };
