@@ -14,6 +14,7 @@
 #include "core/child_setup.hpp"
 #include "core/fnv.hpp"
 #include "loader/distributed.hpp"
+#include "loader/detail/batch_error.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"
 #include "loader/detail/worker_main.hpp"
@@ -27,13 +28,6 @@ constexpr auto kPoll = 100ms;             ///< longest the main process waits be
 constexpr auto kAbandonPatience = 2000ms;  ///< persistent workers get this long to drop an abandoned epoch
 
 int64_t ns(std::chrono::nanoseconds d) { return d.count(); }
-
-std::string join_indices(std::span<const int64_t> idx, size_t max_shown = 16) {
-  std::string s;
-  for (size_t i = 0; i < idx.size() && i < max_shown; ++i) s += (i ? "," : "") + std::to_string(idx[i]);
-  if (idx.size() > max_shown) s += ",... (" + std::to_string(idx.size()) + " in all)";
-  return s;
-}
 
 std::string millis(int64_t d_ns) { return std::to_string(d_ns / 1000000) + " ms"; }
 
@@ -542,29 +536,14 @@ std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
   }
   if (stream() && meta->end_of_stream && task.target_worker >= 0) exhausted_[static_cast<size_t>(task.target_worker)] = 1;
   if (meta->status == BatchStatus::kError) {
-    const std::string type = meta->error_type[0] ? meta->error_type : "unknown";
-    const std::string where =
-        opts_.user.num_workers ? "worker pid " + std::to_string(meta->error_pid) : std::string("the main process");
-    std::string msg = "sample " + std::to_string(meta->error_index);
-    if (meta->error_path[0]) msg += " (" + std::string(meta->error_path) + ")";
-    const ErrorKind kind = meta->error_kind;
-    const std::string given_up = meta->error_message;
-    const int64_t index = meta->error_index;
-    const std::string path = meta->error_path;
-    const int err = meta->error_errno;
-    std::vector<int64_t> indices(ring_->indices(s).begin(), ring_->indices(s).begin() + task.count);
-    std::vector<int64_t> culprits = recovery_->take_culprits(s);
-    const uint64_t seq = task.seq;
+    BatchErrorContext ctx;
+    ctx.seq = task.seq;
+    ctx.indices.assign(ring_->indices(s).begin(), ring_->indices(s).begin() + task.count);
+    ctx.culprits = recovery_->take_culprits(s);
+    ctx.in_worker = opts_.user.num_workers > 0;
+    const std::exception_ptr error = read_batch_error(*meta, std::move(ctx));
     ring_->release(s);
-    if (kind == ErrorKind::kTimeout) throw TimeoutError(given_up, true);
-    if (kind == ErrorKind::kWorker) throw BatchError(given_up, std::move(indices), std::move(culprits));
-    if (kind == ErrorKind::kResource) {
-      throw ResourceError(msg + " of batch " + std::to_string(seq) + " could not be loaded in " + where + ": " + given_up +
-                              "; the batch (indices " + join_indices(indices) + ") was not delivered",
-                          err, path, index);
-    }
-    throw SampleError(msg + " of batch " + std::to_string(seq) + " raised " + type + " in " + where + ": " + given_up,
-                      index, path, type);
+    std::rethrow_exception(error);
   }
   const bool short_stream_batch = stream() && opts_.user.drop_last && meta->count < opts_.user.batch_size;
   if (meta->count == 0 || short_stream_batch) {
