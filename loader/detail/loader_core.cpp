@@ -8,7 +8,6 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
-#include <system_error>
 
 #include "core/error.hpp"
 #include "core/child_setup.hpp"
@@ -17,6 +16,7 @@
 #include "loader/detail/batch_error.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"
+#include "loader/detail/ring_factory.hpp"
 #include "loader/detail/worker_main.hpp"
 
 namespace ringloader::loader::detail {
@@ -51,43 +51,17 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
       recipe_(std::move(recipe)),
       schema_(map_ds_ ? map_ds_->schema() : stream_ds_->schema()),
       layout_((schema_.validate(), SlotLayout(schema_, opts_.batch_capacity))),
+      ring_(make_ring(opts_, layout_)),
       plan_(opts_.batch_sampler, opts_.batch_capacity, opts_.seed,
             EpochPlan::Identity{map_ds_ ? map_ds_->size() : 0, map_ds_ ? dataset_fingerprint() : std::string(),
                                 rank_of(opts_.user), world_of(opts_.user)}) {
   const LoaderOptions& o = opts_.user;
   const size_t workers = o.num_workers;
-  ipc::SlotRing::Config cfg;
-  cfg.num_slots = opts_.num_slots;
-  cfg.max_batch = opts_.batch_capacity;
-  cfg.payload_bytes = layout_.payload_bytes();
-  cfg.task_bytes = sizeof(TaskRecord);
-  cfg.extra_bytes = sizeof(WorkerRecord) * std::max<size_t>(1, workers);
-  cfg.region.dir = o.shm_dir;
-  cfg.region.anonymous = workers == 0;
-  cfg.region.keep_fd = o.start_method == StartMethod::kForkServer && workers > 0;
-  try {
-    ring_ = std::make_unique<ipc::SlotRing>(cfg);
-  } catch (const ipc::RegionTooLarge& e) {
-    throw IpcError(std::string(e.what()) + " [" + std::to_string(cfg.num_slots) + " slots (num_workers=" +
-                   std::to_string(workers) + " x prefetch_factor=" + std::to_string(o.prefetch_factor) + ") of " +
-                   std::to_string(layout_.payload_bytes()) + " bytes (batch " + std::to_string(opts_.batch_capacity) +
-                   " x " + std::to_string(schema_.max_sample_bytes()) + " bytes per sample)]");
-  } catch (const std::length_error& e) {
-    throw ConfigError("the ring's size overflows (" + std::string(e.what()) + "): num_workers=" +
-                      std::to_string(workers) + " x prefetch_factor=" + std::to_string(o.prefetch_factor) + " = " +
-                      std::to_string(cfg.num_slots) + " slots of " + std::to_string(layout_.payload_bytes()) +
-                      " bytes (batch " + std::to_string(opts_.batch_capacity) + " x " +
-                      std::to_string(schema_.max_sample_bytes()) +
-                      " bytes per sample); lower batch_size, num_workers or prefetch_factor");
-  } catch (const std::system_error& e) {
-    throw IpcError(std::string("creating the shared-memory ring: ") + e.what());
-  }
-  for (size_t w = 0; w < std::max<size_t>(1, workers); ++w) new (&records()[w]) WorkerRecord{};
   owner_pid_ = static_cast<int>(::getpid());
   owner_generation_ = core::fork_generation();
-  slot_seq_.assign(cfg.num_slots, -1);
-  quiet_.assign(cfg.num_slots, 0);
-  wake_policy_ = WakePolicy(cfg.num_slots);
+  slot_seq_.assign(ring_->num_slots(), -1);
+  quiet_.assign(ring_->num_slots(), 0);
+  wake_policy_ = WakePolicy(ring_->num_slots());
   recovery_ = std::make_unique<Recovery>(
       *ring_, layout_, opts_, [this](uint32_t s) { return describe_task(s); },
       [this](int64_t i) { return source_of(i); });
@@ -110,9 +84,9 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
     pc.warn_threaded_fork = o.start_method == StartMethod::kFork;
     pc.kill_stuck_claims = !stream();
     pc.describe_task = [this](uint32_t s) { return describe_task(s); };
-    pool_ = std::make_unique<WorkerPool>(*ring_, std::span<WorkerRecord>(records(), workers), std::move(launcher), pc);
+    pool_ = std::make_unique<WorkerPool>(*ring_, std::span<WorkerRecord>(worker_records(*ring_), workers), std::move(launcher), pc);
   }
-  log().debug("ring: {} slots x {} bytes ({} total), seed {}", cfg.num_slots, layout_.payload_bytes(),
+  log().debug("ring: {} slots x {} bytes ({} total), seed {}", ring_->num_slots(), layout_.payload_bytes(),
               ring_->region_size(), plan_.seed());
 }
 
@@ -162,7 +136,7 @@ int LoaderCore::worker_main(int id) {
   WorkerEnv env;
   env.ring = ring_.get();
   env.layout = &layout_;
-  env.records = records();
+  env.records = worker_records(*ring_);
   env.map_ds = map_ds_.get();
   env.stream_ds = stream_ds_.get();
   env.on_error = opts_.user.on_error;

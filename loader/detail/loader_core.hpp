@@ -100,7 +100,6 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   /// FILLED -> HANDED_OUT: the Batch, nothing for an empty batch; throws a dataset error.
   std::optional<Batch> hand_out(uint32_t s);
   int worker_main(int id);
-  WorkerRecord* records() const { return reinterpret_cast<WorkerRecord*>(ring_->extra()); }
 
   // Member order is teardown order (reverse): the pool stops before the ring is unmapped.
   ResolvedOptions opts_;
