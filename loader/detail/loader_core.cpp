@@ -155,10 +155,8 @@ void LoaderCore::start_epoch() {
   check_owner();
   if (active_) abandon_epoch();
   plan_.begin();
-  ++generation_;
-  ring_->ring().generation.store(generation_, std::memory_order_release);
+  drop_tasks();
   queued_ = delivered_ = 0;
-  std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
   exhausted_.assign(std::max<size_t>(1, opts_.user.num_workers), 0);
   round_robin_ = 0;
   if (!pool_) {
@@ -178,11 +176,15 @@ void LoaderCore::start_epoch() {
   refill();
 }
 
-void LoaderCore::abandon_epoch() noexcept {
+void LoaderCore::drop_tasks() noexcept {
   ++generation_;  // workers drop the old tasks at their next sample boundary
   ring_->ring().generation.store(generation_, std::memory_order_release);
   std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
   active_ = false;
+}
+
+void LoaderCore::abandon_epoch() noexcept {
+  drop_tasks();
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) ring_->abandon(s);
   if (!pool_) return;
   if (!opts_.user.persistent_workers) {
@@ -201,12 +203,7 @@ void LoaderCore::end_epoch() {
 
 void LoaderCore::shutdown() noexcept {
   if (!mine()) return;  // a fork's copy: the ring and the workers are the creator's
-  if (active_) {
-    ++generation_;
-    ring_->ring().generation.store(generation_, std::memory_order_release);
-    std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
-    active_ = false;
-  }
+  if (active_) drop_tasks();
   if (pool_) pool_->stop();  // bounded; frees every slot not handed out
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) ring_->abandon(s);
 }
@@ -367,10 +364,7 @@ void LoaderCore::supervise() {
 
 void LoaderCore::fail(const std::string& why) {
   // No waiting here: the error must reach the training loop within its timeout.
-  ++generation_;
-  ring_->ring().generation.store(generation_, std::memory_order_release);
-  std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
-  active_ = false;
+  drop_tasks();
   pool_->stop(false);  // SIGKILL at once, bounded reap; frees every slot not handed out
   throw WorkerError(why);
 }

@@ -71,6 +71,9 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   bool mine() const;
   /// ConfigError in a forked copy: only the process that built the loader may iterate it.
   void check_owner() const;
+  /// A new generation: workers drop every task queued so far at their next sample boundary,
+  /// this process forgets them (slot_seq_), and no epoch is active. Frees no slot.
+  void drop_tasks() noexcept;
   void abandon_epoch() noexcept;
   void end_epoch();
   /// Queues planned batches into FREE slots; wakes sleeping workers for them only when the
