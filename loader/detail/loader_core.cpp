@@ -14,6 +14,7 @@
 #include "core/fnv.hpp"
 #include "loader/distributed.hpp"
 #include "loader/detail/batch_error.hpp"
+#include "loader/detail/diagnostics.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"
 #include "loader/detail/ring_factory.hpp"
@@ -29,8 +30,6 @@ constexpr auto kAbandonPatience = 2000ms;  ///< persistent workers get this long
 
 int64_t ns(std::chrono::nanoseconds d) { return d.count(); }
 
-std::string millis(int64_t d_ns) { return std::to_string(d_ns / 1000000) + " ms"; }
-
 int rank_of(const LoaderOptions& o) { return o.sampler ? o.sampler->rank() : 0; }
 
 int world_of(const LoaderOptions& o) { return o.sampler ? o.sampler->world_size() : 1; }
@@ -39,6 +38,18 @@ ResolvedOptions resolve(const std::shared_ptr<datasets::Dataset>& map_ds,
                         const std::shared_ptr<datasets::IterableDataset>& stream_ds, const LoaderOptions& o,
                         const std::optional<DatasetRecipe>& recipe) {
   return resolve_options(o, map_ds.get(), stream_ds != nullptr, recipe);
+}
+
+/// What a saved state must match to be resumed here: size, schema and the dataset's own
+/// fingerprint, hashed.
+std::string dataset_fingerprint(const datasets::Dataset& ds, const datasets::Schema& schema) {
+  std::string text = std::to_string(ds.size());
+  for (const auto& f : schema.fields) {
+    text += "|" + f.name + ":" + datasets::dtype_name(f.dtype) + (f.variable ? "*" : "");
+    for (int64_t d : f.shape) text += "," + std::to_string(d);
+  }
+  text += "|" + ds.fingerprint();
+  return core::hex64(core::fnv1a64(text));
 }
 
 }  // namespace
@@ -53,7 +64,7 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
       layout_((schema_.validate(), SlotLayout(schema_, opts_.batch_capacity))),
       ring_(make_ring(opts_, layout_)),
       plan_(opts_.batch_sampler, opts_.batch_capacity, opts_.seed,
-            EpochPlan::Identity{map_ds_ ? map_ds_->size() : 0, map_ds_ ? dataset_fingerprint() : std::string(),
+            EpochPlan::Identity{map_ds_ ? map_ds_->size() : 0, map_ds_ ? dataset_fingerprint(*map_ds_, schema_) : std::string(),
                                 rank_of(opts_.user), world_of(opts_.user)}) {
   const LoaderOptions& o = opts_.user;
   const size_t workers = o.num_workers;
@@ -63,8 +74,8 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   quiet_.assign(ring_->num_slots(), 0);
   wake_policy_ = WakePolicy(ring_->num_slots());
   recovery_ = std::make_unique<Recovery>(
-      *ring_, layout_, opts_, [this](uint32_t s) { return describe_task(s); },
-      [this](int64_t i) { return source_of(i); });
+      *ring_, layout_, opts_, [this](uint32_t s) { return describe_task(*ring_, s, stream(), map_ds_.get()); },
+      [this](int64_t i) { return source_of(map_ds_.get(), i); });
   if (workers > 0) {
     std::unique_ptr<ipc::Launcher> launcher;
     if (o.start_method == StartMethod::kForkServer) {
@@ -83,7 +94,7 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
     pc.timeout = o.timeout;
     pc.warn_threaded_fork = o.start_method == StartMethod::kFork;
     pc.kill_stuck_claims = !stream();
-    pc.describe_task = [this](uint32_t s) { return describe_task(s); };
+    pc.describe_task = [this](uint32_t s) { return describe_task(*ring_, s, stream(), map_ds_.get()); };
     pool_ = std::make_unique<WorkerPool>(*ring_, std::span<WorkerRecord>(worker_records(*ring_), workers), std::move(launcher), pc);
   }
   log().debug("ring: {} slots x {} bytes ({} total), seed {}", ring_->num_slots(), layout_.payload_bytes(),
@@ -295,27 +306,6 @@ uint32_t LoaderCore::queue_free_slots() {
   return newly;
 }
 
-std::string LoaderCore::source_of(int64_t index) const {
-  if (!map_ds_ || index < 0) return {};
-  try {
-    return map_ds_->source(static_cast<size_t>(index));
-  } catch (...) {
-    return {};
-  }
-}
-
-std::string LoaderCore::describe_task(uint32_t s) const {
-  const TaskRecord& t = ring_->task<TaskRecord>(s);
-  if (stream()) return "batch " + std::to_string(t.seq) + " (stream shard of worker " + std::to_string(t.target_worker) + ")";
-  const auto idx = std::span<const int64_t>(ring_->indices(s).data(), t.count);
-  std::string d = "batch " + std::to_string(t.seq) + " (indices " + join_indices(idx);
-  if (!idx.empty()) {
-    const std::string src = source_of(idx[0]);
-    if (!src.empty()) d += "; first file " + src;
-  }
-  return d + ")";
-}
-
 void LoaderCore::fill_inline(uint32_t s) {
   if (!ring_->take(s)) return;
   const TaskRecord& t = ring_->task<TaskRecord>(s);
@@ -395,47 +385,45 @@ size_t LoaderCore::held_batches() const {
   return n;
 }
 
-void LoaderCore::throw_held_error() const {
-  throw ConfigError("all " + std::to_string(ring_->num_slots()) +
-                    " ring slots are held by Batches the training loop has not released (num_workers=" +
-                    std::to_string(opts_.user.num_workers) + ", prefetch_factor=" +
-                    std::to_string(opts_.user.prefetch_factor) +
-                    "); let one go before asking for the next (Python: drop the batch and its tensors, e.g. `del "
-                    "batch`, or keep copies: copy.deepcopy(batch), or copy=True; C++: Batch::release() or let it go "
-                    "out of scope), or raise prefetch_factor");
-}
-
 void LoaderCore::throw_timeout(int64_t waited_ns) {
-  const int64_t now = ipc::monotonic_ns();
-  std::string what;
+  std::vector<uint32_t> awaited;
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
     if (slot_seq_[s] < 0) continue;
     if (opts_.user.in_order && slot_seq_[s] != static_cast<int64_t>(delivered_)) continue;
-    const ipc::SlotWord w = ring_->word(s);
-    std::string d = describe_task(s);
-    if (w.state == ipc::SlotState::kQueued) {
-      d += ", which is queued but no worker has taken it";
-    } else if (w.state == ipc::SlotState::kClaimed) {
-      d += ", which worker " + std::to_string(w.worker) + " has been filling";
-      if (auto at = ring_->claimed_at(s, w.ticket)) d += " for " + millis(now - *at);
-      const int64_t p = ring_->progress(s).load(std::memory_order_relaxed);
-      if (p >= 0) {
-        const std::string src = source_of(p);
-        d += ", now in sample " + std::to_string(p) + (src.empty() ? "" : " (" + src + ")");
-      }
-      if (ring_->slot(s).attempts > 0) d += " (retry " + std::to_string(ring_->slot(s).attempts) + ")";
-    } else {
-      d += std::string(" (") + ipc::slot_state_name(w.state) + ")";
-    }
-    what += (what.empty() ? "" : "; ") + d;
+    awaited.push_back(s);
   }
-  if (what.empty()) what = "the next batch";
   ++stats_.timeouts;
-  throw TimeoutError("DataLoader timed out after " + millis(waited_ns) + " (timeout=" +
-                     std::to_string(opts_.user.timeout.count()) + " ms) waiting for " + what + ". Workers: " +
-                     pool_->describe_workers() +
-                     ". Nothing is lost: a worker hung past the timeout is killed and its batch retried; call next() "
-                     "again to keep waiting");
+  throw wait_timed_out(*ring_, awaited, stream(), map_ds_.get(), waited_ns, opts_.user, pool_->describe_workers());
+}
+
+bool LoaderCore::epoch_over() const {
+  if (map_ds_) return delivered_ >= plan_.size();
+  return delivered_ >= queued_ && std::all_of(exhausted_.begin(), exhausted_.end(), [](uint8_t e) { return e != 0; });
+}
+
+bool LoaderCore::all_held(std::optional<uint32_t> next_slot) const {
+  if (opts_.user.in_order) return !next_slot;
+  return std::none_of(slot_seq_.begin(), slot_seq_.end(), [](int64_t q) { return q >= 0; });
+}
+
+uint32_t LoaderCore::next_to_fill(std::optional<uint32_t> next_slot) const {
+  if (opts_.user.in_order) return *next_slot;
+  std::optional<uint32_t> lowest;  // out of order: the oldest queued task
+  for (uint32_t i = 0; i < ring_->num_slots(); ++i) {
+    if (slot_seq_[i] < 0 || ring_->word(i).state != ipc::SlotState::kQueued) continue;
+    if (!lowest || slot_seq_[i] < slot_seq_[*lowest]) lowest = i;
+  }
+  return *lowest;
+}
+
+void LoaderCore::wait_for_workers(int64_t started, int64_t deadline) {
+  const int64_t now = ipc::monotonic_ns();
+  if (now >= deadline) throw_timeout(now - started);
+  before_wait();
+  (void)ring_->wait_for_fill([this] { return ready_now(); },
+                             std::chrono::nanoseconds(std::min<int64_t>(ns(kPoll), deadline - now)));
+  check_interrupt();
+  supervise();
 }
 
 std::optional<Batch> LoaderCore::next() {
@@ -446,10 +434,7 @@ std::optional<Batch> LoaderCore::next() {
   const int64_t deadline = timeout > 0 && pool_ ? started + timeout : std::numeric_limits<int64_t>::max();
   for (;;) {
     check_interrupt();
-    const bool all_planned = map_ds_ ? delivered_ >= plan_.size()
-                                     : delivered_ >= queued_ && std::all_of(exhausted_.begin(), exhausted_.end(),
-                                                                            [](uint8_t e) { return e != 0; });
-    if (all_planned) {
+    if (epoch_over()) {
       end_epoch();
       return std::nullopt;
     }
@@ -460,29 +445,14 @@ std::optional<Batch> LoaderCore::next() {
     const std::optional<uint32_t> s = pick_ready();
     if (s && ring_->word(*s).state == ipc::SlotState::kFilled) {
       if (auto b = hand_out(*s)) return b;
-      continue;
+      continue;  // an empty batch: look for the next
     }
-    bool in_flight = false;
-    std::optional<uint32_t> lowest_queued;
-    for (uint32_t i = 0; i < ring_->num_slots(); ++i) {
-      if (slot_seq_[i] < 0) continue;
-      in_flight = true;
-      if (ring_->word(i).state == ipc::SlotState::kQueued && (!lowest_queued || slot_seq_[i] < slot_seq_[*lowest_queued])) {
-        lowest_queued = i;
-      }
+    if (all_held(s)) throw all_slots_held(ring_->num_slots(), opts_.user);
+    if (pool_) {
+      wait_for_workers(started, deadline);
+    } else {
+      fill_inline(next_to_fill(s));
     }
-    if (opts_.user.in_order ? !s : !in_flight) throw_held_error();
-    if (!pool_) {
-      fill_inline(opts_.user.in_order ? *s : *lowest_queued);
-      continue;
-    }
-    const int64_t now = ipc::monotonic_ns();
-    if (now >= deadline) throw_timeout(now - started);
-    before_wait();
-    (void)ring_->wait_for_fill([this] { return ready_now(); },
-                               std::chrono::nanoseconds(std::min<int64_t>(ns(kPoll), deadline - now)));
-    check_interrupt();
-    supervise();
   }
 }
 
@@ -539,17 +509,6 @@ void LoaderCore::count_delivered(const Batch& b, bool delivered) {
   if (map_ds_) delivered ? plan_.mark_done(b.seq()) : plan_.mark_undone(b.seq());
   stats_.batches = delivered ? stats_.batches + 1 : stats_.batches - 1;
   stats_.samples = delivered ? stats_.samples + b.size() : stats_.samples - b.size();
-}
-
-std::string LoaderCore::dataset_fingerprint() const {
-  // size, schema and the dataset's own fingerprint, hashed.
-  std::string text = std::to_string(map_ds_->size());
-  for (const auto& f : schema_.fields) {
-    text += "|" + f.name + ":" + datasets::dtype_name(f.dtype) + (f.variable ? "*" : "");
-    for (int64_t d : f.shape) text += "," + std::to_string(d);
-  }
-  text += "|" + map_ds_->fingerprint();
-  return core::hex64(core::fnv1a64(text));
 }
 
 }  // namespace ringloader::loader::detail

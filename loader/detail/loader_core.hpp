@@ -94,12 +94,16 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   /// The slot to hand out next (in_order: the next batch in sequence, whatever its state).
   std::optional<uint32_t> pick_ready() const;
   bool ready_now() const;
+  /// Every batch of the epoch has been handed out (a stream: every shard has ended).
+  bool epoch_over() const;
+  /// Nothing left to wait for: the training loop holds every slot (`next_slot`: pick_ready()).
+  bool all_held(std::optional<uint32_t> next_slot) const;
+  /// In-process: the slot to fill now (the next in order, or the oldest queued).
+  uint32_t next_to_fill(std::optional<uint32_t> next_slot) const;
+  /// One bounded wait (at most kPoll) for a fill, then supervision; TimeoutError past `deadline`.
+  void wait_for_workers(int64_t started, int64_t deadline);
   void check_interrupt();
-  [[noreturn]] void throw_held_error() const;
   [[noreturn]] void throw_timeout(int64_t waited_ns);
-  std::string describe_task(uint32_t s) const;
-  std::string source_of(int64_t index) const;
-  std::string dataset_fingerprint() const;
   /// FILLED -> HANDED_OUT: the Batch, nothing for an empty batch; throws a dataset error.
   std::optional<Batch> hand_out(uint32_t s);
   int worker_main(int id);
