@@ -7,6 +7,9 @@
 // Batch exists). Runs in the main process; worker_main() runs in forked workers on their
 // inherited copy of this object.
 //
+// Defined in loader_core.cpp (lifecycle, next() and the hand-out) and loader_core_feed.cpp
+// (queueing, waking workers, in-process fills, supervision).
+//
 // Thread-safety: start_epoch/next/shutdown from one thread; release_slot from any thread
 // (a CAS on the slot's state word); interrupt from anywhere, a signal handler included.
 // Only the process that built it touches its ring or workers: in a fork of that process
