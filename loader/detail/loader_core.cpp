@@ -188,8 +188,7 @@ void LoaderCore::start_epoch() {
 }
 
 void LoaderCore::drop_tasks() noexcept {
-  ++generation_;  // workers drop the old tasks at their next sample boundary
-  ring_->ring().generation.store(generation_, std::memory_order_release);
+  (void)ring_->begin_generation();  // workers drop the old tasks at their next sample boundary
   std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
   active_ = false;
 }

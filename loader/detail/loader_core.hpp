@@ -130,7 +130,6 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   // Iteration state (main process).
   bool active_ = false;
   bool inproc_started_ = false;
-  uint64_t generation_ = 0;
   uint64_t queued_ = 0;     ///< batches queued so far this epoch (= index of the next in the plan)
   uint64_t delivered_ = 0;  ///< batches consumed (delivered, raised, or empty) this epoch
   std::vector<int64_t> slot_seq_;  ///< queue order of this epoch's task in slot i, -1 if none

@@ -81,13 +81,13 @@ uint32_t LoaderCore::queue_free_slots() {
       task.count = static_cast<uint32_t>(opts_.user.batch_size);
       task.seq = queued_;
     }
-    task.generation = generation_;
+    task.generation = ring_->generation();
     task.epoch = plan_.epoch();
     task.seed = plan_.seed();
     recovery_->reset(s);
     slot_seq_[s] = static_cast<int64_t>(queued_);
     ++queued_;
-    ring_->queue_quietly(s);  // refill() wakes workers as they are needed
+    ring_->queue(s);  // wakes nobody: refill() wakes workers as they are needed
     quiet_[s] = 1;
     any_quiet_ = true;
     ++newly;
@@ -124,7 +124,7 @@ void LoaderCore::supervise() {
   auto report = pool_->service();
   for (const auto& d : report.deaths) {
     if (report.fatal) break;
-    if (stream() && d.stream_generation == generation_ && d.stream_batches > 0) {
+    if (stream() && d.stream_generation == ring_->generation() && d.stream_batches > 0) {
       fail(d.describe() + " while reading a stream dataset: its shard's position is lost and a stream cannot replay "
                           "it; the epoch is abandoned (start the next one to go on)");
     }
