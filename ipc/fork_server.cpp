@@ -20,84 +20,18 @@
 #include <system_error>
 
 #include "core/posix_error.hpp"
+#include "ipc/detail/pool_wire.hpp"
 
 namespace ringloader::ipc {
 namespace {
 
 using core::posix_error;
 using core::UniqueFd;
-
-enum MsgType : int32_t { kSpawn = 1, kSpawned = 2, kDied = 3, kQuit = 4, kSpawnFailed = 5, kHello = 6, kFailed = 7 };
-constexpr size_t kMaxFailureText = 4000;  ///< a kFailed message: the Msg, then at most this much text
-
-/// One message between a pool and the main process (SOCK_SEQPACKET keeps boundaries).
-struct Msg {
-  int32_t type = 0;
-  int32_t id = -1;
-  int32_t pid = -1;
-  int32_t signaled = 0;
-  int32_t value = 0;
-};
+using namespace detail;
 
 int g_server_fd = -1;     ///< main process: socket to the server; -1 if not started
 pid_t g_server_pid = -1;  ///< the server, our child: reaped if it dies
 std::mutex g_server_mutex;
-
-/// Sends `size` bytes with up to 3 descriptors attached (`nfds` may be 0). False on failure
-/// (errno set).
-bool send_with_fds(int sock, const void* data, size_t size, const int* fds, int nfds) {
-  msghdr mh{};
-  iovec iov{const_cast<void*>(data), size};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 3)]{};
-  if (nfds > 0) {
-    mh.msg_control = ctrl;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<size_t>(nfds));
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<size_t>(nfds));
-    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * static_cast<size_t>(nfds));
-  }
-  for (;;) {
-    if (::sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0) return true;
-    if (errno != EINTR) return false;
-  }
-}
-
-bool send_msg(int fd, const Msg& m, int attach_fd = -1) {
-  return send_with_fds(fd, &m, sizeof m, &attach_fd, attach_fd >= 0 ? 1 : 0);
-}
-
-/// Receives one message of at most `cap` bytes with up to `max_fds` descriptors (more are
-/// closed); its size, 0 on EOF, -1 with errno on error.
-ssize_t recv_with_fds(int sock, void* data, size_t cap, UniqueFd* fds, int flags = 0, int max_fds = 2) {
-  msghdr mh{};
-  iovec iov{data, cap};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 4)]{};
-  mh.msg_control = ctrl;
-  mh.msg_controllen = sizeof ctrl;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
-  } while (n < 0 && errno == EINTR);
-  if (n <= 0) return n;
-  int k = 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (k < max_fds) fds[k++].reset(fd);
-      else ::close(fd);
-    }
-  }
-  return n;
-}
 
 /// The whole of a request memfd (any size: a dataset's pickled recipe can be megabytes).
 std::optional<std::string> read_request(int fd) {
@@ -344,92 +278,6 @@ std::optional<ExitStatus> PoolClient::death_of(int id, pid_t pid) {
 void PoolClient::abandon() {
   if (pool_pidfd_ && owner_ == ::getpid()) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGKILL, nullptr, 0);
   alive_ = false;
-}
-
-void report_pool_failure(int channel, const std::string& why) {
-  Msg m;
-  m.type = kFailed;
-  std::string packet(reinterpret_cast<const char*>(&m), sizeof m);
-  packet += why.substr(0, kMaxFailureText);
-  if (!send_with_fds(channel, packet.data(), packet.size(), nullptr, 0)) return;
-  // Closing a socket with unread data (the spawn requests already sent) resets it, and the
-  // reset discards the report too: read and drop what comes until the main process has the
-  // report and closes, or 5 s pass.
-  ::shutdown(channel, SHUT_WR);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  char drop[256];
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return;
-    pollfd p{channel, POLLIN, 0};
-    const int r = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return;
-    const ssize_t n = ::recv(channel, drop, sizeof drop, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
-  }
-}
-
-int run_pool_host(int channel, const std::function<int(int)>& body) {
-  {
-    Msg hello;
-    hello.type = kHello;
-    hello.pid = ::getpid();
-    UniqueFd self(pidfd_open(::getpid()));
-    send_msg(channel, hello, self.get());  // lets the main process SIGKILL a pool that is stopped or stuck
-  }
-  std::map<int, WorkerProcess> workers;  // by worker id
-  bool quitting = false;
-  while (!quitting) {
-    pollfd p{channel, POLLIN, 0};
-    const int r = ::poll(&p, 1, 20);
-    if (r > 0) {
-      Msg m;
-      UniqueFd unused[2];
-      const ssize_t n = recv_with_fds(channel, &m, sizeof m, unused);
-      if (n <= 0) {
-        quitting = true;  // the main process is gone
-      } else if (m.type == kQuit) {
-        quitting = true;
-      } else if (m.type == kSpawn) {
-        Msg reply;
-        reply.id = m.id;
-        UniqueFd pidfd;
-        try {
-          WorkerProcess w = WorkerProcess::spawn([&body, id = m.id] { return body(id); });
-          pidfd.reset(pidfd_open(w.pid()));  // before any reaping: the pid is still ours
-          if (!pidfd) throw posix_error(errno, "pidfd_open");
-          reply.type = kSpawned;
-          reply.pid = w.pid();
-          workers[m.id] = std::move(w);
-        } catch (const std::system_error& e) {
-          reply.type = kSpawnFailed;
-          reply.value = e.code().value();
-        }
-        send_msg(channel, reply, pidfd.get());
-      }
-    }
-    for (auto it = workers.begin(); it != workers.end();) {
-      if (auto st = it->second.poll()) {
-        Msg d;
-        d.type = kDied;
-        d.id = it->first;
-        d.pid = it->second.pid();
-        d.signaled = st->signaled;
-        d.value = st->value;
-        send_msg(channel, d);
-        it = workers.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  for (auto& [id, w] : workers) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (!w.wait_for(std::max(left, std::chrono::milliseconds(0)))) w.terminate(std::chrono::milliseconds(500));
-  }
-  return 0;
 }
 
 }  // namespace ringloader::ipc

@@ -1,5 +1,7 @@
 #pragma once
-// ForkServer, PoolClient, run_pool_host: the fork-server start method.
+// ForkServer, PoolClient, run_pool_host: the fork-server start method. ForkServer and
+// PoolClient (the main process's side) are in fork_server.cpp, run_pool_host and
+// report_pool_failure (the pool's) in pool_host.cpp.
 //
 // Forking a process that already runs threads is hazardous (a lock another thread held stays
 // locked in the child). ForkServer::start(), called at the top of main while the process has

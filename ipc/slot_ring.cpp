@@ -1,5 +1,7 @@
 #include "ipc/slot_ring.hpp"
 
+#include "ipc/detail/ring_header.hpp"
+
 #include <time.h>
 #include <unistd.h>
 
@@ -11,6 +13,8 @@
 
 namespace ringloader::ipc {
 namespace {
+
+using detail::RingHeader;
 
 constexpr uint64_t kMagic = 0x52494e474c4f4144ULL;  // "RINGLOAD"
 constexpr size_t kPage = 4096;
@@ -72,8 +76,6 @@ int64_t monotonic_ns() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-size_t SlotRing::region_bytes(const Config& c) { return layout_of(c).total; }
-
 SlotRing::SlotRing(const Config& c) {
   if (c.num_slots == 0 || c.max_batch == 0) throw std::invalid_argument("SlotRing: num_slots and max_batch must be > 0");
   const Layout l = layout_of(c);
@@ -96,6 +98,10 @@ SlotRing::SlotRing(const Config& c) {
   extra_ = base + l.extra_off;
   payloads_ = base + l.payload_off;
   payload_stride_ = l.payload_stride;
+  num_slots_ = c.num_slots;
+  max_batch_ = c.max_batch;
+  task_stride_ = l.task_stride;
+  payload_bytes_ = c.payload_bytes;
   owner_pid_ = static_cast<int>(::getpid());
 }
 
@@ -113,6 +119,10 @@ SlotRing::SlotRing(int fd, size_t bytes) {
   extra_ = base + l.extra_off;
   payloads_ = base + l.payload_off;
   payload_stride_ = l.payload_stride;
+  num_slots_ = header_->num_slots;
+  max_batch_ = header_->max_batch;
+  task_stride_ = header_->task_bytes;
+  payload_bytes_ = header_->payload_bytes;
 }
 
 SlotRing::~SlotRing() {
@@ -132,18 +142,13 @@ uint32_t SlotRing::wake_workers(uint32_t n) const {
   return posts;
 }
 
-void SlotRing::queue_quietly(uint32_t i) const {
+void SlotRing::queue(uint32_t i) const {
   const SlotWord w = word(i);
   if (w.state != SlotState::kFree) throw std::logic_error(std::string("SlotRing::queue: slot is ") + slot_state_name(w.state));
   slots_[i].attempts = 0;
   slots_[i].order = header_->next_order++;
   slots_[i].progress.store(-1, std::memory_order_relaxed);
   if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) throw std::logic_error("SlotRing::queue: slot changed under main");
-}
-
-void SlotRing::queue(uint32_t i, bool wake_all) const {
-  queue_quietly(i);
-  wake_workers(wake_all ? num_slots() : 1);
 }
 
 bool SlotRing::take(uint32_t i) const {
@@ -217,6 +222,29 @@ void SlotRing::request_shutdown(uint32_t n) const {
   header_->shutdown.store(1, std::memory_order_release);
   for (uint32_t k = 0; k < n; ++k) header_->tasks.post();
 }
+
+void SlotRing::clear_shutdown() const { header_->shutdown.store(0, std::memory_order_release); }
+
+uint64_t SlotRing::begin_generation() const {
+  return header_->generation.fetch_add(1, std::memory_order_acq_rel) + 1;  // only the main process writes it
+}
+
+uint64_t SlotRing::generation() const { return header_->generation.load(std::memory_order_acquire); }
+
+bool SlotRing::shutting_down() const { return header_->shutdown.load(std::memory_order_acquire) != 0; }
+
+void SlotRing::announce_main_wait(bool waiting) const {
+  if (waiting) header_->main_waiting.store(1, std::memory_order_seq_cst);
+  else header_->main_waiting.store(0, std::memory_order_relaxed);
+}
+
+Semaphore::Wake SlotRing::sleep_for_fill(std::chrono::nanoseconds timeout) const {
+  return header_->filled.wait_or_signal(timeout);
+}
+
+void SlotRing::announce_sleep(int32_t delta) const { header_->sleepers.fetch_add(delta, std::memory_order_seq_cst); }
+
+void SlotRing::sleep_for_task(std::chrono::nanoseconds timeout) const { (void)header_->tasks.wait_for(timeout); }
 
 bool SlotRing::mark_filled(const Claim& c, int worker) const {
   if (!cas(c.slot, {SlotState::kClaimed, worker, c.ticket}, {SlotState::kFilled, worker, c.ticket})) return false;

@@ -32,7 +32,7 @@
 // runs (they are not a tally of batches).
 //
 //   ipc::SlotRing ring({.num_slots = 4, .max_batch = 256, .payload_bytes = 40 << 20});
-//   // main:   write ring.indices(s), ring.task<MyTask>(s)...; ring.queue(s);
+//   // main:   write ring.indices(s), ring.task<MyTask>(s)...; ring.queue(s); ring.wake_workers(1);
 //   // worker: if (auto c = ring.try_claim(id)) { ...write ring.payload(c->slot)...; ring.mark_filled(*c, id); }
 //
 // Thread-safe and process-safe through the state words; the task fields follow the rules above.
@@ -49,6 +49,10 @@
 #include "ipc/shared_region.hpp"
 
 namespace ringloader::ipc {
+
+namespace detail {
+struct RingHeader;  // ipc/detail/ring_header.hpp: private to ipc
+}
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable across processes of one machine.
 int64_t monotonic_ns();
@@ -71,24 +75,6 @@ struct SlotWord {
   }
 };
 
-/// Shared-memory header of the whole ring. Layout: fixed fields, counters, two semaphores.
-struct alignas(64) RingHeader {
-  uint64_t magic;
-  uint32_t num_slots;
-  uint32_t max_batch;
-  uint64_t task_bytes;     ///< per slot, 64-byte multiple
-  uint64_t extra_bytes;    ///< 64-byte multiple
-  uint64_t payload_bytes;  ///< per slot, as configured
-  std::atomic<uint32_t> shutdown;    ///< set by main: workers exit
-  std::atomic<int32_t> sleepers;     ///< workers in wait_for_task
-  std::atomic<uint64_t> generation;  ///< the layer above's current iteration
-  std::atomic<uint32_t> main_waiting;  ///< 1 while the main process is in wait_for_fill
-  uint32_t pad0;
-  uint64_t next_order;                 ///< main only: SlotHeader::order of the next queue()
-  Semaphore tasks;   ///< wakes a worker asleep in wait_for_task
-  Semaphore filled;  ///< wakes the main process asleep in wait_for_fill
-};
-
 /// Shared-memory header of one slot: 64 bytes, one cache line.
 struct alignas(64) SlotHeader {
   std::atomic<uint64_t> state;    ///< SlotWord packed
@@ -103,7 +89,6 @@ struct alignas(64) SlotHeader {
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free &&
               std::atomic<int32_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
 static_assert(std::is_standard_layout_v<SlotHeader> && sizeof(SlotHeader) == 64);
-static_assert(std::is_standard_layout_v<RingHeader>);
 
 class SlotRing {
  public:
@@ -126,9 +111,6 @@ class SlotRing {
     int64_t progress = -1;  ///< what the worker had published in SlotHeader::progress
   };
 
-  /// Bytes of the shared region this config needs. Throws std::length_error if it overflows.
-  static size_t region_bytes(const Config& c);
-
   /// Main process, before fork. Throws RegionTooLarge / std::system_error / std::length_error.
   explicit SlotRing(const Config& c);
   /// Attaches to a ring another process created, received as a descriptor of `bytes` bytes
@@ -140,23 +122,22 @@ class SlotRing {
   /// In any other process (a fork of it): only unmaps.
   ~SlotRing();
 
-  uint32_t num_slots() const { return header_->num_slots; }
-  uint32_t max_batch() const { return header_->max_batch; }
-  size_t payload_bytes() const { return header_->payload_bytes; }
+  uint32_t num_slots() const { return num_slots_; }
+  uint32_t max_batch() const { return max_batch_; }
+  size_t payload_bytes() const { return payload_bytes_; }
   size_t region_size() const { return region_.size(); }
   std::byte* region_data() const { return region_.data(); }
   /// The region's descriptor when created with region.keep_fd, else -1.
   int region_fd() const { return region_.fd(); }
-  RingHeader& ring() const { return *header_; }
   const SlotHeader& slot(uint32_t i) const { return slots_[i]; }
-  std::span<int64_t> indices(uint32_t i) const { return {indices_ + size_t{i} * header_->max_batch, header_->max_batch}; }
+  std::span<int64_t> indices(uint32_t i) const { return {indices_ + size_t{i} * max_batch_, max_batch_}; }
   std::byte* payload(uint32_t i) const { return payloads_ + size_t{i} * payload_stride_; }
   std::byte* extra() const { return extra_; }
   /// The layer above's task record of slot i (T must fit in task_bytes and be trivially copyable).
   template <class T>
   T& task(uint32_t i) const {
     static_assert(std::is_trivially_copyable_v<T> && alignof(T) <= 64);
-    return *reinterpret_cast<T*>(tasks_ + size_t{i} * header_->task_bytes);
+    return *reinterpret_cast<T*>(tasks_ + size_t{i} * task_stride_);
   }
   /// Where the filler publishes what it is doing (the loader: the sample index being filled).
   std::atomic<int64_t>& progress(uint32_t i) const { return slots_[i].progress; }
@@ -169,15 +150,13 @@ class SlotRing {
   }
 
   // --- main process ---
-  /// FREE -> QUEUED with a new ticket, attempts 0; wakes a sleeping worker (every one with
-  /// `wake_all`: a task only one worker accepts must reach that one). The task must be written
-  /// already. Throws std::logic_error if the slot is not FREE.
-  void queue(uint32_t i, bool wake_all = false) const;
-  /// FREE -> QUEUED as queue() does, but wakes nobody: a worker finds the task when it next
-  /// looks (its idle wait is timed) or when the caller calls wake_workers(). For a main process
-  /// that has batches enough ready: a wake-up is a system call and, on a VM, an IPI (40-50 us
-  /// here), which the training loop would pay inside next() for a task not needed yet.
-  void queue_quietly(uint32_t i) const;
+  /// FREE -> QUEUED with a new ticket, attempts 0. The task must be written already. Wakes
+  /// nobody: a worker finds the task when it next looks (its idle wait is timed) or when the
+  /// caller calls wake_workers() - which a main process with batches enough ready leaves for
+  /// later: a wake-up is a system call and, on a VM, an IPI (40-50 us here), which the training
+  /// loop would pay inside next() for a task not needed yet. Throws std::logic_error if the
+  /// slot is not FREE.
+  void queue(uint32_t i) const;
   /// Posts `tasks` once per worker asleep in wait_for_task, at most `n` times; returns the posts.
   uint32_t wake_workers(uint32_t n) const;
   /// QUEUED -> HELD: the main process fills it itself (no workers). False if not QUEUED.
@@ -205,15 +184,11 @@ class SlotRing {
   /// the sleep, so a fill that happens meanwhile is never slept through.
   template <class Ready>
   Semaphore::Wake wait_for_fill(Ready ready, std::chrono::nanoseconds timeout) const {
-    // seq_cst here, on the state words and in mark_filled: either the filler sees this flag or
-    // ready() sees its fill (a Dekker pair; free on x86, where only the store costs a fence).
-    header_->main_waiting.store(1, std::memory_order_seq_cst);
-    if (ready()) {
-      header_->main_waiting.store(0, std::memory_order_relaxed);
-      return Semaphore::Wake::kTaken;
-    }
-    const auto w = header_->filled.wait_or_signal(timeout);
-    header_->main_waiting.store(0, std::memory_order_relaxed);
+    // announce_main_wait is seq_cst, as are the state words and mark_filled: either the filler
+    // sees the flag or ready() sees its fill (a Dekker pair; free on x86 but for the store).
+    announce_main_wait(true);
+    const auto w = ready() ? Semaphore::Wake::kTaken : sleep_for_fill(timeout);
+    announce_main_wait(false);
     return w;
   }
   /// Wakes the main process if it sleeps in wait_for_fill. Async-signal-safe.
@@ -221,7 +196,17 @@ class SlotRing {
   /// Sets the shutdown flag (workers leave their loop) and wakes `n` sleeping workers.
   void request_shutdown(uint32_t n) const;
   /// Clears the shutdown flag once the workers are gone.
-  void clear_shutdown() const { header_->shutdown.store(0, std::memory_order_release); }
+  void clear_shutdown() const;
+  /// Abandons every task queued so far: a new generation (returned), which the task records of
+  /// the layer above carry; a worker drops a task of an older one at its next sample boundary.
+  /// Frees no slot (abandon() does).
+  uint64_t begin_generation() const;
+
+  // --- any process ---
+  /// The current generation (0 until the first begin_generation()).
+  uint64_t generation() const;
+  /// True from request_shutdown() until clear_shutdown(): a worker leaves its loop.
+  bool shutting_down() const;
 
   // --- worker process ---
   /// Claims the oldest QUEUED slot whose task `accept(slot)` takes (QUEUED -> CLAIMED(worker)):
@@ -259,24 +244,33 @@ class SlotRing {
   /// Sleeps until a task `accept` takes may be QUEUED, at most `timeout`.
   template <class Accept>
   void wait_for_task(Accept accept, std::chrono::nanoseconds timeout) const {
-    header_->sleepers.fetch_add(1, std::memory_order_seq_cst);  // a Dekker pair with wake_worker
+    announce_sleep(+1);  // seq_cst: a Dekker pair with wake_workers
     bool any = false;
     for (uint32_t i = 0; i < num_slots() && !any; ++i) any = word(i).state == SlotState::kQueued && accept(i);
-    if (!any && !header_->shutdown.load(std::memory_order_acquire)) (void)header_->tasks.wait_for(timeout);
-    header_->sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    if (!any && !shutting_down()) sleep_for_task(timeout);
+    announce_sleep(-1);
   }
 
  private:
+  friend struct SlotRingTestAccess;  // tests/ipc: the wake-up counts
   bool cas(uint32_t i, SlotWord from, SlotWord to) const;
+  void announce_main_wait(bool waiting) const;
+  Semaphore::Wake sleep_for_fill(std::chrono::nanoseconds timeout) const;
+  void announce_sleep(int32_t delta) const;
+  void sleep_for_task(std::chrono::nanoseconds timeout) const;
 
   SharedRegion region_;  ///< owns the mapping; everything below points into it
-  RingHeader* header_ = nullptr;
+  detail::RingHeader* header_ = nullptr;
   SlotHeader* slots_ = nullptr;
   std::byte* tasks_ = nullptr;
   int64_t* indices_ = nullptr;
   std::byte* extra_ = nullptr;
   std::byte* payloads_ = nullptr;
   size_t payload_stride_ = 0;
+  uint32_t num_slots_ = 0;  ///< copies of the header's fixed fields, which never change
+  uint32_t max_batch_ = 0;
+  size_t task_stride_ = 0;
+  size_t payload_bytes_ = 0;
   int owner_pid_ = 0;  ///< the process that created (not attached) the ring: destroys the semaphores
 };
 

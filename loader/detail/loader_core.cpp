@@ -8,14 +8,16 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
-#include <system_error>
 
 #include "core/error.hpp"
 #include "core/child_setup.hpp"
 #include "core/fnv.hpp"
 #include "loader/distributed.hpp"
+#include "loader/detail/batch_error.hpp"
+#include "loader/detail/diagnostics.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"
+#include "loader/detail/ring_factory.hpp"
 #include "loader/detail/worker_main.hpp"
 
 namespace ringloader::loader::detail {
@@ -28,15 +30,6 @@ constexpr auto kAbandonPatience = 2000ms;  ///< persistent workers get this long
 
 int64_t ns(std::chrono::nanoseconds d) { return d.count(); }
 
-std::string join_indices(std::span<const int64_t> idx, size_t max_shown = 16) {
-  std::string s;
-  for (size_t i = 0; i < idx.size() && i < max_shown; ++i) s += (i ? "," : "") + std::to_string(idx[i]);
-  if (idx.size() > max_shown) s += ",... (" + std::to_string(idx.size()) + " in all)";
-  return s;
-}
-
-std::string millis(int64_t d_ns) { return std::to_string(d_ns / 1000000) + " ms"; }
-
 int rank_of(const LoaderOptions& o) { return o.sampler ? o.sampler->rank() : 0; }
 
 int world_of(const LoaderOptions& o) { return o.sampler ? o.sampler->world_size() : 1; }
@@ -45,6 +38,18 @@ ResolvedOptions resolve(const std::shared_ptr<datasets::Dataset>& map_ds,
                         const std::shared_ptr<datasets::IterableDataset>& stream_ds, const LoaderOptions& o,
                         const std::optional<DatasetRecipe>& recipe) {
   return resolve_options(o, map_ds.get(), stream_ds != nullptr, recipe);
+}
+
+/// What a saved state must match to be resumed here: size, schema and the dataset's own
+/// fingerprint, hashed.
+std::string dataset_fingerprint(const datasets::Dataset& ds, const datasets::Schema& schema) {
+  std::string text = std::to_string(ds.size());
+  for (const auto& f : schema.fields) {
+    text += "|" + f.name + ":" + datasets::dtype_name(f.dtype) + (f.variable ? "*" : "");
+    for (int64_t d : f.shape) text += "," + std::to_string(d);
+  }
+  text += "|" + ds.fingerprint();
+  return core::hex64(core::fnv1a64(text));
 }
 
 }  // namespace
@@ -57,45 +62,20 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
       recipe_(std::move(recipe)),
       schema_(map_ds_ ? map_ds_->schema() : stream_ds_->schema()),
       layout_((schema_.validate(), SlotLayout(schema_, opts_.batch_capacity))),
+      ring_(make_ring(opts_, layout_)),
       plan_(opts_.batch_sampler, opts_.batch_capacity, opts_.seed,
-            EpochPlan::Identity{map_ds_ ? map_ds_->size() : 0, map_ds_ ? dataset_fingerprint() : std::string(),
+            EpochPlan::Identity{map_ds_ ? map_ds_->size() : 0, map_ds_ ? dataset_fingerprint(*map_ds_, schema_) : std::string(),
                                 rank_of(opts_.user), world_of(opts_.user)}) {
   const LoaderOptions& o = opts_.user;
   const size_t workers = o.num_workers;
-  ipc::SlotRing::Config cfg;
-  cfg.num_slots = opts_.num_slots;
-  cfg.max_batch = opts_.batch_capacity;
-  cfg.payload_bytes = layout_.payload_bytes();
-  cfg.task_bytes = sizeof(TaskRecord);
-  cfg.extra_bytes = sizeof(WorkerRecord) * std::max<size_t>(1, workers);
-  cfg.region.dir = o.shm_dir;
-  cfg.region.anonymous = workers == 0;
-  cfg.region.keep_fd = o.start_method == StartMethod::kForkServer && workers > 0;
-  try {
-    ring_ = std::make_unique<ipc::SlotRing>(cfg);
-  } catch (const ipc::RegionTooLarge& e) {
-    throw IpcError(std::string(e.what()) + " [" + std::to_string(cfg.num_slots) + " slots (num_workers=" +
-                   std::to_string(workers) + " x prefetch_factor=" + std::to_string(o.prefetch_factor) + ") of " +
-                   std::to_string(layout_.payload_bytes()) + " bytes (batch " + std::to_string(opts_.batch_capacity) +
-                   " x " + std::to_string(schema_.max_sample_bytes()) + " bytes per sample)]");
-  } catch (const std::length_error& e) {
-    throw ConfigError("the ring's size overflows (" + std::string(e.what()) + "): num_workers=" +
-                      std::to_string(workers) + " x prefetch_factor=" + std::to_string(o.prefetch_factor) + " = " +
-                      std::to_string(cfg.num_slots) + " slots of " + std::to_string(layout_.payload_bytes()) +
-                      " bytes (batch " + std::to_string(opts_.batch_capacity) + " x " +
-                      std::to_string(schema_.max_sample_bytes()) +
-                      " bytes per sample); lower batch_size, num_workers or prefetch_factor");
-  } catch (const std::system_error& e) {
-    throw IpcError(std::string("creating the shared-memory ring: ") + e.what());
-  }
-  for (size_t w = 0; w < std::max<size_t>(1, workers); ++w) new (&records()[w]) WorkerRecord{};
   owner_pid_ = static_cast<int>(::getpid());
   owner_generation_ = core::fork_generation();
-  slot_seq_.assign(cfg.num_slots, -1);
-  quiet_.assign(cfg.num_slots, 0);
+  slot_seq_.assign(ring_->num_slots(), -1);
+  quiet_.assign(ring_->num_slots(), 0);
+  wake_policy_ = WakePolicy(ring_->num_slots());
   recovery_ = std::make_unique<Recovery>(
-      *ring_, layout_, opts_, [this](uint32_t s) { return describe_task(s); },
-      [this](int64_t i) { return source_of(i); });
+      *ring_, layout_, opts_, [this](uint32_t s) { return describe_task(*ring_, s, stream(), map_ds_.get()); },
+      [this](int64_t i) { return source_of(map_ds_.get(), i); });
   if (workers > 0) {
     std::unique_ptr<ipc::Launcher> launcher;
     if (o.start_method == StartMethod::kForkServer) {
@@ -114,10 +94,10 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
     pc.timeout = o.timeout;
     pc.warn_threaded_fork = o.start_method == StartMethod::kFork;
     pc.kill_stuck_claims = !stream();
-    pc.describe_task = [this](uint32_t s) { return describe_task(s); };
-    pool_ = std::make_unique<WorkerPool>(*ring_, std::span<WorkerRecord>(records(), workers), std::move(launcher), pc);
+    pc.describe_task = [this](uint32_t s) { return describe_task(*ring_, s, stream(), map_ds_.get()); };
+    pool_ = std::make_unique<WorkerPool>(*ring_, std::span<WorkerRecord>(worker_records(*ring_), workers), std::move(launcher), pc);
   }
-  log().debug("ring: {} slots x {} bytes ({} total), seed {}", cfg.num_slots, layout_.payload_bytes(),
+  log().debug("ring: {} slots x {} bytes ({} total), seed {}", ring_->num_slots(), layout_.payload_bytes(),
               ring_->region_size(), plan_.seed());
 }
 
@@ -167,7 +147,7 @@ int LoaderCore::worker_main(int id) {
   WorkerEnv env;
   env.ring = ring_.get();
   env.layout = &layout_;
-  env.records = records();
+  env.records = worker_records(*ring_);
   env.map_ds = map_ds_.get();
   env.stream_ds = stream_ds_.get();
   env.on_error = opts_.user.on_error;
@@ -186,10 +166,8 @@ void LoaderCore::start_epoch() {
   check_owner();
   if (active_) abandon_epoch();
   plan_.begin();
-  ++generation_;
-  ring_->ring().generation.store(generation_, std::memory_order_release);
+  drop_tasks();
   queued_ = delivered_ = 0;
-  std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
   exhausted_.assign(std::max<size_t>(1, opts_.user.num_workers), 0);
   round_robin_ = 0;
   if (!pool_) {
@@ -209,11 +187,14 @@ void LoaderCore::start_epoch() {
   refill();
 }
 
-void LoaderCore::abandon_epoch() noexcept {
-  ++generation_;  // workers drop the old tasks at their next sample boundary
-  ring_->ring().generation.store(generation_, std::memory_order_release);
+void LoaderCore::drop_tasks() noexcept {
+  (void)ring_->begin_generation();  // workers drop the old tasks at their next sample boundary
   std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
   active_ = false;
+}
+
+void LoaderCore::abandon_epoch() noexcept {
+  drop_tasks();
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) ring_->abandon(s);
   if (!pool_) return;
   if (!opts_.user.persistent_workers) {
@@ -232,12 +213,7 @@ void LoaderCore::end_epoch() {
 
 void LoaderCore::shutdown() noexcept {
   if (!mine()) return;  // a fork's copy: the ring and the workers are the creator's
-  if (active_) {
-    ++generation_;
-    ring_->ring().generation.store(generation_, std::memory_order_release);
-    std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
-    active_ = false;
-  }
+  if (active_) drop_tasks();
   if (pool_) pool_->stop();  // bounded; frees every slot not handed out
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) ring_->abandon(s);
 }
@@ -258,172 +234,6 @@ void LoaderCore::reseed(uint64_t seed) {
   if (plan_.resuming()) throw ConfigError("reseed(): the next epoch resumes a loaded state, which keeps its saved seed");
   if (active_) abandon_epoch();  // its queued tasks carry the old seed
   plan_.reseed(seed);
-}
-
-void LoaderCore::refill() {
-  const uint32_t newly = queue_free_slots();
-  if (!pool_) return;
-  if (stream()) {
-    // A shard's task must reach its own worker at once: wake them all.
-    if (newly > 0) stats_.worker_wakeups += ring_->wake_workers(ring_->num_slots());
-    clear_quiet();
-    return;
-  }
-  // Wake workers only when the batches ready ahead run low. With more than half the ring
-  // FILLED (counting the one next() is about to hand out: 3 of 4 slots leave 2 ready after it)
-  // the tasks just queued are not needed yet: a worker finds them within its idle wait (1 ms, doubling), and the training
-  // loop does not pay a wake-up (a futex system call and an IPI: 40-50 us on a VM) per batch.
-  // Unless that has already made next() wait (see eager_until_).
-  if (newly == 0 && !any_quiet_) return;
-  uint32_t filled = 0, waiting = 0;  // waiting: queued quietly, still unclaimed
-  for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
-    const ipc::SlotState st = ring_->word(s).state;
-    filled += st == ipc::SlotState::kFilled;
-    waiting += st == ipc::SlotState::kQueued && quiet_[s] != 0;
-  }
-  const uint32_t low_water = std::max<uint32_t>(2, ring_->num_slots() / 2);
-  if (filled > low_water && stats_.batches >= eager_until_) return;  // they stay quiet
-  if (waiting > 0) stats_.worker_wakeups += ring_->wake_workers(waiting);
-  clear_quiet();
-}
-
-void LoaderCore::before_wait() {
-  if (!any_quiet_) return;
-  uint32_t unclaimed = 0, late = 0;
-  for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
-    if (quiet_[s] == 0) continue;
-    const ipc::SlotState st = ring_->word(s).state;
-    unclaimed += st == ipc::SlotState::kQueued;
-    late += st == ipc::SlotState::kQueued || st == ipc::SlotState::kClaimed;
-  }
-  clear_quiet();
-  if (late == 0) return;
-  // The loop waits while a task queued quietly is not filled yet: a worker found it later than
-  // a wake-up would have sent it, and that cost more than the wake-up saved. Wake the sleepers
-  // for those still unclaimed, and wake eagerly for a while (twice as long each time).
-  eager_span_ = std::min<uint64_t>(std::max<uint64_t>(eager_span_ * 2, 2 * ring_->num_slots()), uint64_t{1} << 16);
-  eager_until_ = stats_.batches + eager_span_;
-  if (unclaimed > 0) stats_.worker_wakeups += ring_->wake_workers(unclaimed);
-}
-
-void LoaderCore::clear_quiet() {
-  if (!any_quiet_) return;
-  std::fill(quiet_.begin(), quiet_.end(), 0);
-  any_quiet_ = false;
-}
-
-uint32_t LoaderCore::queue_free_slots() {
-  uint32_t newly = 0;
-  for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
-    if (map_ds_ && queued_ >= plan_.size()) return newly;
-    if (ring_->word(s).state != ipc::SlotState::kFree) continue;
-    TaskRecord& task = ring_->task<TaskRecord>(s);
-    task = TaskRecord{};
-    if (map_ds_) {
-      const auto b = plan_.batch(queued_);
-      std::copy(b.begin(), b.end(), ring_->indices(s).begin());
-      task.count = static_cast<uint32_t>(b.size());
-      task.seq = plan_.seq(queued_);
-      task.target_worker = -1;
-    } else {
-      const size_t n = exhausted_.size();
-      size_t k = 0;
-      while (k < n && exhausted_[(round_robin_ + k) % n]) ++k;
-      if (k == n) return newly;  // every shard has ended
-      task.target_worker = static_cast<int32_t>((round_robin_ + k) % n);
-      round_robin_ = (round_robin_ + k + 1) % n;
-      task.count = static_cast<uint32_t>(opts_.user.batch_size);
-      task.seq = queued_;
-    }
-    task.generation = generation_;
-    task.epoch = plan_.epoch();
-    task.seed = plan_.seed();
-    recovery_->reset(s);
-    slot_seq_[s] = static_cast<int64_t>(queued_);
-    ++queued_;
-    ring_->queue_quietly(s);  // refill() wakes workers as they are needed
-    quiet_[s] = 1;
-    any_quiet_ = true;
-    ++newly;
-  }
-  return newly;
-}
-
-std::string LoaderCore::source_of(int64_t index) const {
-  if (!map_ds_ || index < 0) return {};
-  try {
-    return map_ds_->source(static_cast<size_t>(index));
-  } catch (...) {
-    return {};
-  }
-}
-
-std::string LoaderCore::describe_task(uint32_t s) const {
-  const TaskRecord& t = ring_->task<TaskRecord>(s);
-  if (stream()) return "batch " + std::to_string(t.seq) + " (stream shard of worker " + std::to_string(t.target_worker) + ")";
-  const auto idx = std::span<const int64_t>(ring_->indices(s).data(), t.count);
-  std::string d = "batch " + std::to_string(t.seq) + " (indices " + join_indices(idx);
-  if (!idx.empty()) {
-    const std::string src = source_of(idx[0]);
-    if (!src.empty()) d += "; first file " + src;
-  }
-  return d + ")";
-}
-
-void LoaderCore::fill_inline(uint32_t s) {
-  if (!ring_->take(s)) return;
-  const TaskRecord& t = ring_->task<TaskRecord>(s);
-  FillContext ctx;
-  ctx.epoch = t.epoch;
-  ctx.seed = t.seed;
-  ctx.worker_id = -1;
-  ctx.pid = static_cast<int>(::getpid());
-  ctx.on_error = opts_.user.on_error;
-  try {
-    if (map_ds_) {
-      fill_batch(*map_ds_, layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), t.count), ctx);
-    } else {
-      fill_stream_batch(*stream_ds_, layout_, ring_->payload(s), t.count, ctx, inline_exhausted_, inline_pos_);
-    }
-  } catch (...) {  // a PassThrough (Ctrl-C in the dataset): the batch is queued again, to be filled whole
-    ring_->requeue(s);
-    throw;
-  }
-  ring_->put_filled(s);
-}
-
-// ---------------------------------------------------------------- supervision
-
-void LoaderCore::supervise() {
-  last_check_ns_ = ipc::monotonic_ns();
-  auto report = pool_->service();
-  for (const auto& d : report.deaths) {
-    if (report.fatal) break;
-    if (stream() && d.stream_generation == generation_ && d.stream_batches > 0) {
-      fail(d.describe() + " while reading a stream dataset: its shard's position is lost and a stream cannot replay "
-                          "it; the epoch is abandoned (start the next one to go on)");
-    }
-    if (d.held.empty()) log().warn("{}; replacing it", d.describe());
-    // A stream worker that had filled nothing of this epoch's shard: its replacement starts
-    // the shard from the beginning, so its batch is simply retried.
-    for (const auto& tb : d.held) {
-      if (slot_seq_[tb.slot] < 0) ring_->abandon(tb.slot);  // an abandoned epoch's task
-      else recovery_->on_taken_back(d, tb);
-    }
-  }
-  if (report.fatal) fail(*report.fatal);
-  if (auto f = pool_->respawn()) fail(*f);
-  pool_->watchdog();
-}
-
-void LoaderCore::fail(const std::string& why) {
-  // No waiting here: the error must reach the training loop within its timeout.
-  ++generation_;
-  ring_->ring().generation.store(generation_, std::memory_order_release);
-  std::fill(slot_seq_.begin(), slot_seq_.end(), -1);
-  active_ = false;
-  pool_->stop(false);  // SIGKILL at once, bounded reap; frees every slot not handed out
-  throw WorkerError(why);
 }
 
 // ---------------------------------------------------------------- the hand-out path
@@ -452,47 +262,45 @@ size_t LoaderCore::held_batches() const {
   return n;
 }
 
-void LoaderCore::throw_held_error() const {
-  throw ConfigError("all " + std::to_string(ring_->num_slots()) +
-                    " ring slots are held by Batches the training loop has not released (num_workers=" +
-                    std::to_string(opts_.user.num_workers) + ", prefetch_factor=" +
-                    std::to_string(opts_.user.prefetch_factor) +
-                    "); let one go before asking for the next (Python: drop the batch and its tensors, e.g. `del "
-                    "batch`, or keep copies: copy.deepcopy(batch), or copy=True; C++: Batch::release() or let it go "
-                    "out of scope), or raise prefetch_factor");
-}
-
 void LoaderCore::throw_timeout(int64_t waited_ns) {
-  const int64_t now = ipc::monotonic_ns();
-  std::string what;
+  std::vector<uint32_t> awaited;
   for (uint32_t s = 0; s < ring_->num_slots(); ++s) {
     if (slot_seq_[s] < 0) continue;
     if (opts_.user.in_order && slot_seq_[s] != static_cast<int64_t>(delivered_)) continue;
-    const ipc::SlotWord w = ring_->word(s);
-    std::string d = describe_task(s);
-    if (w.state == ipc::SlotState::kQueued) {
-      d += ", which is queued but no worker has taken it";
-    } else if (w.state == ipc::SlotState::kClaimed) {
-      d += ", which worker " + std::to_string(w.worker) + " has been filling";
-      if (auto at = ring_->claimed_at(s, w.ticket)) d += " for " + millis(now - *at);
-      const int64_t p = ring_->progress(s).load(std::memory_order_relaxed);
-      if (p >= 0) {
-        const std::string src = source_of(p);
-        d += ", now in sample " + std::to_string(p) + (src.empty() ? "" : " (" + src + ")");
-      }
-      if (ring_->slot(s).attempts > 0) d += " (retry " + std::to_string(ring_->slot(s).attempts) + ")";
-    } else {
-      d += std::string(" (") + ipc::slot_state_name(w.state) + ")";
-    }
-    what += (what.empty() ? "" : "; ") + d;
+    awaited.push_back(s);
   }
-  if (what.empty()) what = "the next batch";
   ++stats_.timeouts;
-  throw TimeoutError("DataLoader timed out after " + millis(waited_ns) + " (timeout=" +
-                     std::to_string(opts_.user.timeout.count()) + " ms) waiting for " + what + ". Workers: " +
-                     pool_->describe_workers() +
-                     ". Nothing is lost: a worker hung past the timeout is killed and its batch retried; call next() "
-                     "again to keep waiting");
+  throw wait_timed_out(*ring_, awaited, stream(), map_ds_.get(), waited_ns, opts_.user, pool_->describe_workers());
+}
+
+bool LoaderCore::epoch_over() const {
+  if (map_ds_) return delivered_ >= plan_.size();
+  return delivered_ >= queued_ && std::all_of(exhausted_.begin(), exhausted_.end(), [](uint8_t e) { return e != 0; });
+}
+
+bool LoaderCore::all_held(std::optional<uint32_t> next_slot) const {
+  if (opts_.user.in_order) return !next_slot;
+  return std::none_of(slot_seq_.begin(), slot_seq_.end(), [](int64_t q) { return q >= 0; });
+}
+
+uint32_t LoaderCore::next_to_fill(std::optional<uint32_t> next_slot) const {
+  if (opts_.user.in_order) return *next_slot;
+  std::optional<uint32_t> lowest;  // out of order: the oldest queued task
+  for (uint32_t i = 0; i < ring_->num_slots(); ++i) {
+    if (slot_seq_[i] < 0 || ring_->word(i).state != ipc::SlotState::kQueued) continue;
+    if (!lowest || slot_seq_[i] < slot_seq_[*lowest]) lowest = i;
+  }
+  return *lowest;
+}
+
+void LoaderCore::wait_for_workers(int64_t started, int64_t deadline) {
+  const int64_t now = ipc::monotonic_ns();
+  if (now >= deadline) throw_timeout(now - started);
+  before_wait();
+  (void)ring_->wait_for_fill([this] { return ready_now(); },
+                             std::chrono::nanoseconds(std::min<int64_t>(ns(kPoll), deadline - now)));
+  check_interrupt();
+  supervise();
 }
 
 std::optional<Batch> LoaderCore::next() {
@@ -503,10 +311,7 @@ std::optional<Batch> LoaderCore::next() {
   const int64_t deadline = timeout > 0 && pool_ ? started + timeout : std::numeric_limits<int64_t>::max();
   for (;;) {
     check_interrupt();
-    const bool all_planned = map_ds_ ? delivered_ >= plan_.size()
-                                     : delivered_ >= queued_ && std::all_of(exhausted_.begin(), exhausted_.end(),
-                                                                            [](uint8_t e) { return e != 0; });
-    if (all_planned) {
+    if (epoch_over()) {
       end_epoch();
       return std::nullopt;
     }
@@ -517,29 +322,14 @@ std::optional<Batch> LoaderCore::next() {
     const std::optional<uint32_t> s = pick_ready();
     if (s && ring_->word(*s).state == ipc::SlotState::kFilled) {
       if (auto b = hand_out(*s)) return b;
-      continue;
+      continue;  // an empty batch: look for the next
     }
-    bool in_flight = false;
-    std::optional<uint32_t> lowest_queued;
-    for (uint32_t i = 0; i < ring_->num_slots(); ++i) {
-      if (slot_seq_[i] < 0) continue;
-      in_flight = true;
-      if (ring_->word(i).state == ipc::SlotState::kQueued && (!lowest_queued || slot_seq_[i] < slot_seq_[*lowest_queued])) {
-        lowest_queued = i;
-      }
+    if (all_held(s)) throw all_slots_held(ring_->num_slots(), opts_.user);
+    if (pool_) {
+      wait_for_workers(started, deadline);
+    } else {
+      fill_inline(next_to_fill(s));
     }
-    if (opts_.user.in_order ? !s : !in_flight) throw_held_error();
-    if (!pool_) {
-      fill_inline(opts_.user.in_order ? *s : *lowest_queued);
-      continue;
-    }
-    const int64_t now = ipc::monotonic_ns();
-    if (now >= deadline) throw_timeout(now - started);
-    before_wait();
-    (void)ring_->wait_for_fill([this] { return ready_now(); },
-                               std::chrono::nanoseconds(std::min<int64_t>(ns(kPoll), deadline - now)));
-    check_interrupt();
-    supervise();
   }
 }
 
@@ -561,29 +351,14 @@ std::optional<Batch> LoaderCore::hand_out(uint32_t s) {
   }
   if (stream() && meta->end_of_stream && task.target_worker >= 0) exhausted_[static_cast<size_t>(task.target_worker)] = 1;
   if (meta->status == BatchStatus::kError) {
-    const std::string type = meta->error_type[0] ? meta->error_type : "unknown";
-    const std::string where =
-        opts_.user.num_workers ? "worker pid " + std::to_string(meta->error_pid) : std::string("the main process");
-    std::string msg = "sample " + std::to_string(meta->error_index);
-    if (meta->error_path[0]) msg += " (" + std::string(meta->error_path) + ")";
-    const ErrorKind kind = meta->error_kind;
-    const std::string given_up = meta->error_message;
-    const int64_t index = meta->error_index;
-    const std::string path = meta->error_path;
-    const int err = meta->error_errno;
-    std::vector<int64_t> indices(ring_->indices(s).begin(), ring_->indices(s).begin() + task.count);
-    std::vector<int64_t> culprits = recovery_->take_culprits(s);
-    const uint64_t seq = task.seq;
+    BatchErrorContext ctx;
+    ctx.seq = task.seq;
+    ctx.indices.assign(ring_->indices(s).begin(), ring_->indices(s).begin() + task.count);
+    ctx.culprits = recovery_->take_culprits(s);
+    ctx.in_worker = opts_.user.num_workers > 0;
+    const std::exception_ptr error = read_batch_error(*meta, std::move(ctx));
     ring_->release(s);
-    if (kind == ErrorKind::kTimeout) throw TimeoutError(given_up, true);
-    if (kind == ErrorKind::kWorker) throw BatchError(given_up, std::move(indices), std::move(culprits));
-    if (kind == ErrorKind::kResource) {
-      throw ResourceError(msg + " of batch " + std::to_string(seq) + " could not be loaded in " + where + ": " + given_up +
-                              "; the batch (indices " + join_indices(indices) + ") was not delivered",
-                          err, path, index);
-    }
-    throw SampleError(msg + " of batch " + std::to_string(seq) + " raised " + type + " in " + where + ": " + given_up,
-                      index, path, type);
+    std::rethrow_exception(error);
   }
   const bool short_stream_batch = stream() && opts_.user.drop_last && meta->count < opts_.user.batch_size;
   if (meta->count == 0 || short_stream_batch) {
@@ -611,17 +386,6 @@ void LoaderCore::count_delivered(const Batch& b, bool delivered) {
   if (map_ds_) delivered ? plan_.mark_done(b.seq()) : plan_.mark_undone(b.seq());
   stats_.batches = delivered ? stats_.batches + 1 : stats_.batches - 1;
   stats_.samples = delivered ? stats_.samples + b.size() : stats_.samples - b.size();
-}
-
-std::string LoaderCore::dataset_fingerprint() const {
-  // size, schema and the dataset's own fingerprint, hashed.
-  std::string text = std::to_string(map_ds_->size());
-  for (const auto& f : schema_.fields) {
-    text += "|" + f.name + ":" + datasets::dtype_name(f.dtype) + (f.variable ? "*" : "");
-    for (int64_t d : f.shape) text += "," + std::to_string(d);
-  }
-  text += "|" + map_ds_->fingerprint();
-  return core::hex64(core::fnv1a64(text));
 }
 
 }  // namespace ringloader::loader::detail

@@ -7,6 +7,9 @@
 // Batch exists). Runs in the main process; worker_main() runs in forked workers on their
 // inherited copy of this object.
 //
+// Defined in loader_core.cpp (lifecycle, next() and the hand-out) and loader_core_feed.cpp
+// (queueing, waking workers, in-process fills, supervision).
+//
 // Thread-safety: start_epoch/next/shutdown from one thread; release_slot from any thread
 // (a CAS on the slot's state word); interrupt from anywhere, a signal handler included.
 // Only the process that built it touches its ring or workers: in a fork of that process
@@ -27,6 +30,7 @@
 #include "loader/detail/recovery.hpp"
 #include "loader/detail/resolved_options.hpp"
 #include "loader/detail/slot_layout.hpp"
+#include "loader/detail/wake_policy.hpp"
 #include "loader/detail/worker_pool.hpp"
 #include "loader/options.hpp"
 
@@ -72,6 +76,9 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   bool mine() const;
   /// ConfigError in a forked copy: only the process that built the loader may iterate it.
   void check_owner() const;
+  /// A new generation: workers drop every task queued so far at their next sample boundary,
+  /// this process forgets them (slot_seq_), and no epoch is active. Frees no slot.
+  void drop_tasks() noexcept;
   void abandon_epoch() noexcept;
   void end_epoch();
   /// Queues planned batches into FREE slots; wakes sleeping workers for them only when the
@@ -92,16 +99,19 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   /// The slot to hand out next (in_order: the next batch in sequence, whatever its state).
   std::optional<uint32_t> pick_ready() const;
   bool ready_now() const;
+  /// Every batch of the epoch has been handed out (a stream: every shard has ended).
+  bool epoch_over() const;
+  /// Nothing left to wait for: the training loop holds every slot (`next_slot`: pick_ready()).
+  bool all_held(std::optional<uint32_t> next_slot) const;
+  /// In-process: the slot to fill now (the next in order, or the oldest queued).
+  uint32_t next_to_fill(std::optional<uint32_t> next_slot) const;
+  /// One bounded wait (at most kPoll) for a fill, then supervision; TimeoutError past `deadline`.
+  void wait_for_workers(int64_t started, int64_t deadline);
   void check_interrupt();
-  [[noreturn]] void throw_held_error() const;
   [[noreturn]] void throw_timeout(int64_t waited_ns);
-  std::string describe_task(uint32_t s) const;
-  std::string source_of(int64_t index) const;
-  std::string dataset_fingerprint() const;
   /// FILLED -> HANDED_OUT: the Batch, nothing for an empty batch; throws a dataset error.
   std::optional<Batch> hand_out(uint32_t s);
   int worker_main(int id);
-  WorkerRecord* records() const { return reinterpret_cast<WorkerRecord*>(ring_->extra()); }
 
   // Member order is teardown order (reverse): the pool stops before the ring is unmapped.
   ResolvedOptions opts_;
@@ -122,7 +132,6 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   // Iteration state (main process).
   bool active_ = false;
   bool inproc_started_ = false;
-  uint64_t generation_ = 0;
   uint64_t queued_ = 0;     ///< batches queued so far this epoch (= index of the next in the plan)
   uint64_t delivered_ = 0;  ///< batches consumed (delivered, raised, or empty) this epoch
   std::vector<int64_t> slot_seq_;  ///< queue order of this epoch's task in slot i, -1 if none
@@ -135,11 +144,7 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   std::vector<SkippedSample> skipped_;
   LoaderStats stats_;
   int64_t last_check_ns_ = 0;  ///< when supervise last ran (it runs at least every kPoll)
-  /// Quiet queueing (refill) is off until stats_.batches reaches this: next() once had to wait
-  /// while a quietly queued task lay unclaimed beside a sleeping worker. Each such wait doubles
-  /// the span (eager_span_), so a loop only just slower than its workers settles on waking them.
-  uint64_t eager_until_ = 0;
-  uint64_t eager_span_ = 0;
+  WakePolicy wake_policy_{0};  ///< when refill() and before_wait() wake sleeping workers
   std::vector<uint8_t> quiet_;  ///< per slot: queued without waking anyone since refill() last woke
   bool any_quiet_ = false;
 };

@@ -14,7 +14,7 @@ namespace ringloader::loader::detail {
 /// One batch to fill. Layout: 64 bytes.
 struct TaskRecord {
   uint64_t seq;           ///< map-style: batch number within the epoch; stream: queue order
-  uint64_t generation;    ///< the iteration it belongs to (RingHeader::generation)
+  uint64_t generation;    ///< the iteration it belongs to (SlotRing::generation())
   uint64_t epoch;
   uint64_t seed;
   uint32_t count;         ///< indices in use (map-style) or samples wanted (stream)

@@ -16,6 +16,7 @@
 
 #include "core/error.hpp"
 #include "core/posix_error.hpp"
+#include "loader/detail/batch_error.hpp"
 
 namespace ringloader::loader::detail {
 namespace {
@@ -40,12 +41,6 @@ struct Sizes {
   size_t align64(size_t n) const { return add(n, 63) / 64 * 64; }
   [[noreturn]] void fail() const { throw ConfigError("a batch slot's size overflows: " + what); }
 };
-
-void copy_str(char* dst, size_t cap, const std::string& s) {
-  const size_t n = std::min(cap - 1, s.size());
-  std::memcpy(dst, s.data(), n);
-  dst[n] = '\0';
-}
 
 void reset_meta(BatchMeta* m) {
   m->count = 0;
@@ -162,18 +157,11 @@ bool record_failure(const SlotLayout& layout, std::byte* payload, const FillCont
     meta->num_skipped = k + 1;
     SkipRecord& r = layout.skips(payload)[k];
     r.index = index;
-    copy_str(r.path, sizeof r.path, path);
-    copy_str(r.reason, sizeof r.reason, what);
+    copy_to_field(r.path, path);
+    copy_to_field(r.reason, what);
     return true;
   }
-  meta->status = BatchStatus::kError;
-  meta->error_index = index;
-  meta->error_pid = ctx.pid;
-  meta->error_kind = err != 0 ? ErrorKind::kResource : ErrorKind::kSample;
-  meta->error_errno = err;
-  copy_str(meta->error_type, sizeof meta->error_type, type);
-  copy_str(meta->error_path, sizeof meta->error_path, path);
-  copy_str(meta->error_message, sizeof meta->error_message, what);
+  write_batch_error(*meta, err != 0 ? ErrorKind::kResource : ErrorKind::kSample, index, ctx.pid, err, type, path, what);
   return false;
 }
 
@@ -215,15 +203,12 @@ void give_up_batch(const SlotLayout& layout, std::byte* payload, std::span<const
       SkipRecord& r = layout.skips(payload)[meta->num_skipped++];
       r.index = index;
       r.path[0] = '\0';
-      copy_str(r.reason, sizeof r.reason, message);
+      copy_to_field(r.reason, message);
     }
     return;
   }
-  meta->status = BatchStatus::kError;
-  meta->error_kind = kind;
-  meta->error_index = indices.empty() ? -1 : indices[0];
-  copy_str(meta->error_type, sizeof meta->error_type, kind == ErrorKind::kTimeout ? "ringloader::TimeoutError" : "ringloader::WorkerError");
-  copy_str(meta->error_message, sizeof meta->error_message, message);
+  write_batch_error(*meta, kind, indices.empty() ? -1 : indices[0], 0, 0,
+                    kind == ErrorKind::kTimeout ? "ringloader::TimeoutError" : "ringloader::WorkerError", {}, message);
 }
 
 std::string current_exception_type() {

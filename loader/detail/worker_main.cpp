@@ -70,7 +70,6 @@ int run_worker(const WorkerEnv& env, int id) {
   }
   set_phase(rec, WorkerPhase::kIdle);
   const ipc::SlotRing& ring = *env.ring;
-  auto& hdr = ring.ring();
   const auto mine = [&ring, id](uint32_t s) {
     const int32_t target = ring.task<TaskRecord>(s).target_worker;
     return target < 0 || target == id;
@@ -80,9 +79,9 @@ int run_worker(const WorkerEnv& env, int id) {
   uint64_t stream_gen = 0;
   std::chrono::nanoseconds idle = kFirstIdle;
   for (;;) {
-    if (hdr.shutdown.load(std::memory_order_acquire)) return 0;
+    if (ring.shutting_down()) return 0;
     if (::getppid() != env.parent_pid) return 0;  // the main process is gone
-    while (!hdr.shutdown.load(std::memory_order_acquire)) {
+    while (!ring.shutting_down()) {
       const auto claim = ring.try_claim(id, mine);
       if (!claim) break;
       set_phase(rec, WorkerPhase::kFilling);
@@ -97,9 +96,7 @@ int run_worker(const WorkerEnv& env, int id) {
       ctx.on_error = env.on_error;
       ctx.progress = &ring.progress(s);
       ctx.retry_budget = env.timeout / 2;
-      ctx.abandoned = [&hdr, gen] {
-        return hdr.generation.load(std::memory_order_relaxed) != gen || hdr.shutdown.load(std::memory_order_relaxed);
-      };
+      ctx.abandoned = [&ring, gen] { return ring.generation() != gen || ring.shutting_down(); };
       if (env.map_ds) {
         fill_batch(*env.map_ds, *env.layout, ring.payload(s), std::span<const int64_t>(ring.indices(s).data(), task.count),
                    ctx);

@@ -7,8 +7,16 @@
 #include <cstring>
 #include <thread>
 
+#include "ipc/detail/ring_header.hpp"
 #include "ipc/slot_ring.hpp"
 #include "tests/support/process_check.hpp"
+
+namespace ringloader::ipc {
+/// The test-only way to the ring's shared header (its semaphores' counts).
+struct SlotRingTestAccess {
+  static detail::RingHeader& header(const SlotRing& r) { return *r.header_; }
+};
+}  // namespace ringloader::ipc
 
 using namespace ringloader;
 using ipc::SlotState;
@@ -133,8 +141,8 @@ TEST_CASE("wake-up counts stay small however many batches go round", "[slot_ring
     }
   }
   int tasks = 0, filled = 0;
-  while (ring.ring().tasks.try_wait()) ++tasks;
-  while (ring.ring().filled.try_wait()) ++filled;
+  while (ipc::SlotRingTestAccess::header(ring).tasks.try_wait()) ++tasks;
+  while (ipc::SlotRingTestAccess::header(ring).filled.try_wait()) ++filled;
   CHECK(tasks == 0);
   CHECK(filled == 0);
 }
@@ -155,6 +163,7 @@ TEST_CASE("a sleeping worker wakes for a queued task - a sleeping main process f
   std::this_thread::sleep_for(50ms);  // the worker is asleep by now
   const auto t0 = std::chrono::steady_clock::now();
   ring.queue(0);
+  (void)ring.wake_workers(1);  // queue() wakes nobody
   const auto filled = [&] { return ring.word(0).state == SlotState::kFilled; };
   while (!filled() && std::chrono::steady_clock::now() - t0 < 5s) (void)ring.wait_for_fill(filled, 10s);
   CHECK(filled());
@@ -217,4 +226,36 @@ TEST_CASE("workers claim tasks in the order they were queued, whatever slot hold
   CHECK(ring.requeue(1));
   CHECK(ring.requeue(2));
   CHECK(ring.try_claim(0)->slot == 2);  // queued first of all
+}
+
+TEST_CASE("begin_generation abandons the tasks queued so far; shutdown is a flag workers read", "[slot_ring][protocol]") {
+  ipc::SlotRing ring({.num_slots = 2, .max_batch = 1, .payload_bytes = 64});
+  CHECK(ring.generation() == 0);
+  CHECK(ring.begin_generation() == 1);
+  CHECK(ring.begin_generation() == 2);
+  CHECK(ring.generation() == 2);
+  ring.queue(0);
+  CHECK(ring.word(0).state == SlotState::kQueued);  // a new generation frees no slot: abandon() does
+  CHECK_FALSE(ring.shutting_down());
+  ring.request_shutdown(0);
+  CHECK(ring.shutting_down());
+  // A worker that would sleep returns at once while shutting down: no task, no wait.
+  const auto t0 = std::chrono::steady_clock::now();
+  ring.wait_for_task([](uint32_t) { return false; }, 60s);
+  CHECK(std::chrono::steady_clock::now() - t0 < 30s);  // a hang is the failure, not a speed
+  ring.clear_shutdown();
+  CHECK_FALSE(ring.shutting_down());
+}
+
+TEST_CASE("queue wakes nobody; wake_workers posts once per sleeper, at most n", "[slot_ring][protocol]") {
+  ipc::SlotRing ring({.num_slots = 2, .max_batch = 1, .payload_bytes = 64});
+  ring.queue(0);
+  CHECK(ring.wake_workers(2) == 0);  // nobody sleeps
+  CHECK_FALSE(ipc::SlotRingTestAccess::header(ring).tasks.try_wait());
+  ipc::SlotRingTestAccess::header(ring).sleepers.store(3);  // as three workers in wait_for_task
+  CHECK(ring.wake_workers(2) == 2);
+  CHECK(ipc::SlotRingTestAccess::header(ring).tasks.try_wait());
+  CHECK(ipc::SlotRingTestAccess::header(ring).tasks.try_wait());
+  CHECK_FALSE(ipc::SlotRingTestAccess::header(ring).tasks.try_wait());
+  ipc::SlotRingTestAccess::header(ring).sleepers.store(0);
 }
