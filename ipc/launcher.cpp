@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <system_error>
 
 #include "core/error.hpp"
 #include "core/posix_error.hpp"
@@ -100,26 +101,35 @@ std::unique_ptr<Child> ForkLauncher::launch(int id) {
 }
 
 std::unique_ptr<Child> PoolLauncher::launch(int id) {
-  if (pool_ && !pool_->failure().empty()) {
-    // The pool could not even build the dataset: another pool would fail the same way, forever.
-    throw ConfigError("the fork server cannot build the dataset: " + pool_->failure() +
-                      ". It rebuilds the dataset from its pickled recipe, so the dataset's class must be importable "
-                      "there (a module, or the main script before rl.init() / ringloader::init()) and building it "
-                      "must succeed there");
-  }
-  if (pool_ && !pool_->alive()) {
-    unserved_ = pool_->served() ? 0 : unserved_ + 1;
-    if (unserved_ >= kMaxUnservedPools) {
-      // It died while it rebuilt the dataset (a crash or an exit in unpickling or the
-      // constructor): another pool would die the same way, forever.
-      throw WorkerError("the fork server's pool process died " + std::to_string(unserved_) +
-                        " times in a row before it started a worker, while it rebuilt the dataset from its pickled "
-                        "recipe (a crash or an exit in the dataset's unpickling or constructor, or it was killed); "
-                        "run the loader with start_method=\"fork\" to see the failure in this process");
+  for (;;) {
+    if (pool_ && !pool_->failure().empty()) {
+      // The pool could not even build the dataset: another pool would fail the same way, forever.
+      throw ConfigError("the fork server cannot build the dataset: " + pool_->failure() +
+                        ". It rebuilds the dataset from its pickled recipe, so the dataset's class must be importable "
+                        "there (a module, or the main script before rl.init() / ringloader::init()) and building it "
+                        "must succeed there");
+    }
+    if (pool_ && !pool_->alive()) {
+      unserved_ = pool_->served() ? 0 : unserved_ + 1;
+      if (unserved_ >= kMaxUnservedPools) {
+        // It died while it rebuilt the dataset (a crash or an exit in unpickling or the
+        // constructor): another pool would die the same way, forever.
+        throw WorkerError("the fork server's pool process died " + std::to_string(unserved_) +
+                          " times in a row before it started a worker, while it rebuilt the dataset from its pickled "
+                          "recipe (a crash or an exit in the dataset's unpickling or constructor, or it was killed); "
+                          "run the loader with start_method=\"fork\" to see the failure in this process");
+      }
+      pool_.reset();
+    }
+    if (!pool_) pool_ = std::make_shared<PoolClient>(ForkServer::open_pool(request_(), region_fd_));
+    try {
+      return std::make_unique<PoolChild>(pool_, id);
+    } catch (const std::system_error&) {
+      // The pool died before it took the request (while it rebuilt the dataset, say): counted
+      // above like any pool gone, rather than failing the loader with a broken pipe.
+      if (pool_->alive()) throw;
     }
   }
-  if (!pool_ || !pool_->alive()) pool_ = std::make_shared<PoolClient>(ForkServer::open_pool(request_(), region_fd_));
-  return std::make_unique<PoolChild>(pool_, id);
 }
 
 }  // namespace ringloader::ipc
