@@ -256,8 +256,10 @@ class DataLoader:
         elif isinstance(dataset, _ImageDataset) and dataset.transform is not None:
             # torchvision's form: [images, targets], as torch gives (batch_size=None: (image, target))
             self._make_batch = self._collated(list if self._auto_batch else (lambda f: [f[0][0], int(f[1][0])]))
-        else:
+        elif self._auto_batch:
             self._make_batch = Batch
+        else:  # batch_size=None: the sample itself, its fields without the batch dimension, as torch
+            self._make_batch = lambda arrays, names, b: Batch(tuple(x[0] for x in arrays), names, b)
         self.last_batch = None
         if start_method == "forkserver":
             if isinstance(dataset, IterableDataset) or isinstance(core_ds, (_TorchIterableDataset,

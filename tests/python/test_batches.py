@@ -158,3 +158,23 @@ def test_batch_sampler_with_batch_size_is_torchs_error():
     bs = BatchSampler(SequentialSampler(range(10)), batch_size=3, drop_last=False)
     with pytest.raises(ValueError, match="batch_sampler option is mutually exclusive"):
         rl.DataLoader(Shaped("tuple"), batch_sampler=bs, batch_size=4)
+
+
+class Own(rl.Dataset):
+    schema = {"image": ("uint8", (4, 4, 3)), "label": ("int64", ())}
+
+    def __len__(self):
+        return 6
+
+    def get(self, index, out):
+        out["image"][...] = index
+        out["label"][...] = index
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_size_none_gives_an_rl_datasets_samples_without_the_batch_dimension(workers):
+    samples = list(rl.DataLoader(Own(), batch_size=None, num_workers=workers))
+    assert len(samples) == 6
+    for k, s in enumerate(samples):
+        assert s["image"].shape == (4, 4, 3) and s["label"].shape == () and int(s["label"]) == k
+        assert list(s.indices) == [k] and int(s["image"][0, 0, 0]) == k
