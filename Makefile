@@ -22,8 +22,9 @@ SHELL := /bin/bash
 
 .PHONY: deps build demo test wheel wheel-test asan tsan bench clean
 
-# Open MPI is needed by the suite's mpirun test; other optional groups: fuzz, torch, plot.
-DEPS_GROUPS ?= mpi
+# Open MPI is needed by the suite's mpirun test, real photographs by its fidelity test; other
+# optional groups: fuzz, torch, plot.
+DEPS_GROUPS ?= mpi photos
 
 deps:
 	@.ci/install-deps $(DEPS_GROUPS)

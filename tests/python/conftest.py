@@ -70,6 +70,25 @@ def image_folder(tmp_path_factory):
     return str(root)
 
 
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory):
+    """Real photographs (.photos/, fetched by `.ci/install-deps photos`, which `make test` runs)
+    as JPEGs in 2 classes of 4."""
+    from pathlib import Path
+    from PIL import Image
+    source = Path(__file__).resolve().parents[2] / ".photos"
+    if not (source / ".complete").exists():
+        pytest.fail(f"the real photographs are missing from {source}: run .ci/install-deps photos (make test does)")
+    files = sorted(p for p in source.iterdir() if p.suffix in (".png", ".jpg"))
+    assert len(files) == 8, files
+    root = tmp_path_factory.mktemp("real") / "photos"
+    for k, f in enumerate(files):
+        d = root / ("a" if k % 2 == 0 else "b")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.open(f).convert("RGB").save(d / f"{f.stem}.jpg", quality=92)
+    return str(root)
+
+
 @pytest.fixture
 def seeded():
     random.seed(0)
