@@ -47,17 +47,25 @@ class DecodeError : public Error {
 /// carrying what the worker saw: the exception type, its message, the index and the file.
 class SampleError : public Error {
  public:
-  SampleError(const std::string& what, int64_t index, std::string path, std::string type)
-      : Error(what), index_(index), path_(std::move(path)), type_(std::move(type)) {}
+  /// what() is `what`, then the traceback on the following lines when there is one.
+  SampleError(const std::string& what, int64_t index, std::string path, std::string type, std::string traceback = {})
+      : Error(traceback.empty() ? what : what + "\n" + traceback),
+        index_(index),
+        path_(std::move(path)),
+        type_(std::move(type)),
+        traceback_(std::move(traceback)) {}
   int64_t index() const noexcept { return index_; }
   const std::string& path() const noexcept { return path_; }
   /// Name of the exception type thrown in the dataset (demangled where possible).
   const std::string& type() const noexcept { return type_; }
+  /// The dataset code's own traceback (Python: "Traceback (most recent call last): ..."), or "".
+  const std::string& traceback() const noexcept { return traceback_; }
 
  private:
   int64_t index_;
   std::string path_;
   std::string type_;
+  std::string traceback_;
 };
 
 /// A worker process died or misbehaved; the message names its pid and the batch.

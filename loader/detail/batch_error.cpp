@@ -12,7 +12,7 @@ std::string join_indices(std::span<const int64_t> idx, size_t max_shown) {
 }
 
 void write_batch_error(BatchMeta& meta, ErrorKind kind, int64_t index, int pid, int err, const std::string& type,
-                       const std::string& path, const std::string& message) {
+                       const std::string& path, const std::string& message, const std::string& traceback) {
   meta.status = BatchStatus::kError;
   meta.error_kind = kind;
   meta.error_index = index;
@@ -21,6 +21,7 @@ void write_batch_error(BatchMeta& meta, ErrorKind kind, int64_t index, int pid, 
   copy_to_field(meta.error_type, type);
   copy_to_field(meta.error_path, path);
   copy_to_field(meta.error_message, message);
+  copy_to_field(meta.error_traceback, traceback);
 }
 
 std::exception_ptr read_batch_error(const BatchMeta& meta, BatchErrorContext ctx) {
@@ -28,6 +29,7 @@ std::exception_ptr read_batch_error(const BatchMeta& meta, BatchErrorContext ctx
   const std::string type = meta.error_type[0] ? meta.error_type : "unknown";
   const std::string message = meta.error_message;
   const std::string path = meta.error_path;
+  const std::string traceback = meta.error_traceback;
   const int64_t index = meta.error_index;
   switch (meta.error_kind) {
     case ErrorKind::kTimeout: return std::make_exception_ptr(TimeoutError(message, true));
@@ -45,7 +47,8 @@ std::exception_ptr read_batch_error(const BatchMeta& meta, BatchErrorContext ctx
                                                      "; the batch (indices " + join_indices(ctx.indices) + ") was not delivered",
                                                  meta.error_errno, path, index));
   }
-  return std::make_exception_ptr(SampleError(sample + " raised " + type + " in " + where + ": " + message, index, path, type));
+  return std::make_exception_ptr(
+      SampleError(sample + " raised " + type + " in " + where + ": " + message, index, path, type, traceback));
 }
 
 }  // namespace ringloader::loader::detail

@@ -34,9 +34,10 @@ std::string join_indices(std::span<const int64_t> idx, size_t max_shown = 16);
 
 /// Makes `meta` carry an error: status kError, what failed (`kind`, sample `index`, -1 if
 /// none), where (`pid`, 0 for the main process), `err` (kResource: the errno), the exception's
-/// `type`, the sample's `path` and the `message`. Leaves count and skip records alone.
+/// `type`, the sample's `path`, the `message` and the dataset code's `traceback` (its own field:
+/// a long traceback never crowds out the message). Leaves count and skip records alone.
 void write_batch_error(BatchMeta& meta, ErrorKind kind, int64_t index, int pid, int err, const std::string& type,
-                       const std::string& path, const std::string& message);
+                       const std::string& path, const std::string& message, const std::string& traceback = {});
 
 /// What the main process knows of the batch beside its error record.
 struct BatchErrorContext {

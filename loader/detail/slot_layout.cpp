@@ -97,13 +97,14 @@ void init_offsets(const SlotLayout& layout, std::byte* payload) {
   }
 }
 
-std::string describe_current(const char* fallback_type, std::string& type_out) {
+std::string describe_current(const char* fallback_type, std::string& type_out, std::string* traceback_out = nullptr) {
   type_out = current_exception_type();
   try {
     throw;
   } catch (const ForeignError& e) {
     type_out = e.type();  // the Python type, not the C++ wrapper's
-    return e.traceback().empty() ? std::string(e.what()) : std::string(e.what()) + "\n" + e.traceback();
+    if (traceback_out) *traceback_out = e.traceback();
+    return e.what();
   } catch (const std::exception& e) {
     return e.what();
   } catch (...) {
@@ -149,7 +150,8 @@ int resource_errno() {
 /// else - or whatever the policy when `err` says the system ran short of a resource - the
 /// batch's error record (false: stop).
 bool record_failure(const SlotLayout& layout, std::byte* payload, const FillContext& ctx, int64_t index,
-                    const std::string& path, const std::string& type, const std::string& what, int err = 0) {
+                    const std::string& path, const std::string& type, const std::string& what, int err = 0,
+                    const std::string& traceback = {}) {
   BatchMeta* meta = layout.meta(payload);
   if (ctx.on_error == OnError::kSkip && err == 0) {
     // A stream can fail more samples than a batch holds: the last record then names the latest.
@@ -161,7 +163,8 @@ bool record_failure(const SlotLayout& layout, std::byte* payload, const FillCont
     copy_to_field(r.reason, what);
     return true;
   }
-  write_batch_error(*meta, err != 0 ? ErrorKind::kResource : ErrorKind::kSample, index, ctx.pid, err, type, path, what);
+  write_batch_error(*meta, err != 0 ? ErrorKind::kResource : ErrorKind::kSample, index, ctx.pid, err, type, path, what,
+                    traceback);
   return false;
 }
 
@@ -263,8 +266,8 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
           prepare_targets(layout, payload, pos, t);
           continue;
         }
-        std::string type;
-        std::string what = describe_current("unknown", type);
+        std::string type, traceback;
+        std::string what = describe_current("unknown", type, &traceback);
         if (err != 0) what += " (tried " + std::to_string(attempt + 1) + (attempt ? " times)" : " time)");
         std::string path = path_of(writer.source());
         if (path.empty()) {
@@ -273,7 +276,7 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
           } catch (...) {
           }
         }
-        if (record_failure(layout, payload, ctx, index, path, type, what, err)) break;
+        if (record_failure(layout, payload, ctx, index, path, type, what, err, traceback)) break;
         meta->count = static_cast<uint32_t>(pos);
         return;
       }
@@ -309,10 +312,10 @@ void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, 
       got = ds.next(writer);
     } catch (...) {
       const int err = resource_errno();  // a stream cannot retry a sample: raised at once
-      std::string type;
-      const std::string what = describe_current("unknown", type);
+      std::string type, traceback;
+      const std::string what = describe_current("unknown", type, &traceback);
       ++stream_position;
-      if (record_failure(layout, payload, ctx, index, path_of(writer.source()), type, what, err)) continue;
+      if (record_failure(layout, payload, ctx, index, path_of(writer.source()), type, what, err, traceback)) continue;
       break;
     }
     if (!got) {
@@ -333,9 +336,9 @@ void fail_stream_start(const SlotLayout& layout, std::byte* payload, const FillC
   reset_meta(meta);
   init_offsets(layout, payload);
   const int err = resource_errno();
-  std::string type;
-  const std::string what = "starting the stream (set_epoch / __iter__) raised " + describe_current("unknown", type);
-  (void)record_failure(layout, payload, ctx, -1, {}, type, what, err);
+  std::string type, traceback;
+  const std::string what = "starting the stream (set_epoch / __iter__) raised " + describe_current("unknown", type, &traceback);
+  (void)record_failure(layout, payload, ctx, -1, {}, type, what, err, traceback);
   meta->count = 0;
   meta->end_of_stream = 1;  // this worker's part of the stream cannot be read this epoch
 }

@@ -37,7 +37,7 @@ enum class BatchStatus : uint32_t { kOk = 0, kError = 1, kAbandoned = 2 };
 /// What kind of error a kError batch carries.
 enum class ErrorKind : uint32_t { kSample = 0, kWorker = 1, kTimeout = 2, kResource = 3 };
 
-/// Header of a filled batch, written by the filler. 3 KiB + a few words.
+/// Header of a filled batch, written by the filler. 7 KiB + a few words.
 struct BatchMeta {
   uint32_t count;        ///< samples delivered (after skips)
   BatchStatus status;
@@ -51,6 +51,7 @@ struct BatchMeta {
   char error_type[128];
   char error_path[512];
   char error_message[2048];
+  char error_traceback[4096];  ///< the dataset code's own traceback (Python's), apart from the message
 };
 static_assert(std::is_trivially_copyable_v<BatchMeta> && std::is_standard_layout_v<BatchMeta>);
 

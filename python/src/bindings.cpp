@@ -85,8 +85,7 @@ void translate(std::exception_ptr p) {
   } catch (const PyPassThrough& e) {
     py::error_already_set(e.error).restore();  // the user's KeyboardInterrupt / SystemExit itself
   } catch (const SampleError& e) {
-    const std::string what = e.what();
-    const auto tb = what.find("\nTraceback (most recent call last):");
+    const std::string what = e.what();  // the message, then the worker's traceback (as torch's)
     // An rl.SampleError that is also the original exception's type: `except KeyError` catches it.
     py::module_ errors = py::module_::import("ringloader._errors");
     py::object cls = errors.attr("sample_error_class")(fs_str(e.type()));
@@ -94,7 +93,7 @@ void translate(std::exception_ptr p) {
     inst.attr("index") = py::int_(e.index());
     inst.attr("path") = fs_str(e.path());
     inst.attr("type") = fs_str(e.type());
-    inst.attr("traceback") = fs_str(tb == std::string::npos ? std::string() : what.substr(tb + 1));
+    inst.attr("traceback") = fs_str(e.traceback());
     PyErr_SetObject(cls.ptr(), inst.ptr());
   } catch (const BatchError& e) {
     raise_py("BatchError", e.what(), {{"indices", py::cast(e.indices())}, {"culprits", py::cast(e.culprits())}});

@@ -90,3 +90,22 @@ TEST_CASE("join_indices shows 16 indices and how many in all", "[batch_error]") 
   CHECK(join_indices(std::span<const int64_t>(v.data(), 3)) == "0,1,2");
   CHECK(join_indices(v) == "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,... (20 in all)");
 }
+
+TEST_CASE("a traceback travels in its own field: a long one never cuts the message short", "[batch_error]") {
+  auto m = fresh_meta();
+  const std::string message(1500, 'm');
+  const std::string tb = "Traceback (most recent call last):\n" + std::string(3000, 't') + "\nKeyError: 3";
+  write_batch_error(*m, ErrorKind::kSample, 3, 77, 0, "KeyError", "", message, tb);
+  try {
+    std::rethrow_exception(read_batch_error(*m, {0, {3}, {}, true}));
+  } catch (const SampleError& s) {
+    CHECK(s.traceback() == tb);
+    const std::string what = s.what();
+    CHECK(what.find(message) != std::string::npos);  // whole, though message + traceback > 2048
+    CHECK(what.substr(what.size() - tb.size()) == tb);  // the message, then the traceback
+  }
+  const std::string huge(10000, 'h');  // cut to its field, never past it
+  write_batch_error(*m, ErrorKind::kSample, 3, 77, 0, "KeyError", "", "short", huge);
+  CHECK(std::string(m->error_traceback).size() == sizeof m->error_traceback - 1);
+  CHECK(std::string(m->error_message) == "short");
+}
