@@ -21,6 +21,7 @@ import pickle
 import struct
 
 from ._errors import ConfigError
+from .datasets import _Wraps, _WrapsStream
 
 FIELD = "collated"
 ALIGN = 64
@@ -97,7 +98,7 @@ def write_part(pieces, total, share, part, out):
             out[a - lo:b - lo] = np.frombuffer(view[a - offset:b - offset], dtype=np.uint8)
 
 
-class CollatedMap:
+class CollatedMap(_Wraps):
     """A map-style dataset whose batches are collate_fn(samples): a Dataset for the native loader
     (rl.Dataset's get(index, out) protocol)."""
 
@@ -107,10 +108,6 @@ class CollatedMap:
         self._serial = None
         self._encoded = None  # (pieces, total) or the exception the batch raised
         self._cursor = 0
-
-    @property
-    def _user_dataset(self):
-        return self.ds
 
     def __len__(self):
         return len(self.ds)
@@ -139,7 +136,7 @@ class CollatedMap:
         self._cursor += 1
 
 
-class CollatedStream:
+class CollatedStream(_WrapsStream):
     """A stream whose samples are whole batches: collate_fn over `batch_size` samples of the
     worker's part of the user's stream, as torch batches a stream in each worker."""
 
@@ -147,14 +144,6 @@ class CollatedStream:
         self.ds, self.collate_fn, self.batch_size, self.drop_last = ds, collate_fn, batch_size, drop_last
         self.share = share
         self.schema = {FIELD: ("uint8", (share,))}
-
-    @property
-    def _user_dataset(self):
-        return self.ds
-
-    def set_epoch(self, epoch):
-        if hasattr(self.ds, "set_epoch"):
-            self.ds.set_epoch(epoch)
 
     def __iter__(self):
         import numpy as np

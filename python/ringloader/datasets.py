@@ -41,6 +41,20 @@ class IterableDataset:
         raise NotImplementedError
 
 
+class _Wraps:
+    """An adapter over the user's dataset `ds`: get_worker_info().dataset is the user's, as in torch."""
+
+    @property
+    def _user_dataset(self):
+        return self.ds
+
+
+class _WrapsStream(_Wraps):
+    def set_epoch(self, epoch):
+        if hasattr(self.ds, "set_epoch"):
+            self.ds.set_epoch(epoch)
+
+
 _NO_LAYOUT = {"0": ("uint8", ())}  # a placeholder: no batch is ever laid out in it
 
 
@@ -49,7 +63,7 @@ def _no_layout_error(probe, what):
                        "layout: make those load, or give the loader schema=")
 
 
-class _TorchMapDataset(Dataset):
+class _TorchMapDataset(_Wraps, Dataset):
     """An existing map-style dataset (torch.utils.data.Dataset, or anything with __getitem__ and
     __len__) run unchanged: each sample is copied once into the slot. Its layout is learned from
     a sample loaded in a child process (_probe.py), never here."""
@@ -70,10 +84,6 @@ class _TorchMapDataset(Dataset):
             else:
                 self.schema, self.kind = self.plan.schema, "plan"
 
-    @property
-    def _user_dataset(self):  # what get_worker_info().dataset is: the user's dataset, as in torch
-        return self.ds
-
     def __len__(self):
         return len(self.ds)
 
@@ -84,7 +94,7 @@ class _TorchMapDataset(Dataset):
         out.write(sample if self.plan is None else self.plan.encode(sample))
 
 
-class _TorchIterableDataset(IterableDataset):
+class _TorchIterableDataset(_WrapsStream, IterableDataset):
     def __init__(self, ds, schema=None, num_workers=0, timeout=0.0):
         self.ds = ds
         self.plan = None
@@ -101,14 +111,6 @@ class _TorchIterableDataset(IterableDataset):
         else:
             self.kind = "tuple"
         self.schema = schema
-
-    @property
-    def _user_dataset(self):
-        return self.ds
-
-    def set_epoch(self, epoch):
-        if hasattr(self.ds, "set_epoch"):
-            self.ds.set_epoch(epoch)
 
     def __iter__(self):
         if self.kind == "unlaid":

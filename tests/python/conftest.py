@@ -70,6 +70,21 @@ def image_folder(tmp_path_factory):
     return str(root)
 
 
+@pytest.fixture
+def time_limit():
+    """A case that hangs fails after 60 s instead of stalling the suite (pytestmark =
+    pytest.mark.usefixtures("time_limit") in a module)."""
+    import signal
+
+    def expire(signum, frame):
+        raise TimeoutError("this case took over 60 s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
 @pytest.fixture(scope="session")
 def photo_folder(tmp_path_factory):
     """Real photographs (.photos/, fetched by `.ci/install-deps photos`, which `make test` runs)

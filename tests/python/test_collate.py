@@ -2,7 +2,6 @@
 batch_size=None), its output reaching the loop unchanged, side by side with
 torch.utils.data.DataLoader on the same datasets. Tensors come back as views of the slot."""
 import collections
-import signal
 
 import numpy as np
 import pytest
@@ -16,15 +15,7 @@ from torch.utils.data import default_collate, get_worker_info
 import ringloader as rl
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    def expire(signum, frame):
-        raise TimeoutError("this case took over 60 s")
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+pytestmark = pytest.mark.usefixtures("time_limit")  # conftest.py: a hang fails after 60 s
 
 
 class Sequences(TorchDataset):

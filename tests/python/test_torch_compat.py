@@ -3,7 +3,6 @@ RNG seeding, torch.manual_seed reproducibility, get_worker_info() in workers, wo
 a user's DistributedSampler epoch, iterators that end or are abandoned. Ported from the
 behaviours torch's test/test_dataloader.py checks; each case runs under a time limit."""
 import random
-import signal
 
 import numpy as np
 import pytest
@@ -18,16 +17,7 @@ import ringloader as rl
 from ringloader import _worker
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    """A case that hangs fails after 60 s instead of stalling the suite."""
-    def expire(signum, frame):
-        raise TimeoutError("this case took over 60 s")
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+pytestmark = pytest.mark.usefixtures("time_limit")  # conftest.py: a hang fails after 60 s
 
 
 class Draws(TorchDataset):
