@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,25 +150,28 @@ TEST_CASE("wake-up counts stay small however many batches go round", "[slot_ring
 
 TEST_CASE("a sleeping worker wakes for a queued task - a sleeping main process for a fill", "[slot_ring][wakeups]") {
   ipc::SlotRing ring({.num_slots = 1, .max_batch = 1, .payload_bytes = 64});
+  auto& header = ipc::SlotRingTestAccess::header(ring);
   const pid_t kid = ::fork();
   if (kid == 0) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::optional<ipc::SlotRing::Claim> c;
-    while (!(c = ring.try_claim(0)) && std::chrono::steady_clock::now() - t0 < 5s) {
-      ring.wait_for_task([](uint32_t) { return true; }, 10s);
-    }
+    // Its wait outlasts the main process's: only the wake-up can bring the task in time.
+    ring.wait_for_task([](uint32_t) { return true; }, 1h);
+    const auto c = ring.try_claim(0);
     if (!c) ::_exit(1);
-    std::this_thread::sleep_for(50ms);
+    // Fill once the main process sleeps in wait_for_fill, so that the fill is what wakes it.
+    for (int i = 0; i < 60000 && header.main_waiting.load() == 0; ++i) std::this_thread::sleep_for(1ms);
     ::_exit(ring.mark_filled(*c, 0) ? 0 : 2);
   }
-  std::this_thread::sleep_for(50ms);  // the worker is asleep by now
-  const auto t0 = std::chrono::steady_clock::now();
+  // Queue once the worker sleeps, so that the task reaches it through wake_workers.
+  for (int i = 0; i < 30000 && header.sleepers.load() == 0; ++i) std::this_thread::sleep_for(1ms);
+  REQUIRE(header.sleepers.load() == 1);
   ring.queue(0);
-  (void)ring.wake_workers(1);  // queue() wakes nobody
+  CHECK(ring.wake_workers(1) == 1);  // queue() wakes nobody; wake_workers saw the sleeper
   const auto filled = [&] { return ring.word(0).state == SlotState::kFilled; };
-  while (!filled() && std::chrono::steady_clock::now() - t0 < 5s) (void)ring.wait_for_fill(filled, 10s);
+  auto wake = ipc::Semaphore::Wake::kSignal;
+  while (wake == ipc::Semaphore::Wake::kSignal) wake = ring.wait_for_fill(filled, 30s);
+  CHECK(wake == ipc::Semaphore::Wake::kTaken);  // woken by the fill; a lost wake-up times out
   CHECK(filled());
-  CHECK(std::chrono::steady_clock::now() - t0 < 2s);  // woken, not timed out (10 s)
+  if (!filled()) ::kill(kid, SIGKILL);
   int st = 0;
   REQUIRE(::waitpid(kid, &st, 0) == kid);
   CHECK(WIFEXITED(st));
