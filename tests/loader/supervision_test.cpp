@@ -49,6 +49,15 @@ std::chrono::milliseconds since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
 }
 
+/// A TimeoutError that next() raised, started at t0, honoured `timeout`: not before it (the
+/// loader gives up only once it has passed), and not hung (the bound is loose on purpose).
+void check_timeout_honoured(std::chrono::steady_clock::time_point t0, std::chrono::milliseconds timeout) {
+  const auto waited = since(t0);
+  CAPTURE(waited.count(), timeout.count());
+  CHECK(waited >= timeout);
+  CHECK(waited < 30s);
+}
+
 /// next() for a test's warm-up, where a short timeout is not what is tested: on two busy CI
 /// cores (or under TSan) starting workers can take longer than it, so a TimeoutError is retried.
 std::optional<Batch> next_patiently(DataLoader& loader) {
@@ -131,7 +140,7 @@ TEST_CASE("with timeout set, next() returns or raises within it whatever the wor
         FAIL("a batch came from a worker that never started");
       } catch (const TimeoutError& e) {
         ++timeouts;
-        CHECK(since(t1) < 1500ms);
+        check_timeout_honoured(t1, o.timeout);
         CHECK_THAT(std::string(e.what()), Contains("timed out after") && Contains("no worker has taken it"));
       } catch (const WorkerError& e) {
         worker_error = true;
@@ -169,7 +178,7 @@ TEST_CASE("with timeout set, next() returns or raises within it whatever the wor
       (void)loader.next();
       FAIL("expected TimeoutError");
     } catch (const TimeoutError& e) {
-      CHECK(since(t0) < 1500ms);
+      check_timeout_honoured(t0, o.timeout);
       CHECK_FALSE(e.batch_given_up());
       CHECK_THAT(std::string(e.what()), Contains("batch 2") && Contains("no worker has taken it") &&
                                             Contains("stopped by a signal"));
@@ -206,7 +215,7 @@ TEST_CASE("with timeout set, next() returns or raises within it whatever the wor
         if (!b) break;
         for (int64_t v : b->field("value").as<int64_t>()) values.push_back(v);
       } catch (const TimeoutError& e) {
-        CHECK(since(t1) < 1500ms);
+        check_timeout_honoured(t1, o.timeout);
         CHECK_THAT(std::string(e.what()), Contains("stream shard of worker 1"));
         timed_out = true;
         ::kill(owner, SIGCONT);
@@ -348,7 +357,9 @@ TEST_CASE("a stopped fork-server pool: next() stays within its timeout - the des
           out << "\nthe stopped pool is still there";
           return 4;
         }
-        if (longest > 1600ms) return 2;
+        // Loose on purpose (5 x timeout): the failure is a respawn blocking on the stopped
+        // pool, 10 s each; anything under that is the scheduler, not the loader.
+        if (longest > 5 * o.timeout) return 2;
         return since(t1) < 5s ? 0 : 3;
       },
       60s);
@@ -373,17 +384,19 @@ TEST_CASE("a worker fatal error reaches next() within its timeout - and nothing 
   DataLoader loader(ds, o);
   bool fatal = false;
   const auto t0 = std::chrono::steady_clock::now();
-  while (!fatal && since(t0) < 10s) {
+  while (!fatal && since(t0) < 30s) {
     const auto t1 = std::chrono::steady_clock::now();
     try {
       (void)loader.next();
     } catch (const TimeoutError&) {
+      check_timeout_honoured(t1, o.timeout);
     } catch (const WorkerError& e) {
       fatal = std::string(e.what()).find("3 times in a row") != std::string::npos;
     }
-    CHECK(since(t1) < 900ms);
   }
   CHECK(fatal);
+  // The fatal path stopped the workers itself, at once: none is left to drain an epoch for.
+  CHECK(loader.worker_pids().empty());
   const auto restarts = loader.stats().worker_restarts;
   std::this_thread::sleep_for(300ms);
   CHECK(loader.stats().worker_restarts == restarts);
@@ -447,8 +460,13 @@ TEST_CASE("a wait can be interrupted: DataLoader::interrupt from a signal handle
     static DataLoader* g_loader = nullptr;
     DataLoader loader(ds, o);
     g_loader = &loader;
+    static std::atomic<bool> handled{false};
+    handled = false;
     struct sigaction sa {}, old {};
-    sa.sa_handler = [](int) { g_loader->interrupt(); };
+    sa.sa_handler = [](int) {
+      handled = true;
+      g_loader->interrupt();
+    };
     ::sigaction(SIGALRM, &sa, &old);
     sigset_t alrm;
     ::sigemptyset(&alrm);
@@ -457,28 +475,29 @@ TEST_CASE("a wait can be interrupted: DataLoader::interrupt from a signal handle
     REQUIRE(loader.next());
     REQUIRE(loader.next());
     ::alarm(1);
-    const auto t0 = std::chrono::steady_clock::now();
+    // Interrupted, not the TimeoutError that comes after 5 s if the interrupt is lost.
     CHECK_THROWS_AS(loader.next(), Interrupted);
-    CHECK(since(t0) > 900ms);
-    CHECK(since(t0) < 1300ms);  // within ~100 ms of the signal
+    CHECK(handled);  // and only after the handler ran
     ::sigaction(SIGALRM, &old, nullptr);
     g_loader = nullptr;
   }
   SECTION("interrupt_check throws: the exception leaves next() as it is") {
     struct Stop {};
-    static std::chrono::steady_clock::time_point armed_at;
     static bool armed = false;
+    static int checks = 0;
     armed = false;
+    checks = 0;
+    // Throws at its third call in the waiting next(): it runs after every wait, not once.
     o.interrupt_check = [] {
-      if (armed && std::chrono::steady_clock::now() - armed_at > 500ms) throw Stop{};
+      if (armed && ++checks == 3) throw Stop{};
     };
     DataLoader loader(ds, o);
     REQUIRE(loader.next());
     REQUIRE(loader.next());
-    armed_at = std::chrono::steady_clock::now();
     armed = true;
+    // Stop, not the TimeoutError that comes after 5 s if the check is not run while waiting.
     CHECK_THROWS_AS(loader.next(), Stop);
-    CHECK(since(armed_at) < 800ms);
+    CHECK(checks == 3);
   }
   require_clean();
 }
