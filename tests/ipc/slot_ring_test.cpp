@@ -130,8 +130,7 @@ TEST_CASE("targeted tasks are claimed only by their worker", "[slot_ring]") {
 }
 
 TEST_CASE("wake-up counts stay small however many batches go round", "[slot_ring][wakeups]") {
-  // Before: every queue posted `tasks` and every fill posted `filled`, so a ring whose
-  // consumer never had to wait gained one count per batch (EOVERFLOW after 2^31).
+  // Posts only for sleepers: a count per batch would reach EOVERFLOW after 2^31 batches.
   ipc::SlotRing ring({.num_slots = 4, .max_batch = 1, .payload_bytes = 64});
   for (int round = 0; round < 10000; ++round) {
     for (uint32_t s = 0; s < 4; ++s) ring.queue(s);
@@ -215,8 +214,8 @@ TEST_CASE("a ring whose size overflows is refused before anything is allocated",
 }
 
 TEST_CASE("workers claim tasks in the order they were queued, whatever slot holds them", "[slot_ring]") {
-  // Before: claims scanned slots in index order, so a task queued later into a lower slot was
-  // filled first - and one that hung there starved the batch the training loop waited for.
+  // By slot index, a task queued later into a lower slot would be filled first - and one that
+  // hung there would starve the batch the training loop waits for.
   ipc::SlotRing ring({.num_slots = 3, .max_batch = 1, .payload_bytes = 64});
   ring.queue(2);
   ring.queue(0);

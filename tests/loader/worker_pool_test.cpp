@@ -1,5 +1,5 @@
-// WorkerPool: the respawn budget and a stop that never respawns (issue 9: workers killed
-// during shutdown were replaced; a worker dying at start-up was replaced forever), and a
+// WorkerPool: the respawn budget and a stop that never respawns (issue 9: a worker killed
+// during shutdown stays dead; one dying at start-up is not replaced forever), and a
 // watchdog that times a claim from its own stamp or from when it first saw it, never from 0 or
 // from the slot's previous claim.
 #include <catch2/catch.hpp>
@@ -233,9 +233,9 @@ constexpr auto kWatchdogTimeout = 400ms;
 
 namespace {
 
-/// An unstamped claim made at `claimed` by worker `pid`: spared for half the timeout (the old
-/// watchdog took a missing or stale stamp for the claim's time and killed at its first look),
-/// then, still unstamped once seen for the timeout, killed as a stuck claim.
+/// An unstamped claim made at `claimed` by worker `pid`: spared for half the timeout (a missing
+/// or stale stamp read as the claim's time would kill it at the first look), then, still
+/// unstamped once seen for the timeout, killed as a stuck claim.
 void spared_then_killed(WorkerPool& pool, int pid, std::chrono::steady_clock::time_point claimed) {
   const auto deaths = supervise_for(pool, kWatchdogTimeout / 2);
   CHECK(deaths.empty());
@@ -311,7 +311,7 @@ TEST_CASE("the watchdog does not time a new claim by the slot's previous claim's
 
 TEST_CASE("own_fault: crashes, exit codes and hangs are the worker's; SIGKILL, SIGTERM and SIGINT are not",
           "[worker_pool][rule]") {
-  // The pool's start-up budget and recovery's blame once read this differently (SIGINT).
+  // One rule for the pool's start-up budget and recovery's blame, so that they cannot disagree.
   using ringloader::ipc::ExitStatus;
   using ringloader::loader::detail::own_fault;
   CHECK(own_fault(ExitStatus{true, SIGSEGV, 0}, false));
