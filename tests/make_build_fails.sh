@@ -17,7 +17,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/ringloader-make-test.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 build="$work/build"
 mkdir -p "$build/bin"
-printf '#!/bin/sh\necho stale binary\n' >"$build/bin/ringloader-quickstart"  # what `test -x` used to find
+printf '#!/bin/sh\necho stale binary\n' >"$build/bin/ringloader-quickstart"  # a stale binary that `test -x` alone would accept
 chmod +x "$build/bin/ringloader-quickstart"
 
 run_make() {  # target -> exit status; output in $work/<target>.log

@@ -2,7 +2,7 @@
 // EpochPlan: which batches an epoch has, which of them are still to come, and the loader's
 // resumable position (state() / load_state()). Main process only; one thread.
 //
-//   EpochPlan plan(sampler, dataset_size, capacity, seed, rank, world, fingerprint);
+//   EpochPlan plan(sampler, capacity, seed, {.dataset_size = n, .fingerprint = fp, .rank = r, .world_size = w});
 //   plan.begin();                         // the next epoch (or the one a loaded state names)
 //   for (size_t k = 0; k < plan.size(); ++k) queue(plan.batch(k), plan.seq(k));
 //   plan.mark_done(seq);                  // as each batch is delivered (or raised)

@@ -7,9 +7,10 @@
 //   WorkerPool pool(ring, records, std::make_unique<ipc::ForkLauncher>(body), config);
 //   pool.start();
 //   for (;;) {
-//     auto report = pool.service();          // deaths, with the batches they held
+//     auto report = pool.service();          // reaps only: deaths, with the batches they held
 //     ... requeue or give up report.deaths[i].held ...
 //     if (report.fatal) throw WorkerError(*report.fatal);
+//     if (auto f = pool.respawn()) throw WorkerError(*f);  // forks the replacements now due
 //     pool.watchdog();                       // kills workers stuck past config.timeout
 //   }
 //   pool.stop();                             // bounded; also on destruction

@@ -1,7 +1,7 @@
 // Reader threads the system refuses: under `ulimit -u` (RLIMIT_NPROC) std::thread throws
-// after some threads started, and ReadAhead's constructor used to unwind with joinable
-// threads: std::terminate in the worker. Now the worker reads ahead with those that started,
-// or reads in get() if none did, and says so. The limit is set in a forked child; it does not
+// after some threads started, and a constructor that unwinds with joinable threads calls
+// std::terminate in the worker. The worker reads ahead with those that started, or reads in
+// get() if none did, and says so. The limit is set in a forked child; it does not
 // bind root, so a root child first becomes nobody.
 #include <catch2/catch.hpp>
 

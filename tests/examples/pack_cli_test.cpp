@@ -312,8 +312,8 @@ TEST_CASE("pack --index: an index beside each tar, a damaged tar named with its 
 }
 
 TEST_CASE("pack: --force never deletes the source - OUT that is SRC, or a folder holding it, is refused", "[cli][pack]") {
-  // Before: `ringloader-pack data data --force` packed data, then removed the folder of
-  // originals; `ringloader-pack parent/train parent --force` removed all of parent.
+  // --force replaces OUT: where OUT is SRC or holds it (`pack data data`, `pack parent/train
+  // parent`), that would delete the originals.
   TempDir tmp;
   const std::string parent = tmp / "parent";
   const std::string src = parent + "/train";
@@ -336,10 +336,10 @@ TEST_CASE("pack: --force never deletes the source - OUT that is SRC, or a folder
 }
 
 TEST_CASE("pack: an OUT that appears while packing is not replaced without --force", "[cli][pack]") {
-  // Before: the check ran once at the start, and the final swap moved whatever was at OUT
-  // aside and deleted it - two concurrent packs into one OUT both exited 0, the first's output
-  // silently gone. A file list of 240 entries, --jobs 1: the progress line after the first
-  // 32 images says the start-up check has passed, with most of the work still to do.
+  // The check must hold at the final swap too: two concurrent packs into one OUT must not both
+  // exit 0 with the first's output silently gone. A file list of 240 entries, --jobs 1: the
+  // progress line after the first 32 images says the start-up check has passed, with most of
+  // the work still to do.
   TempDir tmp;
   std::string list;
   std::vector<std::string> files;
@@ -372,8 +372,8 @@ TEST_CASE("pack: --jobs past what the system allows is an error, not std::termin
 #ifdef RINGLOADER_TEST_UNDER_SANITIZER
   WARN("sanitizer build: its runtime needs the address space ulimit -v takes away; not exercised");
 #else
-  // Before: under ulimit -v a thread of --jobs 64 could not start, the vector of joinable
-  // threads called std::terminate (exit 134) and OUT.tmp-PID was left behind.
+  // A thread that cannot start (ulimit -v, --jobs 64) must not leave joinable threads to
+  // std::terminate (exit 134) and OUT.tmp-PID behind.
   TempDir tmp;
   const std::string out = tmp / "packed";
   const RunResult r = run({"/bin/sh", "-c", "ulimit -v 300000 && exec \"$0\" \"$@\"", kPack, good_root(), out, "-q", "--jobs", "64"});
@@ -391,8 +391,8 @@ TEST_CASE("pack: --jobs past what the system allows is an error, not std::termin
 }
 
 TEST_CASE("pack: a class folder whose name is not UTF-8 is packed, its name shown with U+FFFD", "[cli][pack]") {
-  // Before: every image was packed, then writing manifest.json threw nlohmann's type_error.316
-  // and the pack ended with exit 2 and nothing written.
+  // nlohmann::json throws type_error.316 on invalid UTF-8: at manifest.json, after every image
+  // was packed, unless the name is made valid first.
   TempDir tmp;
   const std::string src = tmp / "src";
   fs::copy(good_root(), src, fs::copy_options::recursive);
@@ -407,7 +407,7 @@ TEST_CASE("pack: a class folder whose name is not UTF-8 is packed, its name show
 }
 
 TEST_CASE("pack: OUT.tmp-PID left by a pack that was killed is removed; a live pack's is not", "[cli][pack]") {
-  // Before: a SIGKILLed pack left OUT.tmp-PID (a partial copy of the dataset) forever.
+  // A SIGKILLed pack cannot clean up: the next one must, or a partial copy stays forever.
   TempDir tmp;
   const pid_t dead = ::fork();
   if (dead == 0) ::_exit(0);

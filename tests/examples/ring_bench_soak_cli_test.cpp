@@ -131,8 +131,8 @@ TEST_CASE("ring-bench and soak reject an unknown option or a bad value with exit
 }
 
 TEST_CASE("every example program answers --help and refuses an unknown option with exit 2", "[cli]") {
-  // Once, decode-bench and decode-dump exited 109 and 106 on an unknown option (CLI11's own
-  // codes) and quickstart ignored its command line: --help ran the whole example.
+  // One contract for scripts: CLI11's own codes (109, 106) are not it, and --help must not run
+  // the whole example.
   std::set<std::string> names;
   for (const auto& p : kEveryProgram) names.insert(p.name);
   for (const char* today : {"ringloader-bench", "ringloader-imagefolder", "ringloader-pack", "ringloader-ring-bench",
@@ -167,7 +167,7 @@ TEST_CASE("every example program answers --help and refuses an unknown option wi
 }
 
 TEST_CASE("decode-dump refuses a bad value or a missing folder with exit 2, and names a bad file (exit 1)", "[cli]") {
-  // Once, each of these ended in an uncaught exception (exit 134) and --crop 70000 allocated 14.7 GB.
+  // Bad input is a usage error, not an uncaught exception (exit 134) or a 14.7 GB --crop 70000.
   const char* bin = nullptr;
   for (const auto& p : kEveryProgram) {
     if (std::string(p.name) == "ringloader-decode-dump") bin = p.bin;

@@ -53,8 +53,7 @@ TEST_CASE("a fork launcher's child reports its exit status and is reaped", "[lau
 }
 
 TEST_CASE("a pool's worker counts as alive until it ends, even after its pool's channel closed", "[launcher][pool]") {
-  // Before: EOF on the pool channel marked every worker dead at once, while they could still
-  // run and write their slots.
+  // EOF on the pool channel is no death: the workers may still run and write their slots.
   const auto r = test::run_in_child(
       [](test::Report& out) {
         ipc::ForkServer::start(&stubborn_pool);

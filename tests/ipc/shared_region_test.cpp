@@ -85,8 +85,8 @@ TEST_CASE("anonymous regions need no /dev/shm at all", "[region]") {
 }
 
 TEST_CASE("a creator SIGKILLed at any moment while creating a large region leaves nothing behind", "[region][kill]") {
-  // Before: the name lived from shm_open through ftruncate, posix_fallocate and a populating
-  // mmap (0.1-1 s for a large ring), and a kill in that window left a ring-sized file.
+  // Creating a large ring takes 0.1-1 s (ftruncate, posix_fallocate, a populating mmap): a
+  // name that lived through it would be left behind, ring-sized, by a kill in that window.
   const std::string dir = "/dev/shm/ringloader-killtest-" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
   ipc::RegionOptions o;

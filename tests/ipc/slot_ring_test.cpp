@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -129,8 +130,7 @@ TEST_CASE("targeted tasks are claimed only by their worker", "[slot_ring]") {
 }
 
 TEST_CASE("wake-up counts stay small however many batches go round", "[slot_ring][wakeups]") {
-  // Before: every queue posted `tasks` and every fill posted `filled`, so a ring whose
-  // consumer never had to wait gained one count per batch (EOVERFLOW after 2^31).
+  // Posts only for sleepers: a count per batch would reach EOVERFLOW after 2^31 batches.
   ipc::SlotRing ring({.num_slots = 4, .max_batch = 1, .payload_bytes = 64});
   for (int round = 0; round < 10000; ++round) {
     for (uint32_t s = 0; s < 4; ++s) ring.queue(s);
@@ -149,25 +149,28 @@ TEST_CASE("wake-up counts stay small however many batches go round", "[slot_ring
 
 TEST_CASE("a sleeping worker wakes for a queued task - a sleeping main process for a fill", "[slot_ring][wakeups]") {
   ipc::SlotRing ring({.num_slots = 1, .max_batch = 1, .payload_bytes = 64});
+  auto& header = ipc::SlotRingTestAccess::header(ring);
   const pid_t kid = ::fork();
   if (kid == 0) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::optional<ipc::SlotRing::Claim> c;
-    while (!(c = ring.try_claim(0)) && std::chrono::steady_clock::now() - t0 < 5s) {
-      ring.wait_for_task([](uint32_t) { return true; }, 10s);
-    }
+    // Its wait outlasts the main process's: only the wake-up can bring the task in time.
+    ring.wait_for_task([](uint32_t) { return true; }, 1h);
+    const auto c = ring.try_claim(0);
     if (!c) ::_exit(1);
-    std::this_thread::sleep_for(50ms);
+    // Fill once the main process sleeps in wait_for_fill, so that the fill is what wakes it.
+    for (int i = 0; i < 60000 && header.main_waiting.load() == 0; ++i) std::this_thread::sleep_for(1ms);
     ::_exit(ring.mark_filled(*c, 0) ? 0 : 2);
   }
-  std::this_thread::sleep_for(50ms);  // the worker is asleep by now
-  const auto t0 = std::chrono::steady_clock::now();
+  // Queue once the worker sleeps, so that the task reaches it through wake_workers.
+  for (int i = 0; i < 30000 && header.sleepers.load() == 0; ++i) std::this_thread::sleep_for(1ms);
+  REQUIRE(header.sleepers.load() == 1);
   ring.queue(0);
-  (void)ring.wake_workers(1);  // queue() wakes nobody
+  CHECK(ring.wake_workers(1) == 1);  // queue() wakes nobody; wake_workers saw the sleeper
   const auto filled = [&] { return ring.word(0).state == SlotState::kFilled; };
-  while (!filled() && std::chrono::steady_clock::now() - t0 < 5s) (void)ring.wait_for_fill(filled, 10s);
+  auto wake = ipc::Semaphore::Wake::kSignal;
+  while (wake == ipc::Semaphore::Wake::kSignal) wake = ring.wait_for_fill(filled, 30s);
+  CHECK(wake == ipc::Semaphore::Wake::kTaken);  // woken by the fill; a lost wake-up times out
   CHECK(filled());
-  CHECK(std::chrono::steady_clock::now() - t0 < 2s);  // woken, not timed out (10 s)
+  if (!filled()) ::kill(kid, SIGKILL);
   int st = 0;
   REQUIRE(::waitpid(kid, &st, 0) == kid);
   CHECK(WIFEXITED(st));
@@ -211,8 +214,8 @@ TEST_CASE("a ring whose size overflows is refused before anything is allocated",
 }
 
 TEST_CASE("workers claim tasks in the order they were queued, whatever slot holds them", "[slot_ring]") {
-  // Before: claims scanned slots in index order, so a task queued later into a lower slot was
-  // filled first - and one that hung there starved the batch the training loop waited for.
+  // By slot index, a task queued later into a lower slot would be filled first - and one that
+  // hung there would starve the batch the training loop waits for.
   ipc::SlotRing ring({.num_slots = 3, .max_batch = 1, .payload_bytes = 64});
   ring.queue(2);
   ring.queue(0);

@@ -1,5 +1,5 @@
-// WorkerPool: the respawn budget and a stop that never respawns (issue 9: workers killed
-// during shutdown were replaced; a worker dying at start-up was replaced forever), and a
+// WorkerPool: the respawn budget and a stop that never respawns (issue 9: a worker killed
+// during shutdown stays dead; one dying at start-up is not replaced forever), and a
 // watchdog that times a claim from its own stamp or from when it first saw it, never from 0 or
 // from the slot's previous claim.
 #include <catch2/catch.hpp>
@@ -152,7 +152,7 @@ TEST_CASE("stop() never respawns: a worker killed before or while stopping stays
     const auto t0 = std::chrono::steady_clock::now();
     pool.stop();
     late.join();
-    CHECK(std::chrono::steady_clock::now() - t0 < 4s);
+    CHECK(std::chrono::steady_clock::now() - t0 < 30s);  // bounded: a stop that respawned would not end
     CHECK(pool.pids().empty());
     CHECK(pool.service().deaths.empty());  // stopped: nothing is reaped or replaced any more
     CHECK_FALSE(pool.respawn());
@@ -162,7 +162,7 @@ TEST_CASE("stop() never respawns: a worker killed before or while stopping stays
 }
 
 TEST_CASE("stop() with a limit waits no longer than it: the next() that ends an epoch is bounded by timeout", "[pool]") {
-  // Before, stop() gave deaf workers 0.5 s whatever the loader's timeout.
+  // A next() that ends an epoch stops the workers; with timeout set it must not overrun it.
   Fixture f(2);
   int launches = 0;
   PoolConfig cfg;
@@ -172,7 +172,9 @@ TEST_CASE("stop() with a limit waits no longer than it: the next() that ends an 
   REQUIRE(pool.pids().size() == 2);
   const auto t0 = std::chrono::steady_clock::now();
   pool.stop(true, 50ms);
-  CHECK(std::chrono::steady_clock::now() - t0 < 400ms);
+  // No seam for the clock here: a stop that ignored its limit gives deaf workers the full grace
+  // (0.5 s) before SIGKILL, so staying under it is the behaviour, not a speed.
+  CHECK(std::chrono::steady_clock::now() - t0 < 500ms);
   CHECK(pool.pids().empty());
   const auto reaped_by = std::chrono::steady_clock::now() + 5s;  // SIGKILLed: reaped later if not at once
   while (!test::own_children().empty() && std::chrono::steady_clock::now() < reaped_by) std::this_thread::sleep_for(10ms);
@@ -216,7 +218,8 @@ TEST_CASE("forks that keep failing with no worker left are fatal - with backoff,
   REQUIRE(r.fatal);
   CHECK_THAT(*r.fatal, Catch::Contains("cannot start worker 0") && Catch::Contains("Resource temporarily unavailable") &&
                            Catch::Contains("4 attempts in a row"));
-  CHECK(std::chrono::steady_clock::now() - t0 > 250ms);  // 0 + 100 + 200 ms of backoff
+  // A lower bound only: the backoff (0 + 100 + 200 ms) is a floor, a retry must not come sooner.
+  CHECK(std::chrono::steady_clock::now() - t0 > 250ms);
   pool.stop();
   CHECK(test::own_children().empty());
 }
@@ -230,9 +233,9 @@ constexpr auto kWatchdogTimeout = 400ms;
 
 namespace {
 
-/// An unstamped claim made at `claimed` by worker `pid`: spared for half the timeout (the old
-/// watchdog took a missing or stale stamp for the claim's time and killed at its first look),
-/// then, still unstamped once seen for the timeout, killed as a stuck claim.
+/// An unstamped claim made at `claimed` by worker `pid`: spared for half the timeout (a missing
+/// or stale stamp read as the claim's time would kill it at the first look), then, still
+/// unstamped once seen for the timeout, killed as a stuck claim.
 void spared_then_killed(WorkerPool& pool, int pid, std::chrono::steady_clock::time_point claimed) {
   const auto deaths = supervise_for(pool, kWatchdogTimeout / 2);
   CHECK(deaths.empty());
@@ -241,7 +244,7 @@ void spared_then_killed(WorkerPool& pool, int pid, std::chrono::steady_clock::ti
   REQUIRE(d);
   CHECK(d->pid == pid);
   CHECK(d->killed_by_watchdog);
-  CHECK(std::chrono::steady_clock::now() - claimed >= kWatchdogTimeout);
+  CHECK(std::chrono::steady_clock::now() - claimed >= kWatchdogTimeout);  // a lower bound: never killed early
   pool.stop();
   CHECK(test::own_children().empty());
 }
@@ -308,7 +311,7 @@ TEST_CASE("the watchdog does not time a new claim by the slot's previous claim's
 
 TEST_CASE("own_fault: crashes, exit codes and hangs are the worker's; SIGKILL, SIGTERM and SIGINT are not",
           "[worker_pool][rule]") {
-  // The pool's start-up budget and recovery's blame once read this differently (SIGINT).
+  // One rule for the pool's start-up budget and recovery's blame, so that they cannot disagree.
   using ringloader::ipc::ExitStatus;
   using ringloader::loader::detail::own_fault;
   CHECK(own_fault(ExitStatus{true, SIGSEGV, 0}, false));

@@ -253,7 +253,7 @@ class SlowAfter(rl.Dataset):
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("then", ["returns", "raises"])
 def test_close_from_a_signal_handler_during_next_closes_when_next_returns(workers, then):
-    # Before: close() freed the loader under the running next(): a segmentation fault.
+    # close() must not free the loader under the running next(): that is a segmentation fault.
     loader = rl.DataLoader(SlowAfter(), batch_size=4, num_workers=workers)
 
     def handler(signum, frame):
@@ -312,7 +312,7 @@ class LoadsInGet(rl.Dataset):
 
 
 def test_a_state_loaded_from_inside_next_is_refused_and_the_loader_goes_on():
-    # Before: it left the loader unusable ("all 2 ring slots are held").
+    # Refused, so that the loader's slots stay its own ("all 2 ring slots are held" otherwise).
     ds = LoadsInGet()
     loader = ds.loader = rl.DataLoader(ds, batch_size=4)
     ds.state = loader.state_dict()
@@ -334,8 +334,8 @@ class CountingSampler:
 
 
 def test_state_dict_does_not_run_the_users_sampler():
-    # Before: every state_dict() called the sampler's __iter__ (a torch RandomSampler then drew
-    # from torch's generator: saving a checkpoint changed the order of later epochs).
+    # A torch RandomSampler's __iter__ draws from torch's generator: a state_dict() that ran it
+    # would change the order of later epochs by saving a checkpoint.
     sampler = CountingSampler(20)
     loader = rl.DataLoader(SlowAfter(20, slow_from=99), batch_size=4, sampler=sampler)
     it = iter(loader)

@@ -40,7 +40,7 @@ def test_forkserver_from_a_threaded_interpreter(tmp_path, image_folder):
             n = sum(len(y) for _, y in imgs)
             assert n == 40, n
             # A relative path given after a chdir reaches the server (whose directory is the
-            # one rl.init() ran in) as the folder the program meant. Before: endless rebuilds.
+            # one rl.init() ran in) as the folder the program meant, or the pool is rebuilt forever.
             os.chdir(os.path.dirname({image_folder!r}))
             rel = rl.DataLoader(rl.ImageFolder(os.path.basename({image_folder!r}), size=32), batch_size=8,
                                 num_workers=1, start_method="forkserver", timeout=60)
@@ -75,7 +75,7 @@ def run_script(tmp_path, body, timeout=90):
 
 def test_a_class_the_server_cannot_unpickle_fails_once_naming_it(tmp_path):
     """A dataset class defined in __main__ after rl.init(): the server (forked before it existed)
-    cannot unpickle it. Before: pools rebuilt forever and the loop waited forever."""
+    cannot unpickle it: one error naming it, not pools rebuilt forever under a waiting loop."""
     out = run_script(tmp_path, """
         import time
         import ringloader as rl

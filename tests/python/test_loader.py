@@ -249,7 +249,7 @@ def test_a_worker_sigkilled_mid_epoch_changes_nothing():
     assert loader.stats()["worker_deaths"] == 1
 
 
-def test_ctrl_c_during_a_wait_raises_keyboard_interrupt_fast():
+def test_ctrl_c_during_a_wait_raises_keyboard_interrupt():
     class Hang(Points):
         def get(self, index, out):
             if index >= 8:
@@ -266,7 +266,8 @@ def test_ctrl_c_during_a_wait_raises_keyboard_interrupt_fast():
         next(it)
     took = time.monotonic() - t0
     timer.join()
-    assert 0.4 < took < 0.6, took  # within ~100 ms of the signal
+    # Loose on purpose: a wait deaf to the signal lasts the worker's 60 s sleep.
+    assert took < 30, took
     del it, loader  # then no worker and nothing in /dev/shm (the fixture checks)
 
 
@@ -338,7 +339,7 @@ def test_timeout_bounds_each_wait():
     class Stuck(Points):
         def get(self, index, out):
             if index == 20:
-                time.sleep(3)
+                time.sleep(60)
             super().get(index, out)
 
     loader = rl.DataLoader(Stuck(40), batch_size=10, num_workers=1, timeout=0.5)
@@ -347,7 +348,9 @@ def test_timeout_bounds_each_wait():
     t0 = time.monotonic()
     with pytest.raises(rl.TimeoutError) as e:
         next(it)
-    assert time.monotonic() - t0 < 1.5
+    took = time.monotonic() - t0
+    # Not before the timeout (a real promise), and not after the stuck sample: loose on purpose.
+    assert 0.5 <= took < 30, took
     assert isinstance(e.value, TimeoutError) and not e.value.batch_given_up
     assert "batch 2" in str(e.value)
 
