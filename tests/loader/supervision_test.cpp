@@ -331,7 +331,14 @@ TEST_CASE("a stopped fork-server pool: next() stays within its timeout - the des
         o.start_method = StartMethod::kForkServer;
         auto loader = std::make_unique<DataLoader>(DatasetRecipe{"hook", "5000"}, o);
         (void)next_patiently(*loader);
-        const int worker = loader->worker_pids().at(0);
+        // The batch may come from one worker before the pool has answered for the other: a pid
+        // is known once the pool's answer is read (worker_pids() reads it).
+        std::vector<int> pids = loader->worker_pids();
+        for (int i = 0; i < 1000 && pids.empty(); ++i) {
+          std::this_thread::sleep_for(10ms);
+          pids = loader->worker_pids();
+        }
+        const int worker = pids.at(0);
         const int pool = test::parent_of(worker);
         ::kill(pool, SIGSTOP);
         ::kill(worker, SIGKILL);  // its replacement must come from the stopped pool
