@@ -24,6 +24,7 @@
 #include "loader/distributed.hpp"
 #include "loader/init.hpp"
 #include "python/src/py_datasets.hpp"
+#include "python/src/py_pack.hpp"
 
 namespace py = pybind11;
 using namespace ringloader;
@@ -689,4 +690,5 @@ PYBIND11_MODULE(_ringloader, m) {
     return py::make_tuple(w->id, w->num_workers, w->seed, w->pid, w->epoch);
   });
   m.def("set_log_level", &loader::set_log_level);
+  bind_pack(m);
 }
