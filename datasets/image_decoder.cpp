@@ -58,6 +58,30 @@ void check_geometry(const Geometry& g, const ImageInfo& info, const std::string&
 
 }  // namespace
 
+DecoderChoice decoder_from_name(const std::string& name) {
+  if (name == "fast") return {ResizeBackend::kFast, true};
+  if (name == "fast-noroi") return {ResizeBackend::kFast, false};
+  if (name == "turbojpeg") return {ResizeBackend::kTurboJpegStb, true};
+  if (name == "stb") return {ResizeBackend::kStb, true};
+  std::string valid;
+  for (const char* n : kDecoderNames) valid += std::string(valid.empty() ? "" : ", ") + "'" + n + "'";
+  throw ConfigError("decoder='" + name + "' is not one of " + valid);
+}
+
+const char* decoder_name(const DecoderChoice& d) {
+  switch (d.backend) {
+    case ResizeBackend::kFast: return d.roi ? "fast" : "fast-noroi";
+    case ResizeBackend::kTurboJpegStb: return "turbojpeg";
+    case ResizeBackend::kStb: return "stb";
+  }
+  return "?";
+}
+
+void DecoderChoice::apply(DecodeOptions& o) const {
+  o.backend = backend;
+  o.roi = roi;
+}
+
 const char* format_name(ImageFormat f) {
   const Codec* c = codec_of(f);
   return c != nullptr ? c->name : "unknown";

@@ -60,6 +60,26 @@ struct DecodeOptions {
   bool roi = true;
 };
 
+/// A decode path by the name the programs' --decoder and Python's decoder= take:
+/// "fast" (kFast with the region of interest), "fast-noroi" (kFast decoding whole images: to
+/// measure what the region of interest gains), "turbojpeg" (kTurboJpegStb), "stb" (kStb).
+///
+///   decoder_from_name("turbojpeg").apply(options.decode);
+///   decoder_name(decoder_from_name("fast-noroi"));   // "fast-noroi"
+struct DecoderChoice {
+  ResizeBackend backend = ResizeBackend::kFast;
+  bool roi = true;
+  /// Sets backend and roi of `o`, leaving the rest.
+  void apply(DecodeOptions& o) const;
+  friend bool operator==(const DecoderChoice&, const DecoderChoice&) = default;
+};
+/// Every name decoder_from_name() takes, the default first.
+inline constexpr std::array<const char*, 4> kDecoderNames = {"fast", "fast-noroi", "turbojpeg", "stb"};
+/// Throws ConfigError naming `name` and the valid ones.
+DecoderChoice decoder_from_name(const std::string& name);
+/// The name of `d` (decoder_from_name's inverse); "stb" and "turbojpeg" whatever their roi.
+const char* decoder_name(const DecoderChoice& d);
+
 /// What probe() read from a file's header. decode_into() takes it back: the header is read once.
 struct ImageInfo {
   ImageFormat format = ImageFormat::kUnknown;

@@ -156,6 +156,18 @@ Pipeline Pipeline::center(int resize, int crop) { return Pipeline().resize(resiz
 
 Pipeline Pipeline::random_crop_flip(int size) { return Pipeline().random_resized_crop(size).random_horizontal_flip(); }
 
+Pipeline ImageNetPreset::pipeline() const {
+  Pipeline p;
+  if (random_crop) {
+    p.random_resized_crop(size);
+  } else {
+    p.resize(resize()).center_crop(size);
+  }
+  if (flip) p.random_horizontal_flip();
+  if (to_float) p.to_float(kImageNetMean, kImageNetStd);
+  return p;
+}
+
 Geometry Pipeline::plan(int width, int height, Rng& rng) const {
   if (width <= 0 || height <= 0) {
     throw ConfigError("cannot transform an empty image (" + std::to_string(width) + "x" + std::to_string(height) + ")");

@@ -133,4 +133,21 @@ class Pipeline {
   std::array<float, 3> std_{1, 1, 1};
 };
 
+/// The transform a few keywords describe: the programs' --size/--random-crop/--flip/--float and
+/// rl.ImageFolder(size=, random_crop=, flip=, output=) (python/ringloader/vision.py asks the
+/// binding for resize() and the mean/std). The ImageNet evaluation preset at the default size:
+///
+///   Pipeline eval = ImageNetPreset{}.pipeline();   // Resize(256) -> CenterCrop(224) -> uint8 HWC
+///   Pipeline train = ImageNetPreset{.size = 176, .random_crop = true, .flip = true, .to_float = true}.pipeline();
+struct ImageNetPreset {
+  int size = 224;            ///< output side
+  bool random_crop = false;  ///< RandomResizedCrop(size) instead of Resize(resize()) + CenterCrop(size)
+  bool flip = false;         ///< + RandomHorizontalFlip()
+  bool to_float = false;     ///< float32 CHW normalised with kImageNetMean / kImageNetStd; else uint8 HWC
+
+  /// The shorter side before the centre crop: size * 8 / 7 (224 -> 256, as torchvision's references).
+  int resize() const { return size * 8 / 7; }
+  Pipeline pipeline() const;
+};
+
 }  // namespace ringloader::datasets

@@ -81,7 +81,7 @@ struct Options {
 struct Config {
   int workers = 0;
   int batch = 0;
-  examples::Decoder decoder;
+  datasets::DecoderChoice decoder;
   bool to_float = false;
 };
 
@@ -129,7 +129,7 @@ const char* output_name(bool to_float) { return to_float ? "float" : "uint8"; }
 /// `read_in_get` makes get() read its own file, as the single-thread ceiling must.
 datasets::ImageFolderOptions folder_options(const Options& o, const Config& c, bool read_in_get) {
   datasets::ImageFolderOptions fo;
-  fo.transform = examples::make_pipeline({o.size, o.random_crop, o.flip, c.to_float});
+  fo.transform = datasets::ImageNetPreset{o.size, o.random_crop, o.flip, c.to_float}.pipeline();
   c.decoder.apply(fo.decode);
   if (read_in_get) {
     fo.reader_threads = 0;  // the single-thread ceiling: read and decode in one thread, no delay
@@ -243,7 +243,7 @@ json result_json(const Result& r, const Options& o) {
   return {{"bench", "imagefolder"},
           {"workers", r.config.workers},
           {"batch", r.config.batch},
-          {"decoder", examples::decoder_name(r.config.decoder)},
+          {"decoder", datasets::decoder_name(r.config.decoder)},
           {"output", output_name(r.config.to_float)},
           {"images", r.images},
           {"repeats", r.ips.size()},
@@ -267,7 +267,7 @@ void print_header() {
 void print_row(const Result& r, const Options& o) {
   const json j = result_json(r, o);
   std::printf("%-7d %-5d %-10s %-6s %9.1f %9.1f %9.1f %6.0f%% %7.0fMB %7.0fMB %9.1f %9.2f\n", r.config.workers,
-              r.config.batch, examples::decoder_name(r.config.decoder), output_name(r.config.to_float),
+              r.config.batch, datasets::decoder_name(r.config.decoder), output_name(r.config.to_float),
               j["median_ips"].get<double>(), j["min_ips"].get<double>(), j["max_ips"].get<double>(),
               r.main_cpu_share * 100, r.main_peak_rss_mb, r.worker_peak_rss_mb, r.ceiling_ips,
               j["ceiling_fraction"].get<double>());
@@ -346,7 +346,7 @@ void plot(const Options& o, const std::vector<Result>& results, const std::vecto
   for (const char* name : {"stb", "turbojpeg", "fast"}) {
     std::vector<const Result*> rows;
     for (const auto& r : results) {
-      if (r.config.batch == batch && r.config.to_float == to_float && std::string(examples::decoder_name(r.config.decoder)) == name) {
+      if (r.config.batch == batch && r.config.to_float == to_float && std::string(datasets::decoder_name(r.config.decoder)) == name) {
         rows.push_back(&r);
       }
     }
@@ -384,7 +384,7 @@ void plot(const Options& o, const std::vector<Result>& results, const std::vecto
       }
     }
     d << "\n\n";
-    series.push_back(std::string("workers x one-thread ceiling (") + examples::decoder_name(best->config.decoder) + ")");
+    series.push_back(std::string("workers x one-thread ceiling (") + datasets::decoder_name(best->config.decoder) + ")");
   }
   d.close();
   std::ostringstream g;
@@ -519,7 +519,7 @@ int main(int argc, char** argv) {
     if (o.root.empty()) return 0;
   }
   std::vector<int> workers, batches;
-  std::vector<examples::Decoder> decoders;
+  std::vector<datasets::DecoderChoice> decoders;
   std::vector<bool> outputs;
   try {
     workers = examples::parse_int_list("--workers", o.workers);
@@ -557,7 +557,7 @@ int main(int argc, char** argv) {
     indices = subset(n, o.limit);
     std::fprintf(stderr, "%s: %s: %zu images in %zu classes, using %zu; %s\n", kProgram, o.root.c_str(), n,
                  classes, indices.size(),
-                 examples::make_pipeline({o.size, o.random_crop, o.flip, false}).describe().c_str());
+                 datasets::ImageNetPreset{o.size, o.random_crop, o.flip, false}.pipeline().describe().c_str());
   } catch (const Error& e) {
     usage_error(e.what());
   }
@@ -584,10 +584,10 @@ int main(int argc, char** argv) {
   for (bool f : outputs) {
     for (auto d : decoders) {
       const double c = ceiling(o, Config{1, 1, d, f}, indices);
-      ceilings[{examples::decoder_name(d), f}] = c;
-      std::printf("ceiling: %-10s %-6s %8.1f images/s on one thread (dataset get(), in-process)\n", examples::decoder_name(d),
+      ceilings[{datasets::decoder_name(d), f}] = c;
+      std::printf("ceiling: %-10s %-6s %8.1f images/s on one thread (dataset get(), in-process)\n", datasets::decoder_name(d),
                   output_name(f), c);
-      std::printf("%s\n", examples::dump_json(json({{"bench", "ceiling"}, {"decoder", examples::decoder_name(d)},
+      std::printf("%s\n", examples::dump_json(json({{"bench", "ceiling"}, {"decoder", datasets::decoder_name(d)},
                                                      {"output", output_name(f)}, {"ceiling_ips", c},
                                                      {"images", std::min(indices.size(), o.ceiling_images)}}))
                               .c_str());
@@ -608,11 +608,11 @@ int main(int argc, char** argv) {
           try {
             r = run_config(o, Config{w, b, d, f}, indices);
           } catch (const Error& e) {
-            std::fprintf(stderr, "%s: workers %d batch %d %s %s failed: %s\n", kProgram, w, b, examples::decoder_name(d),
+            std::fprintf(stderr, "%s: workers %d batch %d %s %s failed: %s\n", kProgram, w, b, datasets::decoder_name(d),
                          output_name(f), examples::one_line(e.what()).c_str());
             continue;
           }
-          r.ceiling_ips = ceilings[{examples::decoder_name(d), f}];
+          r.ceiling_ips = ceilings[{datasets::decoder_name(d), f}];
           print_row(r, o);
           results.push_back(r);
         }
@@ -624,8 +624,8 @@ int main(int argc, char** argv) {
             for (const auto& r : results) {
               if (r.config.workers == w && r.config.batch == b && r.config.to_float == f && t->median > 0) {
                 const double ratio = median(r.ips) / t->median;
-                j["ratio"][examples::decoder_name(r.config.decoder)] = ratio;
-                ratios += std::string("  ") + examples::decoder_name(r.config.decoder) + " " + fmt("%.2fx", ratio);
+                j["ratio"][datasets::decoder_name(r.config.decoder)] = ratio;
+                ratios += std::string("  ") + datasets::decoder_name(r.config.decoder) + " " + fmt("%.2fx", ratio);
               }
             }
             std::printf("%-7d %-5d %-10s %-6s %9.1f %9.1f %9.1f   ringloader/PyTorch:%s\n", w, b, "pytorch", output_name(f),

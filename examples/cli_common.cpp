@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/error.hpp"
+
 namespace ringloader::examples {
 
 namespace {
@@ -105,18 +107,6 @@ std::string PixelHash::hex() const {
   return buf;
 }
 
-datasets::Pipeline make_pipeline(const TransformFlags& f) {
-  datasets::Pipeline p;
-  if (f.random_crop) {
-    p.random_resized_crop(f.size);
-  } else {
-    p.resize(f.size * 8 / 7).center_crop(f.size);  // 224 -> Resize(256) + CenterCrop(224)
-  }
-  if (f.flip) p.random_horizontal_flip();
-  if (f.to_float) p.to_float();
-  return p;
-}
-
 std::shared_ptr<datasets::Shards> open_shards(const std::string& path, const datasets::ImageDatasetOptions& base,
                                               int reader_threads) {
   datasets::ShardsOptions opt;
@@ -151,26 +141,12 @@ bool is_packed(const std::string& path) {
   return tar;
 }
 
-Decoder parse_decoder(const std::string& name) {
-  if (name == "fast") return {datasets::ResizeBackend::kFast, true};
-  if (name == "fast-noroi") return {datasets::ResizeBackend::kFast, false};
-  if (name == "turbojpeg") return {datasets::ResizeBackend::kTurboJpegStb, true};
-  if (name == "stb") return {datasets::ResizeBackend::kStb, true};
-  throw CLI::ValidationError("decoder '" + name + "' is not one of stb, turbojpeg, fast, fast-noroi");
-}
-
-const char* decoder_name(const Decoder& d) {
-  switch (d.backend) {
-    case datasets::ResizeBackend::kFast: return d.roi ? "fast" : "fast-noroi";
-    case datasets::ResizeBackend::kTurboJpegStb: return "turbojpeg";
-    case datasets::ResizeBackend::kStb: return "stb";
+datasets::DecoderChoice parse_decoder(const std::string& name) {
+  try {
+    return datasets::decoder_from_name(name);
+  } catch (const ConfigError& e) {
+    throw CLI::ValidationError(e.what());
   }
-  return "?";
-}
-
-void Decoder::apply(datasets::DecodeOptions& o) const {
-  o.backend = backend;
-  o.roi = roi;
 }
 
 std::vector<std::string> split_list(const std::string& text) {

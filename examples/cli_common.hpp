@@ -1,7 +1,7 @@
 #pragma once
-// What ringloader-imagefolder and ringloader-bench share: the transform a few flags describe,
-// decoder names, a streaming 64-bit hash of delivered pixels, one-line CLI11 errors, JSON output
-// that survives file names that are not UTF-8, and the SIGINT/SIGTERM flag both programs stop on.
+// What ringloader-imagefolder and ringloader-bench share: decoder names as CLI11 errors, a
+// streaming 64-bit hash of delivered pixels, one-line CLI11 errors, JSON output that survives
+// file names that are not UTF-8, and the SIGINT/SIGTERM flag both programs stop on.
 //
 //   examples::PixelHash h;
 //   for (auto& b : loader) h.update(b.field("image").data, b.field("image").nbytes());
@@ -48,15 +48,6 @@ class PixelHash {
   uint64_t total_ = 0;
 };
 
-/// How images are resampled and what dtype the batch holds.
-struct TransformFlags {
-  int size = 224;            ///< output side; Resize(size*8/7) + CenterCrop(size) unless random_crop
-  bool random_crop = false;  ///< RandomResizedCrop(size) instead
-  bool flip = false;         ///< + RandomHorizontalFlip()
-  bool to_float = false;     ///< float32 CHW, ImageNet mean/std
-};
-datasets::Pipeline make_pipeline(const TransformFlags& f);
-
 /// True if `path` is packed shards: a folder with manifest.json, a .tar file, or a folder of
 /// .tar files with no subfolder (an ImageFolder has class subfolders).
 bool is_packed(const std::string& path);
@@ -70,18 +61,9 @@ const CLI::Validator& positive();
 std::shared_ptr<datasets::Shards> open_shards(const std::string& path, const datasets::ImageDatasetOptions& base,
                                               int reader_threads = -1);
 
-/// A decode path: "fast" (region-of-interest JPEG decode + libyuv), "fast-noroi" (the same
-/// decoding whole images: to measure what the region of interest gains), "turbojpeg" (full
-/// decode + stb resize), "stb".
-struct Decoder {
-  datasets::ResizeBackend backend = datasets::ResizeBackend::kFast;
-  bool roi = true;
-  void apply(datasets::DecodeOptions& o) const;
-  friend bool operator==(const Decoder&, const Decoder&) = default;
-};
-/// Throws CLI::ValidationError naming the choices.
-Decoder parse_decoder(const std::string& name);
-const char* decoder_name(const Decoder& d);
+/// datasets::decoder_from_name() for a command line: throws CLI::ValidationError naming the
+/// choices (the transform the flags describe is datasets::ImageNetPreset).
+datasets::DecoderChoice parse_decoder(const std::string& name);
 
 /// "0,1,2" -> {0, 1, 2}; throws CLI::ValidationError naming `option` on a bad or negative entry.
 std::vector<int> parse_int_list(const std::string& option, const std::string& text);

@@ -58,7 +58,7 @@ struct Options {
   bool shuffle = false;
   int block = 0;  ///< > 0: BlockShuffleSampler over the shards, windows of this many
   std::optional<uint64_t> seed;
-  examples::TransformFlags transform;
+  datasets::ImageNetPreset transform;
   std::string on_error = "skip";
   int64_t max_pixels = int64_t{64} << 20;
   int prefetch = 2;
@@ -300,7 +300,7 @@ Options parse(int argc, char** argv) {
                  "(0 = no limit)")
       ->type_name("SEC")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--decoder", o.decoder, "Decode path: fast (region-of-interest JPEG decode + libyuv), fast-noroi (whole images), turbojpeg, stb")
-      ->capture_default_str()->check(CLI::IsMember({"fast", "fast-noroi", "turbojpeg", "stb"}));
+      ->capture_default_str()->check(CLI::IsMember(std::vector<std::string>(datasets::kDecoderNames.begin(), datasets::kDecoderNames.end())));
   app.add_option("--errors", o.errors_path, "Write failing files as a TSV: path<TAB>reason")->type_name("FILE");
   app.add_option("--indices-out", o.indices_path, "Write the delivered sample indices, in order, one a line")
       ->type_name("FILE");
@@ -331,7 +331,7 @@ Options parse(int argc, char** argv) {
 /// The dataset the options describe. Exits 2 on a root or list that cannot be used.
 std::shared_ptr<datasets::ImageDataset> build_dataset(const Options& o, Summary& s) {
   datasets::ImageDatasetOptions base;
-  base.transform = examples::make_pipeline(o.transform);
+  base.transform = o.transform.pipeline();
   base.decode.max_pixels = o.max_pixels;
   examples::parse_decoder(o.decoder).apply(base.decode);
   try {

@@ -18,6 +18,7 @@ from __future__ import annotations
 from . import vision
 from ._errors import (BatchError, ConfigError, DecodeError, Error, Interrupted, IpcError, ResourceError,
                       SampleError, TimeoutError, WorkerError)
+from ._pack import pack
 from ._process import WorkerInfo, get_worker_info, init, set_log_level
 from .batch import Batch
 from .dataloader import DataLoader
@@ -26,7 +27,7 @@ from .samplers import BlockShuffleSampler, DistributedSampler
 from .vision import FileList, ImageFolder, Shards
 
 __all__ = [
-    "init", "get_worker_info", "WorkerInfo", "Dataset", "IterableDataset", "ImageFolder", "FileList", "Shards",
+    "init", "get_worker_info", "WorkerInfo", "Dataset", "IterableDataset", "ImageFolder", "FileList", "Shards", "pack",
     "DistributedSampler", "BlockShuffleSampler", "DataLoader", "Batch", "set_log_level", "vision",
     "Error", "ConfigError", "IpcError", "DecodeError", "SampleError", "WorkerError", "BatchError",
     "TimeoutError", "ResourceError", "Interrupted",

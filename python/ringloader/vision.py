@@ -22,8 +22,9 @@ from ._errors import ConfigError
 
 __all__ = ["ImageFolder", "FileList", "Shards", "native_transform"]
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+# The keyword form's preset has one home, datasets::ImageNetPreset: its mean/std and resize().
+_IMAGENET_MEAN = _core.IMAGENET_MEAN
+_IMAGENET_STD = _core.IMAGENET_STD
 
 
 class NotNative(Exception):
@@ -152,7 +153,7 @@ def _keyword_spec(size, random_crop, flip, output):
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise ConfigError(f"size must be a positive integer, got size={size!r}")
     steps = ([("random_resized_crop", size, size, 0.08, 1.0, 3 / 4, 4 / 3)] if random_crop
-             else [("resize", size * 8 // 7), ("center_crop", size, size)])
+             else [("resize", _core.preset_resize(size)), ("center_crop", size, size)])
     if flip:
         steps.append(("flip", 0.5))
     if output not in ("uint8", "float"):
@@ -244,7 +245,7 @@ class _ImageDataset:
         import torch
         k = self._kw
         ops = ([v2.RandomResizedCrop(k["size"])] if k["random_crop"]
-               else [v2.Resize(k["size"] * 8 // 7), v2.CenterCrop(k["size"])])
+               else [v2.Resize(_core.preset_resize(k["size"])), v2.CenterCrop(k["size"])])
         if k["flip"]:
             ops.append(v2.RandomHorizontalFlip())
         ops.append(v2.PILToTensor())

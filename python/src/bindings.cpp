@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +26,7 @@
 #include "loader/distributed.hpp"
 #include "loader/init.hpp"
 #include "python/src/py_datasets.hpp"
+#include "python/src/py_pack.hpp"
 
 namespace py = pybind11;
 using namespace ringloader;
@@ -156,6 +159,15 @@ datasets::Pipeline pipeline_from(const py::list& steps, const std::string& outpu
   return p;
 }
 
+/// A float constant as the decimal it was written as (0.485f -> 0.485, not 0.48500001430511475),
+/// so Python shows and compares the preset's mean/std as the decimals torchvision uses.
+double decimal(float v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf - 1, v);
+  *r.ptr = '\0';
+  return std::strtod(buf, nullptr);
+}
+
 datasets::ImageDatasetOptions image_options(const py::list& steps, const std::string& output,
                                             const std::array<float, 3>& mean, const std::array<float, 3>& std,
                                             int64_t max_pixels, int reader_threads, const std::string& decoder) {
@@ -163,12 +175,7 @@ datasets::ImageDatasetOptions image_options(const py::list& steps, const std::st
   o.transform = pipeline_from(steps, output, mean, std);
   o.decode.max_pixels = max_pixels;
   o.reader_threads = reader_threads;
-  // The command-line programs' names (examples/cli_common.cpp, parse_decoder).
-  if (decoder == "fast" || decoder == "fast-noroi") o.decode.backend = datasets::ResizeBackend::kFast;
-  else if (decoder == "turbojpeg") o.decode.backend = datasets::ResizeBackend::kTurboJpegStb;
-  else if (decoder == "stb") o.decode.backend = datasets::ResizeBackend::kStb;
-  else throw ConfigError("decoder='" + decoder + "' is not one of 'fast', 'fast-noroi', 'turbojpeg', 'stb'");
-  o.decode.roi = decoder != "fast-noroi";
+  datasets::decoder_from_name(decoder).apply(o.decode);
   return o;
 }
 
@@ -688,4 +695,12 @@ PYBIND11_MODULE(_ringloader, m) {
     return py::make_tuple(w->id, w->num_workers, w->seed, w->pid, w->epoch);
   });
   m.def("set_log_level", &loader::set_log_level);
+  // The keyword form's preset (python/ringloader/vision.py): one home, datasets::ImageNetPreset.
+  m.attr("IMAGENET_MEAN") = py::make_tuple(decimal(datasets::kImageNetMean[0]), decimal(datasets::kImageNetMean[1]),
+                                           decimal(datasets::kImageNetMean[2]));
+  m.attr("IMAGENET_STD") = py::make_tuple(decimal(datasets::kImageNetStd[0]), decimal(datasets::kImageNetStd[1]),
+                                          decimal(datasets::kImageNetStd[2]));
+  m.def("preset_resize", [](int size) { return datasets::ImageNetPreset{.size = size}.resize(); }, py::arg("size"),
+        "The shorter side before the centre crop of the keyword form (224 -> 256)");
+  bind_pack(m);
 }

@@ -20,6 +20,7 @@
 #include "datasets/detail/shard_format.hpp"
 #include "datasets/file_list_dataset.hpp"
 #include "datasets/image_folder.hpp"
+#include "datasets/shard_writer.hpp"
 #include "datasets/shards.hpp"
 #include "loader/data_loader.hpp"
 #include "tests/datasets/image_test_util.hpp"
@@ -734,6 +735,41 @@ TEST_CASE("shards: ringloader-pack is deterministic - the same bytes twice and f
   std::set<std::string> names;
   for (const auto& e : fs::directory_iterator(t.path())) names.insert(e.path().filename().string());
   CHECK(names == std::set<std::string>{"a", "b", "c", "d", "photos"});
+}
+
+TEST_CASE("shards: ShardWriter writes the bytes ringloader-pack writes, reports progress, never replaces OUT",
+          "[shards][pack]") {
+  TempDir t;
+  make_folder(t / "photos");
+  pack(t / "photos", t / "cli", {"--shard-size", "16K", "--seed", "3", "--max-short-side", "40", "--quality", "80"});
+  ShardWriterOptions o;
+  o.shard_size = 16 << 10;
+  o.seed = 3;
+  o.max_short_side = 40;
+  o.quality = 80;
+  o.jobs = 2;
+  std::vector<PackProgress> seen;
+  o.progress = [&](const PackProgress& p) { seen.push_back(p); };
+  const PackResult r = ShardWriter(t / "lib", o).write(t / "photos");
+  CHECK(files_of(t / "lib") == files_of(t / "cli"));
+  CHECK(r.images == kSamples);
+  CHECK(r.total == kSamples);
+  CHECK(r.bad_files.empty());
+  CHECK(r.reencoded > 0);
+  CHECK(r.shards == Shards(t / "lib", small_output<ShardsOptions>()).shard_sizes().size());
+  REQUIRE_FALSE(seen.empty());
+  CHECK(seen.back().last);
+  CHECK(seen.back().done == kSamples);
+  CHECK(seen.back().shards == r.shards);
+  // OUT exists: a ConfigError naming it, and nothing touched.
+  CHECK_THROWS_AS(ShardWriter(t / "lib", o).write(t / "photos"), ConfigError);
+  CHECK(files_of(t / "lib") == files_of(t / "cli"));
+  // Interrupted: what the check throws comes out, and nothing is left beside OUT.
+  o.interrupt_check = [] { throw std::runtime_error("stop"); };
+  CHECK_THROWS_WITH(ShardWriter(t / "stopped", o).write(t / "photos"), "stop");
+  std::set<std::string> names;
+  for (const auto& e : fs::directory_iterator(t.path())) names.insert(e.path().filename().string());
+  CHECK(names == std::set<std::string>{"cli", "lib", "photos"});
 }
 
 TEST_CASE("shards: a truncated shard is an error at open naming the shard", "[shards][corrupt]") {

@@ -1,5 +1,6 @@
 """rl.Shards and rl.BlockShuffleSampler: packed datasets read from Python."""
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -72,6 +73,45 @@ def test_packed_folder_round_trip_with_block_order(image_folder, tmp_path):
         assert sorted(seen) == list(range(len(ds)))
         orders.append(seen)
     assert orders[0] != orders[1]
+
+
+def _files(folder):
+    return {f: (folder / f).read_bytes() for f in sorted(os.listdir(folder))}
+
+
+def test_pack_reads_back_as_the_folder(image_folder, tmp_path):
+    out = tmp_path / "packed"
+    r = rl.pack(image_folder, out, shard_size=60000, order="source", jobs=2, quiet=True)
+    folder = rl.ImageFolder(image_folder, size=48)
+    ds = rl.Shards(out, size=48)
+    assert r["images"] == len(folder) == len(ds) and r["bad_files"] == [] and r["reencoded"] == 0
+    assert r["shards"] == len(ds.shard_sizes) > 2
+    assert ds.classes == folder.classes
+    assert ds.targets == folder.targets
+    # order="source": sample i is the folder's sample i (its source name is in the sample's path)
+    names = [p.split("(")[1].rstrip(")") for p, _ in ds.samples]
+    assert names == [os.path.relpath(p, image_folder) for p, _ in folder.samples]
+    a = np.concatenate([x.numpy() for x, _ in rl.DataLoader(ds, batch_size=16)])
+    b = np.concatenate([x.numpy() for x, _ in rl.DataLoader(folder, batch_size=16)])
+    assert np.array_equal(a, b)  # the same bytes stored: the same pixels
+    with pytest.raises(rl.ConfigError, match="exists"):
+        rl.pack(image_folder, out, quiet=True)
+    with pytest.raises(rl.ConfigError, match="order"):
+        rl.pack(image_folder, tmp_path / "other", order="sorted")
+    assert sorted(os.listdir(tmp_path)) == ["packed"]  # nothing left beside it
+
+
+@pytest.mark.skipif("RINGLOADER_PACK" not in os.environ, reason="needs the ringloader-pack binary")
+def test_pack_writes_the_bytes_the_cli_writes(image_folder, tmp_path):
+    r = subprocess.run([os.environ["RINGLOADER_PACK"], image_folder, str(tmp_path / "cli"), "--shard-size", "60000",
+                        "--max-short-side", "100", "--quality", "85", "--seed", "4", "-q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = rl.pack(image_folder, tmp_path / "py", shard_size=60000, max_short_side=100, quality=85, seed=4, quiet=True)
+    assert got["reencoded"] > 0
+    assert _files(tmp_path / "py") == _files(tmp_path / "cli")
+    summary = json.loads(r.stdout)
+    assert {k: got[k] for k in ("images", "shards", "bytes", "reencoded")} == \
+        {k: summary[k] for k in ("images", "shards", "bytes", "reencoded")}
 
 
 def test_block_sampler_ranks_take_whole_shards_and_cover_everything():
