@@ -39,6 +39,7 @@ struct SampleContext {
   uint64_t epoch = 0;
   uint64_t seed = 0;
   int worker_id = -1;  ///< -1 in-process
+  uint64_t batch = 0;  ///< the batch's number within its epoch (the same for any worker count)
 };
 
 class SampleWriter {
@@ -77,6 +78,7 @@ class SampleWriter {
   uint64_t epoch() const { return ctx_.epoch; }
   uint64_t seed() const { return ctx_.seed; }
   int worker_id() const { return ctx_.worker_id; }
+  uint64_t batch() const { return ctx_.batch; }
   /// The sample's generator, seeded from (seed, epoch, index, stream): never from worker or time.
   Rng rng(uint64_t stream = 0) const { return Rng::for_sample(ctx_.seed, ctx_.epoch, static_cast<uint64_t>(ctx_.index), stream); }
 

@@ -101,6 +101,7 @@ void LoaderCore::fill_inline(uint32_t s) {
   FillContext ctx;
   ctx.epoch = t.epoch;
   ctx.seed = t.seed;
+  ctx.batch = t.seq;
   ctx.worker_id = -1;
   ctx.pid = static_cast<int>(::getpid());
   ctx.on_error = opts_.user.on_error;

@@ -244,7 +244,7 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
     }
     prepare_targets(layout, payload, pos, t);
     datasets::SampleWriter writer(layout.schema(), t.targets,
-                                  datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id});
+                                  datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id, ctx.batch});
     if (ctx.progress) ctx.progress->store(index, std::memory_order_relaxed);
     bool ok = false;
     std::chrono::milliseconds slept{0};
@@ -306,7 +306,7 @@ void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, 
     prepare_targets(layout, payload, pos, t);
     const int64_t index = stream_position;
     datasets::SampleWriter writer(layout.schema(), t.targets,
-                                  datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id});
+                                  datasets::SampleContext{index, ctx.epoch, ctx.seed, ctx.worker_id, ctx.batch});
     bool got = false;
     try {
       got = ds.next(writer);

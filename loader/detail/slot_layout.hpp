@@ -91,6 +91,7 @@ struct FillContext {
   uint64_t epoch = 0;
   uint64_t seed = 0;
   int worker_id = -1;
+  uint64_t batch = 0;  ///< the batch's number within its epoch (TaskRecord::seq)
   int pid = 0;
   OnError on_error = OnError::kRaise;
   /// Polled between samples: true when the batch is no longer wanted (iteration abandoned).

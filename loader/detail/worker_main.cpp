@@ -91,6 +91,7 @@ int run_worker(const WorkerEnv& env, int id) {
       FillContext ctx;
       ctx.epoch = task.epoch;
       ctx.seed = task.seed;
+      ctx.batch = task.seq;
       ctx.worker_id = id;
       ctx.pid = pid;
       ctx.on_error = env.on_error;

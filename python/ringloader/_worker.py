@@ -9,7 +9,7 @@ worker_init_fn. A forked worker knows its epoch at start; a fork-server worker d
 seeded at its first sample (seed_epoch()).
 
 Then, as each batch of a map-style dataset starts, seed_batch() seeds the three again from
-(loader seed, epoch, the batch's indices). torch gets reproducible draws from handing batches
+(loader seed, epoch, the batch's number, the batch's indices), each its own stream. torch gets reproducible draws from handing batches
 to workers round-robin. Here workers claim batches as they come free, so a per-worker stream
 would give a sample different draws from run to run. Keyed by the batch, the draws are the
 same for any worker count, any scheduling, after a crash or a resume; samples within a batch
@@ -125,23 +125,24 @@ def seed_epoch(epoch, loader_seed=None):
         np.random.seed(_generate_state(base, s.id))
 
 
-def seed_batch(loader_seed, epoch, batch_key):
+def seed_batch(loader_seed, epoch, batch, batch_key):
     """Seeds random, torch's CPU generator and numpy's global state for one batch, from (loader
-    seed, epoch, batch key: a hash of its indices). The seed is the batch's own (without seed=,
-    each iter() draws one). About 25 us a batch; torch.manual_seed would also seed CUDA's
+    seed, epoch, the batch's number in the epoch, a hash of its indices), each its own stream
+    (as torch seeds numpy apart from random and torch). The seed is the batch's own (without
+    seed=, each iter() draws one). About 25 us a batch; torch.manual_seed would also seed CUDA's
     generators (97 us)."""
     s = current()
     if s is None or s.user_seeds:
         return
-    digest = hashlib.blake2b(b"ringloader-batch:%d:%d:%d" % (loader_seed, epoch, batch_key), digest_size=8).digest()
-    key = int.from_bytes(digest, "little") >> 1
-    random.seed(key)
+    digest = hashlib.blake2b(b"ringloader-batch:%d:%d:%d:%d" % (loader_seed, epoch, batch, batch_key),
+                             digest_size=24).digest()
+    random.seed(int.from_bytes(digest[:8], "little"))
     torch = sys.modules.get("torch")
     if torch is not None:
-        torch.default_generator.manual_seed(key)
+        torch.default_generator.manual_seed(int.from_bytes(digest[8:16], "little") >> 1)
     np = sys.modules.get("numpy")
     if np is not None:
-        np.random.seed((key & 0xFFFFFFFF, key >> 32))
+        np.random.seed((int.from_bytes(digest[16:20], "little"), int.from_bytes(digest[20:24], "little")))
 
 
 def call_init_fn(fn, dataset, worker_id):

@@ -266,7 +266,9 @@ void PyMapDataset::get(size_t index, datasets::SampleWriter& out) {
       }
       if (batch_started_) {  // random/torch/numpy keyed by the batch (_worker.py says why)
         batch_started_ = false;
-        seed_batch_.get()(out.seed(), out.epoch(), batch_key_);  // the task's seed: iter() may draw a new one
+        // the task's seed (iter() may draw a new one) and the batch's number: two batches of the
+        // same indices (batch_size=1, a sampler with replacement) draw differently
+        seed_batch_.get()(out.seed(), out.epoch(), out.batch(), batch_key_);
       }
     }
     const py::object returned = obj_.get().attr("get")(index, py::cast(&so, py::return_value_policy::reference));

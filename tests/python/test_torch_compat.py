@@ -462,6 +462,25 @@ def test_an_index_drawn_twice_in_an_epoch_gets_other_draws():
     assert len(draws) == 8 and len(set(draws)) == 8, draws
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batches_of_the_same_indices_draw_differently(workers):
+    """batch_size=1 and a sampler with replacement: every batch is [0], and each must get other
+    draws (as under torch), keyed by the batch's number in the epoch."""
+    from torch.utils.data import WeightedRandomSampler
+    for make in (rl.DataLoader, TorchLoader):
+        loader = make(Draws(4), batch_size=1, sampler=WeightedRandomSampler([1, 0, 0, 0], 6), num_workers=workers)
+        draws = draws_of(loader, epochs=1)
+        assert len(draws) == 6 and len(set(draws)) == 6, (make.__module__, draws)
+        del loader
+
+
+def test_random_and_numpy_draw_their_own_streams():
+    """torch seeds numpy apart from random; ringloader's per-batch seeding keeps them apart too."""
+    for make in (rl.DataLoader, TorchLoader):
+        draws = draws_of(make(Draws(16), batch_size=4, num_workers=2), epochs=1)
+        assert all(d[0] != d[2] for d in draws), make.__module__
+
+
 def test_seeds_a_worker_init_fn_sets_are_kept():
     """A worker_init_fn that seeds numpy itself owns the workers' streams, as under torch."""
     def init(worker_id):
