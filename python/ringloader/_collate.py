@@ -44,6 +44,7 @@ class Plan:
     def __init__(self, sample):
         self.schema = {}
         self.leaves = []  # (kind, meta) per field, in schema order
+        self.dtypes = []  # per field: the sample's own dtype (None for str/bytes): later samples must match it
         self.tree = self._walk(sample, "")
 
     # -- the structure
@@ -64,6 +65,7 @@ class Plan:
             kind = "str" if isinstance(v, str) else "bytes"
             self.schema[name] = ("uint8", (MAX_TEXT,), "variable")
             self.leaves.append((kind, None))
+            self.dtypes.append(None)
             return i
         torch_dtype = None
         py = type(v) if isinstance(v, (bool, int, float)) else None  # unbatched (batch_size=None), it stays one
@@ -82,6 +84,7 @@ class Plan:
             raise ConfigError(f"field '{name}' of sample 0 is a {type(v).__name__}: batches hold tensors, NumPy arrays, "
                               "numbers, str and bytes (torch's default_collate: the same); convert it in the dataset")
         a = np.asarray(v)
+        self.dtypes.append(a.dtype)
         if a.dtype.name in _SLOT_DTYPES:
             self.schema[name] = (a.dtype.name, a.shape)
             self.leaves.append(("plain", py))
@@ -130,6 +133,10 @@ class Plan:
                 if str(v.dtype) == "torch.bfloat16":
                     v = v.view(_torch().int16)
                 v = v.detach().cpu().numpy()
+            if isinstance(v, (np.ndarray, np.generic)) and v.dtype != self.dtypes[i]:
+                # never a silent cast (an int64 300001 into int16, a float64 into float32)
+                raise ConfigError(f"{where} has dtype {v.dtype}, the first sample had {self.dtypes[i]}: a batch keeps "
+                                  "one dtype per field; make the dataset's dtypes agree, or give the loader schema=")
             if kind == "raw":
                 a = np.ascontiguousarray(v, dtype=meta[0])
                 return a.view(np.uint8).reshape(a.shape + (a.dtype.itemsize,))

@@ -178,3 +178,22 @@ def test_batch_size_none_gives_an_rl_datasets_samples_without_the_batch_dimensio
     for k, s in enumerate(samples):
         assert s["image"].shape == (4, 4, 3) and s["label"].shape == () and int(s["label"]) == k
         assert list(s.indices) == [k] and int(s["image"][0, 0, 0]) == k
+
+
+class DtypeDrifts(torch.utils.data.Dataset):
+    """float32 first, then float64: torch's default_collate would promote; a slot field has
+    one dtype, so the later sample is an error, never silently cast to float32."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.full((2,), 1 / 3, dtype=torch.float32 if i == 0 else torch.float64)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_sample_whose_dtype_differs_from_the_first_is_an_error_not_a_cast(workers):
+    it = iter(rl.DataLoader(DtypeDrifts(), batch_size=1, num_workers=workers))
+    assert next(it).dtype == torch.float32
+    with pytest.raises(ValueError, match="dtype float64, the first sample had float32"):
+        next(it)
