@@ -19,6 +19,7 @@ import io
 import math
 import pickle
 import struct
+import sys
 
 from ._errors import ConfigError
 from .datasets import _Wraps, _WrapsStream
@@ -33,21 +34,44 @@ def _torch():
     return torch
 
 
-def _rebuild_tensor(array, dtype):
+_BASES = None  # while decode() runs: id(storage bytes) -> (them, a uint8 tensor over them)
+
+
+def _rebuild_tensor(raw, dtype, size, stride, offset, requires_grad):
+    """A tensor over its storage's bytes in the slot: tensors that shared a storage in the worker
+    (a tensor and its slices) share one here, with their strides, offsets and requires_grad."""
     torch = _torch()
-    t = torch.from_numpy(array)
-    return t.view(torch.bfloat16) if dtype == "torch.bfloat16" else t
+    entry = _BASES.get(id(raw)) if _BASES is not None else None
+    if entry is None:
+        entry = (raw, torch.from_numpy(raw))
+        if _BASES is not None:
+            _BASES[id(raw)] = entry
+    t = torch.empty(0, dtype=getattr(torch, dtype.rpartition(".")[2])).set_(
+        entry[1].untyped_storage(), offset, size, stride)
+    return t.requires_grad_() if requires_grad else t
 
 
 class _Pickler(pickle.Pickler):
+    """Plain CPU tensors go as their storages' bytes, out of band, each storage once; anything
+    else (tv_tensors and other subclasses, sparse, quantized, a tensor with a grad_fn) by its
+    own pickling, so it comes back as it was."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._storages = {}
+
     def reducer_override(self, obj):
-        if type(obj).__module__.startswith("torch") and hasattr(obj, "numpy") and hasattr(obj, "dtype"):
-            t = obj.detach().cpu().contiguous()
-            dtype = str(t.dtype)
-            if dtype == "torch.bfloat16":
-                t = t.view(_torch().int16)
-            return _rebuild_tensor, (t.numpy(), dtype)
-        return NotImplemented
+        torch = sys.modules.get("torch")
+        if (torch is None or type(obj) is not torch.Tensor or obj.layout != torch.strided or obj.is_quantized
+                or obj.device.type != "cpu" or obj.grad_fn is not None):
+            return NotImplemented
+        storage = obj.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        raw = self._storages.get(key)
+        if raw is None:
+            raw = self._storages[key] = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
+        return _rebuild_tensor, (raw, str(obj.dtype), tuple(obj.shape), obj.stride(), obj.storage_offset(),
+                                 obj.requires_grad)
 
 
 def encode(obj):
@@ -74,7 +98,12 @@ def decode(flat):
     table = [struct.unpack_from("<QQ", flat, _HEAD.size + 16 * k) for k in range(count)]
     start = _HEAD.size + 16 * count
     buffers = [flat[o:o + n].data for o, n in table]
-    return pickle.loads(flat[start:start + size].data, buffers=buffers)
+    global _BASES
+    _BASES = {}
+    try:
+        return pickle.loads(flat[start:start + size].data, buffers=buffers)
+    finally:
+        _BASES = None
 
 
 def _align(n):

@@ -177,3 +177,37 @@ def test_collate_fn_arguments_are_checked():
             out["x"][...] = index
     with pytest.raises(ValueError, match="__getitem__"):
         rl.DataLoader(Own(), collate_fn=pad)
+
+
+class Plain(TorchDataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return float(i)
+
+
+def structured(batch):
+    """What a collate_fn may hand back besides fresh contiguous tensors."""
+    from torchvision import tv_tensors
+    x = torch.tensor(batch).repeat(3, 1)  # 3 x n
+    return {"whole": x, "row": x[1], "column": x[:, 0], "t": x.t(), "grad": torch.ones(2, requires_grad=True),
+            "param": torch.nn.Parameter(torch.zeros(2)),
+            "boxes": tv_tensors.BoundingBoxes([[0, 0, 4, 4]], format="XYXY", canvas_size=(8, 8)),
+            "half": torch.ones(2, dtype=torch.complex32), "empty": torch.zeros(0, 3)}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_tensor_kinds_views_and_strides_come_back_as_collate_fn_made_them(workers):
+    from torchvision import tv_tensors
+    got = {make: list(make(Plain(), batch_size=3, num_workers=workers, collate_fn=structured))
+           for make in (rl.DataLoader, TorchLoader)}
+    for ours, theirs in zip(got[rl.DataLoader], got[TorchLoader]):
+        for k in theirs:
+            a, b = ours[k], theirs[k]
+            assert type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape, k
+            assert a.stride() == b.stride() and a.requires_grad == b.requires_grad, k
+            assert torch.equal(a.to(torch.complex64) if k == "half" else a, b.to(torch.complex64) if k == "half" else b), k
+        assert isinstance(ours["boxes"], tv_tensors.BoundingBoxes) and ours["boxes"].canvas_size == (8, 8)
+        ours["whole"][1, 0] = 99  # the views still share the storage, as collate_fn made them
+        assert ours["row"][0] == 99 and ours["column"][1] == 99 and ours["t"][0, 1] == 99
