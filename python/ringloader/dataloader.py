@@ -14,7 +14,7 @@ from . import _worker
 from . import vision
 from .batch import Batch, _Released
 from .datasets import Dataset, IterableDataset, _TorchIterableDataset, _TorchMapDataset, _is_iterable
-from .samplers import _NativeSampler
+from .samplers import _NativeSampler, _Primed
 from .vision import _ImageDataset
 from ._errors import ConfigError, IpcError
 
@@ -57,6 +57,9 @@ def _check_arguments(dataset, batch_size, shuffle, sampler, batch_sampler, num_w
                               f"batch_sampler option, but got batch_sampler={batch_sampler}")
     if sampler is not None and shuffle:
         raise ConfigError("sampler option is mutually exclusive with shuffle")
+    if shuffle and batch_sampler is None and not _is_iterable(dataset) and hasattr(dataset, "__len__") \
+            and len(dataset) == 0:  # torch's RandomSampler refuses an empty dataset
+        raise ConfigError("num_samples should be a positive integer value, but got num_samples=0")
     if batch_sampler is not None:
         if batch_size != 1 or shuffle or sampler is not None or drop_last:
             raise ConfigError("batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, and drop_last")
@@ -109,10 +112,34 @@ def _largest_batch(batch_sampler):
     size = getattr(batch_sampler, "batch_size", None)
     if _is_int(size) and size > 0:
         return size
-    largest = max((len(b) for b in batch_sampler), default=0)
+    import copy
+    with _rngs_kept():  # this pass must not change the batches or draws the run then gets
+        largest = max((len(b) for b in copy.deepcopy(batch_sampler)), default=0)
     if largest == 0:
         raise ConfigError("batch_sampler gave no batch with an index in it")
     return largest
+
+
+class _rngs_kept:
+    """Restores random's, numpy's and torch's global RNG states on leaving."""
+
+    def __enter__(self):
+        import random
+        import sys
+        self._random = random.getstate()
+        np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+        self._np = (np, np.random.get_state()) if np is not None else None
+        self._torch = (torch, torch.get_rng_state()) if torch is not None else None
+        return self
+
+    def __exit__(self, *exc):
+        import random
+        random.setstate(self._random)
+        if self._np is not None:
+            self._np[0].random.set_state(self._np[1])
+        if self._torch is not None:
+            self._torch[0].set_rng_state(self._torch[1])
+        return False
 
 
 def _draw_seed(generator):
@@ -287,8 +314,9 @@ class DataLoader:
                        persistent_workers=persistent_workers, timeout=timeout,
                        seed=seed,
                        in_order=in_order, on_error=on_error, max_retries=max_retries, shm_dir=shm_dir,
-                       start_method=start_method, sampler=sampler,
-                       batch_sampler=None if batch_sampler is None else (batch_sampler, _largest_batch(batch_sampler)),
+                       start_method=start_method, sampler=self._primed_sampler(sampler),
+                       batch_sampler=None if batch_sampler is None
+                       else (self._primed_sampler(batch_sampler), _largest_batch(batch_sampler)),
                        # torch calls worker_init_fn only in workers, after seeding them
                        worker_init_fn=functools.partial(_worker.call_init_fn, worker_init_fn, dataset)
                        if worker_init_fn is not None and num_workers > 0 else None)
@@ -313,6 +341,7 @@ class DataLoader:
     _BUILT_IN = frozenset(("num_workers", "prefetch_factor", "pin_memory", "pin_memory_device", "timeout",
                            "worker_init_fn", "multiprocessing_context", "generator", "collate_fn", "in_order"))
     _initialized = False
+    _primed = ()  # the user's samplers, primed as each epoch starts (samplers._Primed)
 
     def __setattr__(self, attr, val):
         if self._initialized:
@@ -330,6 +359,8 @@ class DataLoader:
         loader = self._loader
         if isinstance(self.sampler, _NativeSampler) and self.sampler.epoch is not None:
             loader.set_epoch(self.sampler.epoch)
+        for primed in self._primed:
+            primed.prime()
         try:
             loader.start_epoch(None if self._seed_given or loader.resuming else self._draw_epoch_seed())
         except ConfigError as e:
@@ -337,6 +368,13 @@ class DataLoader:
         self._iter_gen += 1  # an earlier iterator of this loader stops here (its epoch is abandoned)
         self._warn_threads()
         return _core.EpochIterator(self)  # C++ from the hand-out to the batch: see bindings.cpp
+
+    def _primed_sampler(self, sampler):
+        if sampler is None or isinstance(sampler, _NativeSampler):
+            return sampler
+        primed = _Primed(sampler)
+        self.__dict__.setdefault("_primed", []).append(primed)
+        return primed
 
     def _collate_fn_dataset(self, dataset, collate_fn, collate_bytes, num_workers, batch_size, drop_last, timeout):
         """The dataset the native loader runs when collate_fn is given (_collate_fn.py)."""
@@ -377,10 +415,16 @@ class DataLoader:
         if not (self.persistent_workers and self._base_drawn):
             seed = _draw_seed(self.generator)
             self._base_drawn = seed is not None
-        if self._shuffle and self.generator is None and self.sampler is None:
-            order = _draw_seed(None)
-            if order is not None:
-                seed = _mix(self._loader.seed if seed is None else seed, order)
+        if self._shuffle and self.sampler is None:
+            if self.generator is None:
+                order = _draw_seed(None)
+                if order is not None:
+                    seed = _mix(self._loader.seed if seed is None else seed, order)
+            else:  # torch's RandomSampler draws its order from the generator: leave it as torch would
+                import torch
+                n = len(self.dataset)  # randperm(n) for the order, and once more for its empty tail
+                for _ in range(2):
+                    torch.randperm(n, generator=self.generator)
         return seed
 
     def _wrap(self, b, copy=None):

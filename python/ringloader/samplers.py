@@ -54,3 +54,26 @@ class DistributedSampler(_NativeSampler):
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self._native = _core.DistributedSampler(n, self.rank, self.num_replicas, shuffle, seed, drop_last)
         self.epoch = None
+
+
+class _Primed:
+    """A sampler (or batch sampler) of the user's own, iterated when torch's DataLoader iterates
+    it: iter() as the epoch starts, before the epoch's seed is drawn (an __iter__ written as a
+    generator function then runs its body at the first index, after the draw, as under torch)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self._it = None
+
+    def prime(self):
+        self._it = iter(self.sampler)
+
+    def __iter__(self):
+        it, self._it = self._it, None
+        return it if it is not None else iter(self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def __getattr__(self, name):  # rank, num_replicas, batch_size, ...: the user's sampler's
+        return getattr(self.__dict__["sampler"], name)

@@ -103,6 +103,47 @@ def test_the_training_loops_own_draws_follow_torchs(shuffle, workers, persistent
     assert after[rl.DataLoader] == after[TorchLoader]
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_generator_is_left_as_torchs_loader_leaves_it(workers):
+    after = {}
+    for make in (rl.DataLoader, TorchLoader):
+        g = torch.Generator().manual_seed(1)
+        loader = make(list(range(12)), batch_size=4, shuffle=True, generator=g, num_workers=workers)
+        for _ in range(2):
+            for _ in loader:
+                pass
+        after[make] = torch.rand(2, generator=g).tolist()
+        del loader
+    assert after[rl.DataLoader] == after[TorchLoader]
+
+
+class OwnBatches:
+    """A batch sampler of the user's own without batch_size: its order comes from torch's RNG."""
+
+    def __iter__(self):
+        order = torch.randperm(9).tolist()
+        return iter([order[k:k + 3] for k in range(0, 9, 3)])
+
+    def __len__(self):
+        return 3
+
+
+def test_a_batch_sampler_without_batch_size_gives_torchs_batches():
+    """Sizing the slots runs a pass over it; that pass must not draw from the run's RNG."""
+    got = {}
+    for make in (rl.DataLoader, TorchLoader):
+        torch.manual_seed(0)
+        got[make] = [b.tolist() for b in make(list(range(9)), batch_sampler=OwnBatches())]
+        got[make].append(torch.rand(1).item())
+    assert got[rl.DataLoader] == got[TorchLoader]
+
+
+def test_shuffling_an_empty_dataset_is_torchs_error():
+    for make in (rl.DataLoader, TorchLoader):
+        with pytest.raises(ValueError, match="num_samples should be a positive integer value"):
+            make([], batch_size=2, shuffle=True)
+
+
 def test_with_seed_given_torchs_generator_is_not_drawn_from():
     torch.manual_seed(3)
     expect = torch.rand(1).item()
