@@ -159,6 +159,25 @@ def _mix(a, b):
     return (a * 0x9E3779B97F4A7C15 + b) & ((1 << 63) - 1)
 
 
+def _is_torch_dataset(ds):
+    """A dataset of the user's own (torch's or any __getitem__/__iter__), not one of ringloader's."""
+    if isinstance(ds, (Dataset, IterableDataset, _ImageDataset)):
+        return False
+    return _is_iterable(ds) or (hasattr(ds, "__getitem__") and hasattr(ds, "__len__"))
+
+
+def _default_convert():
+    try:
+        from torch.utils.data._utils.collate import default_convert
+        return default_convert
+    except ImportError:
+        return _identity
+
+
+def _identity(sample):
+    return sample
+
+
 def _flat(field):
     """A batch's collate_fn bytes as one 1-D uint8 array over the slot (no copy)."""
     a = field.numpy() if hasattr(field, "numpy") else field
@@ -250,6 +269,10 @@ class DataLoader:
         self._single = False
         core_ds = dataset
         stream_batch = None  # collate_fn over a stream: the batch the wrapper groups (the native one is 1)
+        if collate_fn is None and not self._auto_batch and schema is None and _is_torch_dataset(dataset):
+            # torch's own collate_fn without batching: each sample as it is, whatever its structure
+            # (a tensor here, a dict there, ragged shapes), not laid out by the first one
+            collate_fn = _default_convert()
         if collate_fn is not None:
             core_ds = self._collate_fn_dataset(dataset, collate_fn, collate_bytes, num_workers, batch_size, drop_last,
                                                timeout)

@@ -197,3 +197,27 @@ def test_a_sample_whose_dtype_differs_from_the_first_is_an_error_not_a_cast(work
     assert next(it).dtype == torch.float32
     with pytest.raises(ValueError, match="dtype float64, the first sample had float32"):
         next(it)
+
+
+class Varied(torch.utils.data.Dataset):
+    """Samples of every structure: without batching torch hands each over as it is."""
+
+    def __len__(self):
+        return 7
+
+    def __getitem__(self, i):
+        return [torch.ones(i), {"a": i}, np.arange(i), 2 ** 70, None, "s", (i, float(i))][i]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_size_none_hands_over_samples_of_any_structure_as_torch(workers):
+    from torch.utils.data import DataLoader as TorchLoader
+    ours = rl.DataLoader(Varied(), batch_size=None, num_workers=workers)
+    theirs = TorchLoader(Varied(), batch_size=None, num_workers=workers)
+    assert ours.collate_fn is theirs.collate_fn  # torch's default_convert
+    for a, b in zip(list(ours), list(theirs), strict=True):
+        assert type(a) is type(b)
+        if isinstance(b, torch.Tensor):
+            assert torch.equal(a, b)
+        else:
+            assert a == b
