@@ -25,7 +25,7 @@ from . import _worker
 from ._collate import Plan
 from ._errors import ConfigError, TimeoutError  # noqa: A004 - rl.TimeoutError is a TimeoutError
 
-PROBES = 8  # indices tried before the loader settles for no layout
+PROBES = 32  # samples tried (the first 8, then spread over the dataset) before settling for no layout
 
 
 class Probe:
@@ -41,14 +41,33 @@ class Probe:
 
 
 def map_plan(ds, num_workers, timeout=0.0):
-    """The Plan of the first of ds[0], ds[1], ... that loads, learned in a forked child."""
-    return _run(lambda: _map_child(ds, num_workers), ds, timeout)
+    """The Plan of the first of ds[0], ds[1], ... that loads, learned in a forked child. A
+    sample that kills the child (a crash, os._exit) is a failure like one that raises: a new
+    child goes on from the next."""
+    n = len(ds)
+    candidates = sorted(set(range(min(n, 8))) | {k * n // (PROBES - 8) for k in range(PROBES - 8)})
+    return _tries(lambda rest: _map_child(ds, num_workers, rest), candidates, ds, timeout)
 
 
 def stream_plan(ds, num_workers, timeout=0.0):
     """The Plan of the first sample of worker 0's part of the stream (or worker 1's, ... when
-    that part is empty); Probe() when every part is empty."""
-    return _run(lambda: _stream_child(ds, num_workers), ds, timeout)
+    that part is empty or raises); Probe() with no failures when every part is empty."""
+    return _tries(lambda rest: _stream_child(ds, num_workers, rest), list(range(max(1, num_workers))), ds, timeout)
+
+
+def _tries(work, candidates, ds, timeout):
+    failures = []
+    while candidates:
+        got = _run(lambda: work(candidates), ds, timeout)
+        if not isinstance(got, _Died):
+            got.failures = failures + got.failures
+            return got
+        if got.trying is None or got.trying not in candidates:
+            raise ConfigError(f"the process that loads a {type(ds).__name__}'s first sample to learn the batch layout "
+                              f"{got.why} before it loaded any")
+        failures.append((got.trying, got.why))
+        candidates = candidates[candidates.index(got.trying) + 1:]
+    return Probe(None, -1, failures)
 
 
 def collate_share(ds, collate_fn, num_workers, batch_size, stream, drop_last, timeout=0.0):
@@ -58,6 +77,7 @@ def collate_share(ds, collate_fn, num_workers, batch_size, stream, drop_last, ti
 
     def work():
         _pose_as_worker(ds, 0, num_workers)
+        _trying(0)
         try:
             if stream:
                 got = _collate_fn.first_stream_total(ds, collate_fn, batch_size, drop_last)
@@ -67,7 +87,8 @@ def collate_share(ds, collate_fn, num_workers, batch_size, stream, drop_last, ti
             return ("value", _collate_fn.share_for(total, n))
         except Exception:  # noqa: BLE001 - the epoch raises it at the batch's place
             return ("value", None)
-    return _run(work, ds, timeout)
+    got = _run(work, ds, timeout)
+    return None if isinstance(got, _Died) else got
 
 
 def _pose_as_worker(ds, worker_id, num_workers):
@@ -75,10 +96,11 @@ def _pose_as_worker(ds, worker_id, num_workers):
         _worker.pose_as(worker_id, num_workers, ds)
 
 
-def _map_child(ds, num_workers):
+def _map_child(ds, num_workers, candidates):
     failures = []
     _pose_as_worker(ds, 0, num_workers)
-    for index in range(min(len(ds), PROBES)):
+    for index in candidates:
+        _trying(index)
         try:
             sample = ds[index]
         except Exception as e:  # noqa: BLE001 - the epoch raises it at its place
@@ -88,17 +110,18 @@ def _map_child(ds, num_workers):
     return ("none", failures)
 
 
-def _stream_child(ds, num_workers):
+def _stream_child(ds, num_workers, worker_ids):
     failures = []
-    for worker_id in range(max(1, num_workers)):
+    for worker_id in worker_ids:
         _pose_as_worker(ds, worker_id, num_workers)
+        _trying(worker_id)
         try:
             sample = next(iter(ds))
         except StopIteration:
             continue
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - that worker's epoch raises it; another part may load
             failures.append((worker_id, _describe(e)))
-            return ("none", failures)
+            continue
         return _found(sample, worker_id, failures, ds)
     return ("none", failures)
 
@@ -154,13 +177,30 @@ def _describe(e):
     return f"{type(e).__name__}: {e}"
 
 
+class _Died:
+    """The child ended without an answer: `trying` (the index or worker it was loading) and why."""
+
+    def __init__(self, trying, why):
+        self.trying, self.why = trying, why
+
+
+_progress_fd = -1  # in the child: where _trying() reports
+
+
+def _trying(what):
+    """In the child: about to load `what` (a sample index, or a stream worker's id)."""
+    os.write(_progress_fd, b"T" + struct.pack("<q", what))
+
+
 def _run(child_work, ds, timeout):
+    global _progress_fd
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         status = 0
         try:
             os.close(r)
+            _progress_fd = w
             _die_with_parent()
             try:
                 result = child_work()
@@ -169,7 +209,7 @@ def _run(child_work, ds, timeout):
             except BaseException as e:  # noqa: BLE001 - whatever it is, the parent hears of it
                 result = ("crash", _describe(e) + "\n" + "".join(traceback.format_exception(e)))
             data = pickle.dumps(result)
-            view = memoryview(struct.pack("<Q", len(data)) + data)
+            view = memoryview(b"R" + struct.pack("<Q", len(data)) + data)
             while view:
                 view = view[os.write(w, view):]
         except BaseException:  # noqa: BLE001
@@ -177,6 +217,7 @@ def _run(child_work, ds, timeout):
         finally:
             os._exit(status)
     os.close(w)
+    status = 0
     try:
         data = _read_all(r, timeout, pid)
     except BaseException:
@@ -184,8 +225,16 @@ def _run(child_work, ds, timeout):
         raise
     finally:
         os.close(r)
-        os.waitpid(pid, 0)
-    return _result(data, ds, pid)
+        status = os.waitpid(pid, 0)[1]
+    trying = None
+    while data[:1] == b"T":  # progress: what it was loading
+        trying = struct.unpack("<q", data[1:9])[0]
+        data = data[9:]
+    if data[:1] != b"R" or len(data) < 9 or len(data) - 9 != struct.unpack("<Q", data[1:9])[0]:
+        why = (f"was killed by signal {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
+               else f"exited with status {os.waitstatus_to_exitcode(status)}")
+        return _Died(trying, f"{why} (pid {pid})")
+    return _result(data[9:], ds, pid)
 
 
 def _die_with_parent():
@@ -215,10 +264,7 @@ def _read_all(fd, timeout, pid):
 
 
 def _result(data, ds, pid):
-    if len(data) < 8 or len(data) - 8 != struct.unpack("<Q", data[:8])[0]:
-        raise ConfigError(f"the process that loads a {type(ds).__name__}'s first sample to learn the batch layout "
-                          f"(pid {pid}) died before it answered: the dataset's code killed it (os._exit, a signal)")
-    result = pickle.loads(data[8:])
+    result = pickle.loads(data)
     kind = result[0]
     if kind == "plan":
         return Probe(_loads(result[1]), result[2], result[3])

@@ -401,6 +401,8 @@ py::object epoch_next(PyEpochIter& it) {
   const uint64_t gen = l.gen;
   try {
     h = take_next(l);
+  } catch (const BatchError&) {
+    throw;  // one batch given up at its place: the epoch goes on, as in C++
   } catch (const WorkerError&) {
     it.gen = py::none();  // the epoch is abandoned
     throw;
