@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import sys
 
+import itertools
+
 from . import _probe
+from ._collate import Plan as _Plan
 from ._errors import ConfigError
 from .vision import _ImageDataset
 
@@ -99,8 +102,12 @@ class _TorchIterableDataset(_WrapsStream, IterableDataset):
         self.ds = ds
         self.plan = None
         self.probe = None
-        if schema is None:
+        self._replay = None  # without workers: (the first sample, the iterator it came from)
+        if schema is None and num_workers == 0:
+            self.probe = self._first_in_process(ds)
+        elif schema is None:
             self.probe = _probe.stream_plan(ds, num_workers, timeout)
+        if schema is None:
             self.plan = self.probe.plan
             if self.plan is not None:
                 schema, self.kind = self.plan.schema, "plan"
@@ -112,12 +119,32 @@ class _TorchIterableDataset(_WrapsStream, IterableDataset):
             self.kind = "tuple"
         self.schema = schema
 
+    def _first_in_process(self, ds):
+        """Without workers the stream runs in this process: its first sample is read here and
+        handed out again as the first epoch's first, from the same iterator. A forked child
+        would share this process's open files, and what it read (a buffered file's next 8 KiB)
+        would be lost to the epoch."""
+        try:
+            it = iter(ds)
+            first = next(it)
+        except StopIteration:
+            return _probe.Probe()
+        except Exception as e:  # noqa: BLE001 - the epoch raises it, as under torch
+            return _probe.Probe(None, -1, [(0, f"{type(e).__name__}: {e}")])
+        self._replay = (first, it)
+        return _probe.Probe(_Plan(first), 0)
+
     def __iter__(self):
         if self.kind == "unlaid":
             return self._unlaid()
+        samples = self.ds
+        if self._replay is not None:
+            first, it = self._replay
+            self._replay = None
+            samples = itertools.chain([first], it)
         if self.plan is None:
-            return iter(self.ds)
-        return map(self.plan.encode, self.ds)
+            return iter(samples)
+        return map(self.plan.encode, samples)
 
     def _unlaid(self):
         for _ in self.ds:

@@ -278,6 +278,26 @@ def test_a_one_shot_stream_loses_no_sample(workers):
         assert [int(i) for b in make(OneShot(), batch_size=4, num_workers=workers) for i in b] == list(range(9))
 
 
+class LinesOfAnOpenFile(TorchIterable):
+    """A stream over a file opened when the dataset was made: without workers, reading it in a
+    forked child would move the offset this process reads from (and lose a buffer's worth)."""
+
+    def __init__(self, path):
+        self.file = open(path)
+
+    def __iter__(self):
+        return (torch.tensor(int(line)) for line in self.file)
+
+
+def test_a_stream_over_an_open_file_loses_nothing_without_workers(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("".join(f"{i}\n" for i in range(5000)))
+    for make in (rl.DataLoader, TorchLoader):
+        dataset = LinesOfAnOpenFile(path)
+        assert [int(i) for b in make(dataset, batch_size=64) for i in b] == list(range(5000)), make.__module__
+        dataset.file.close()
+
+
 class NotImplementedItems(TorchDataset):
     """torch's ErrorDataset: no __getitem__, so every sample raises NotImplementedError."""
 
