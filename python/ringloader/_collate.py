@@ -3,7 +3,8 @@
 A sample's structure (tuples, lists, dicts, namedtuples, nested) is flattened into the fields of
 the slot, each sample written once; the main process rebuilds the structure around the stacked
 fields: a tuple or list becomes a list, a dict a dict, a namedtuple the namedtuple, numbers
-tensors (int64, float64, bool), str and bytes lists of them. dtypes the slot does not have
+tensors (int64, float64, bool), str and bytes lists of them (tuples inside a tuple or list, as
+default_collate transposes those with zip). dtypes the slot does not have
 (bool, float16, bfloat16, int8, int16, uint16, uint32, ...) travel as their bytes and are viewed
 back, so nothing is converted.
 """
@@ -45,26 +46,27 @@ class Plan:
         self.schema = {}
         self.leaves = []  # (kind, meta) per field, in schema order
         self.dtypes = []  # per field: the sample's own dtype (None for str/bytes): later samples must match it
-        self.tree = self._walk(sample, "")
+        self.tree = self._walk(sample, "", None)
 
     # -- the structure
-    def _walk(self, v, path):
+    def _walk(self, v, path, parent):
         if isinstance(v, collections.abc.Mapping):
             keys = list(v.keys())
-            return ("dict", type(v), keys, [self._walk(v[k], f"{path}{k}.") for k in keys])
+            return ("dict", type(v), keys, [self._walk(v[k], f"{path}{k}.", "dict") for k in keys])
         if _is_namedtuple(v):
-            return ("namedtuple", type(v), [self._walk(x, f"{path}{i}.") for i, x in enumerate(v)])
+            return ("namedtuple", type(v), [self._walk(x, f"{path}{i}.", "seq") for i, x in enumerate(v)])
         if isinstance(v, (tuple, list)):
-            return ("list", None, [self._walk(x, f"{path}{i}.") for i, x in enumerate(v)])
-        return ("leaf", self._leaf(v, path.rstrip(".") or "0"))
+            return ("list", None, [self._walk(x, f"{path}{i}.", "seq") for i, x in enumerate(v)])
+        return ("leaf", self._leaf(v, path.rstrip(".") or "0", parent))
 
-    def _leaf(self, v, name):
+    def _leaf(self, v, name, parent):
         i = len(self.leaves)
         name = name if name not in self.schema else f"{name}#{i}"
         if isinstance(v, (str, bytes)):
             kind = "str" if isinstance(v, str) else "bytes"
             self.schema[name] = ("uint8", (MAX_TEXT,), "variable")
-            self.leaves.append((kind, None))
+            # default_collate transposes sequences with zip: their str fields come back as tuples
+            self.leaves.append((kind, tuple if parent == "seq" else list))
             self.dtypes.append(None)
             return i
         torch_dtype = None
@@ -175,7 +177,7 @@ class Plan:
         if kind in ("str", "bytes"):
             raw = [bytes(np.asarray(e)) for e in ([x] if one else x)]
             out = [r.decode("utf-8", "surrogateescape") for r in raw] if kind == "str" else raw
-            return out[0] if one else out
+            return out[0] if one else meta(out)
         if _is_tensor(x):
             torch = _torch()
             if kind == "bool":

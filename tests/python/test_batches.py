@@ -81,6 +81,8 @@ class Shaped(TorchDataset):
             return Point(x, i)
         if self.kind == "single":
             return x
+        if self.kind == "text":  # str and bytes inside sequences and a dict
+            return x, f"s{i}", [f"n{i}", bytes([i])], {"caption": f"c{i}"}
         if self.kind == "dtypes":
             return (torch.tensor([i % 2 == 0, True]), torch.tensor([i], dtype=torch.float16),
                     torch.tensor([-i], dtype=torch.int8), torch.tensor([i], dtype=torch.int16),
@@ -105,7 +107,7 @@ def same(a, b, where="batch"):
         assert a == b, f"{where}: {a!r} against {b!r}"
 
 
-@pytest.mark.parametrize("kind", ["tuple", "list", "dict", "namedtuple", "single", "dtypes"])
+@pytest.mark.parametrize("kind", ["tuple", "list", "dict", "namedtuple", "single", "dtypes", "text"])
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_torch_datasets_batches_have_default_collates_structure_and_dtypes(kind, workers):
     ours = list(rl.DataLoader(Shaped(kind), batch_size=4, num_workers=workers))
