@@ -73,7 +73,8 @@ Entry classify(const std::string& full, unsigned char d_type) {
 
 class Scanner {
  public:
-  Scanner(const std::vector<std::string>& extensions, std::vector<ScanError>& errors) : errors_(errors) {
+  Scanner(const std::vector<std::string>& extensions, std::vector<ScanError>& errors, bool list_unreadable)
+      : errors_(errors), list_unreadable_(list_unreadable) {
     for (const auto& e : extensions) extensions_.push_back(lower(e));
   }
 
@@ -164,7 +165,9 @@ class Scanner {
           if (matches(name)) names.push_back(name);
           break;
         case Kind::kUnreadable:
-          if (matches(name)) errors_.push_back({dir + "/" + name, e.reason});
+          if (!matches(name)) break;
+          errors_.push_back({dir + "/" + name, e.reason});
+          if (list_unreadable_) names.push_back(name);
           break;
       }
     });
@@ -176,6 +179,7 @@ class Scanner {
 
   std::vector<std::string> extensions_;
   std::vector<ScanError>& errors_;
+  bool list_unreadable_;
 };
 
 std::string strip_trailing_slashes(std::string s) {
@@ -197,7 +201,7 @@ ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options)
   const bool by_predicate = static_cast<bool>(options.is_valid_file);
   if (options.extensions.empty() && !by_predicate) throw ConfigError("ImageFolder: extensions is empty");
 
-  Scanner scan(by_predicate ? std::vector<std::string>{} : options.extensions, scan_errors_);
+  Scanner scan(by_predicate ? std::vector<std::string>{} : options.extensions, scan_errors_, options.list_unreadable);
   classes_ = scan.subfolders(root_);
   if (classes_.empty()) throw ConfigError("ImageFolder: no class folder in " + root_);
   detail::PathIndex& index = mutable_index();

@@ -37,6 +37,10 @@ struct ImageFolderOptions : ImageDatasetOptions {
   /// torchvision's is_valid_file: set, it decides for every file (by its full path) instead of
   /// `extensions`, as torchvision's make_dataset does. Called in the scan, in the main process.
   std::function<bool(const std::string& path)> is_valid_file;
+  /// An entry the scan cannot stat (a broken link, a link loop) is still a sample when its name
+  /// matches, as torchvision's os.walk lists it: its load fails, naming it, and the indices of
+  /// the others are torchvision's. It is in scan_errors() either way.
+  bool list_unreadable = false;
 };
 
 /// Something the scan skipped, and why.

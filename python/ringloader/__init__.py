@@ -16,8 +16,8 @@ when the last of them is freed. Nothing is pickled, nothing is copied twice.
 from __future__ import annotations
 
 from . import vision
-from ._errors import (BatchError, ConfigError, DecodeError, Error, Interrupted, IpcError, ResourceError,
-                      SampleError, TimeoutError, WorkerError)
+from ._errors import (BatchError, ConfigError, DecodeError, Error, FolderNotFoundError, Interrupted, IpcError,
+                      ResourceError, SampleError, TimeoutError, WorkerError)
 from ._pack import pack
 from ._process import WorkerInfo, get_worker_info, init, set_log_level
 from .batch import Batch
@@ -30,5 +30,5 @@ __all__ = [
     "init", "get_worker_info", "WorkerInfo", "Dataset", "IterableDataset", "ImageFolder", "FileList", "Shards", "pack",
     "DistributedSampler", "BlockShuffleSampler", "DataLoader", "Batch", "set_log_level", "vision",
     "Error", "ConfigError", "IpcError", "DecodeError", "SampleError", "WorkerError", "BatchError",
-    "TimeoutError", "ResourceError", "Interrupted",
+    "TimeoutError", "ResourceError", "Interrupted", "FolderNotFoundError",
 ]

@@ -11,6 +11,11 @@ class ConfigError(Error, ValueError):
     """A bad option or dataset description; the message names the option and value."""
 
 
+class FolderNotFoundError(ConfigError, FileNotFoundError):
+    """An ImageFolder root that is missing, has no class folder, or a class without an image:
+    torchvision raises FileNotFoundError for each, and `except FileNotFoundError` catches it."""
+
+
 class IpcError(Error):
     """Shared memory, semaphores or fork failed (the message names the call and what to change)."""
 

@@ -18,7 +18,7 @@ import os
 import warnings
 
 from . import _ringloader as _core
-from ._errors import ConfigError
+from ._errors import ConfigError, FolderNotFoundError
 
 __all__ = ["ImageFolder", "FileList", "Shards", "native_transform"]
 
@@ -327,9 +327,17 @@ class ImageFolder(_Classified):
         if isinstance(transform, int) and not isinstance(transform, bool):
             raise ConfigError(f"ImageFolder's second argument is torchvision's transform; for the keyword form "
                               f"write size={transform}")
-        self._setup(_core.image_folder, self.root, transform, target_transform, loader,
-                    dict(size=size, random_crop=random_crop, flip=flip, output=output), max_pixels, reader_threads,
-                    decoder, extra=(bool(allow_empty), is_valid_file))
+        try:
+            self._setup(_core.image_folder, self.root, transform, target_transform, loader,
+                        dict(size=size, random_crop=random_crop, flip=flip, output=output), max_pixels, reader_threads,
+                        decoder, extra=(bool(allow_empty), is_valid_file))
+        except ConfigError as e:
+            text = str(e)
+            if "No such file" in text or "no class folder" in text or "no image in class folder" in text:
+                raise FolderNotFoundError(text) from None  # torchvision's FileNotFoundError
+            if "is not a folder" in text:
+                raise NotADirectoryError(text) from None  # torchvision's (os.scandir's)
+            raise
         self.extensions = None if is_valid_file is not None else (  # torchvision's: one or the other
             ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 

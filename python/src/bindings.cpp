@@ -492,6 +492,7 @@ PYBIND11_MODULE(_ringloader, m) {
         static_cast<datasets::ImageDatasetOptions&>(o) =
             image_options(steps, output, mean, std, max_pixels, reader_threads, decoder);
         o.allow_empty = allow_empty;
+        o.list_unreadable = true;  // torchvision's indices: a broken link is a sample that fails to load
         if (!is_valid_file.is_none()) {
           o.is_valid_file = [&is_valid_file](const std::string& path) {
             py::gil_scoped_acquire g;  // the scan runs without it; the predicate is Python

@@ -151,6 +151,17 @@ TEST_CASE("ImageFolder follows symlinks and reports loops and broken links", "[f
   CHECK_THAT(errors["a/up"], Catch::Contains("symbolic link loop") && Catch::Contains("not followed"));
   CHECK(errors.size() == 4);
 
+  // list_unreadable: torchvision's os.walk lists what stat cannot follow, so its indices count them
+  auto listed = opt;
+  listed.list_unreadable = true;
+  ImageFolder all(t.path(), listed);
+  CHECK(rel_paths(all, t.path()) == std::vector<std::string>{"a/broken.jpg", "a/link.jpg", "a/loop1.jpg", "a/loop2.jpg",
+                                                             "a/x.jpg", "b/real.jpg", "elsewhere/real.jpg"});
+  CHECK(all.scan_errors().size() == 4);
+  SampleBuffers lbuf(all.schema());
+  auto lw = lbuf.writer(0);
+  CHECK_THROWS_WITH(all.get(0, lw), Catch::Contains("broken.jpg"));  // fails at load, naming it
+
   SampleBuffers buf(ds.schema());
   auto w = buf.writer(0);
   ds.get(0, w);

@@ -66,6 +66,31 @@ def test_is_valid_file_chooses_the_files_as_torchvisions(image_folder, tmp_path)
         rl.ImageFolder(root, tf, is_valid_file=lambda p: 1 / 0)
 
 
+def test_broken_links_and_missing_folders_as_torchvisions(image_folder, tmp_path):
+    import os
+    import shutil
+    root = tmp_path / "folder"
+    shutil.copytree(image_folder, root)
+    first = sorted(os.listdir(root))[0]
+    os.symlink(tmp_path / "nowhere.jpg", root / first / "img_05b.jpg")  # broken: listed by os.walk
+    tf = T.Compose([T.Resize(40), T.CenterCrop(32), T.ToTensor()])
+    ours, theirs = rl.ImageFolder(root, tf), torchvision.datasets.ImageFolder(root, tf)
+    assert ours.samples == theirs.samples  # the same indices for every other file
+    broken = [i for i, (p, _) in enumerate(ours.samples) if p.endswith("img_05b.jpg")]
+    assert len(broken) == 1
+    loader = rl.DataLoader(ours, batch_size=4, on_error="skip")
+    assert sum(len(y) for _, y in loader) == len(ours) - 1
+    assert [s[0] for s in loader.skipped] == broken
+    (root / "empty").mkdir()
+    for make in (rl.ImageFolder, torchvision.datasets.ImageFolder):
+        with pytest.raises(FileNotFoundError):
+            make(root)  # a class without an image
+        with pytest.raises(FileNotFoundError):
+            make(tmp_path / "missing")
+    with pytest.raises(ValueError):  # also a ConfigError
+        rl.ImageFolder(root)
+
+
 def test_subset_random_split_concat_and_torchs_own_loader_take_it(image_folder):
     tf = T.Compose([T.Resize(40), T.CenterCrop(32), T.ToTensor()])
     ds = rl.ImageFolder(image_folder, tf)
