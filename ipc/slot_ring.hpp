@@ -114,7 +114,7 @@ class SlotRing {
   /// Main process, before fork. Throws RegionTooLarge / std::system_error / std::length_error.
   explicit SlotRing(const Config& c);
   /// Attaches to a ring another process created, received as a descriptor of `bytes` bytes
-  /// (a fork-server pool). Does not own the semaphores: never destroys them.
+  /// (a fork-server spawner). Does not own the semaphores: never destroys them.
   SlotRing(int fd, size_t bytes);
   SlotRing(const SlotRing&) = delete;
   SlotRing& operator=(const SlotRing&) = delete;

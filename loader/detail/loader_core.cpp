@@ -79,9 +79,9 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   if (workers > 0) {
     std::unique_ptr<ipc::Launcher> launcher;
     if (o.start_method == StartMethod::kForkServer) {
-      launcher = std::make_unique<ipc::PoolLauncher>(
+      launcher = std::make_unique<ipc::SpawnerLauncher>(
           [this] {
-            return pool_request(recipe_->factory, recipe_->args, ring_->region_size(),
+            return spawner_request(recipe_->factory, recipe_->args, ring_->region_size(),
                                 static_cast<int>(opts_.user.num_workers), plan_.seed(), opts_.user.on_error,
                                 opts_.user.timeout);
           },
