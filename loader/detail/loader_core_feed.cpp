@@ -96,7 +96,7 @@ uint32_t LoaderCore::queue_free_slots() {
 }
 
 void LoaderCore::fill_inline(uint32_t s) {
-  if (!ring_->take(s)) return;
+  if (!ring_->claim_for_main(s)) return;
   const TaskRecord& t = ring_->task<TaskRecord>(s);
   FillContext ctx;
   ctx.epoch = t.epoch;
@@ -134,7 +134,7 @@ void LoaderCore::supervise() {
     // the shard from the beginning, so its batch is simply retried.
     for (const auto& tb : d.held) {
       if (slot_seq_[tb.slot] < 0) ring_->abandon(tb.slot);  // an abandoned epoch's task
-      else recovery_->on_taken_back(d, tb);
+      else recovery_->on_reclaimed(d, tb);
     }
   }
   if (report.fatal) fail(*report.fatal);

@@ -169,7 +169,7 @@ WorkerPool::Report WorkerPool::service() {
     d.phase = static_cast<WorkerPhase>(rec.phase.load(std::memory_order_relaxed));
     d.last_log = last_log_of(rec);
     d.killed_by_watchdog = w.watchdog_killed;
-    d.held = ring_.take_back(static_cast<int>(id));  // it is gone: nobody writes its slots now
+    d.held = ring_.reclaim_from_dead(static_cast<int>(id));  // it is gone: nobody writes its slots now
     d.stream_generation = rec.stream_generation.load(std::memory_order_acquire);
     d.stream_batches = rec.stream_batches.load(std::memory_order_relaxed);
     const bool filled_any = rec.batches.load(std::memory_order_relaxed) > 0;

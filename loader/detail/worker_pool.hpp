@@ -59,7 +59,7 @@ struct WorkerDeath {
   WorkerPhase phase = WorkerPhase::kStarting;  ///< what it was doing when it died
   std::string last_log;                        ///< its last warning or error, "" if none
   bool killed_by_watchdog = false;             ///< past `timeout`: a hang, not a crash
-  std::vector<ipc::SlotRing::TakenBack> held;  ///< its claims, now HELD by the main process
+  std::vector<ipc::SlotRing::Reclaimed> held;  ///< its claims, now HELD by the main process
   uint64_t stream_generation = 0;  ///< stream datasets: the iteration whose shard it was reading ...
   uint64_t stream_batches = 0;     ///< ... and the batches of it it had filled
   /// "worker 1 (pid 123) killed by signal 9 (Killed)" (+ " while idle" when it held no batch,
@@ -115,7 +115,7 @@ class WorkerPool {
   void stop(bool graceful = true, std::chrono::milliseconds limit = std::chrono::milliseconds::max()) noexcept;
 
   /// After the ring's tasks were abandoned, with persistent workers: waits for their claims to
-  /// come back as abandoned batches, or for the workers to die and their claims to be taken back.
+  /// come back as abandoned batches, or for the workers to die and their claims to be reclaimed.
   /// Past `patience`, or on a fatal report, stops the workers instead (the next epoch starts
   /// afresh). Never throws.
   void drain_abandoned(std::chrono::milliseconds patience) noexcept;
