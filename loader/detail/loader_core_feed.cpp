@@ -122,7 +122,7 @@ void LoaderCore::fill_inline(uint32_t s) {
 
 void LoaderCore::supervise() {
   last_check_ns_ = ipc::monotonic_ns();
-  auto report = pool_->service();
+  auto report = pool_->reap();
   for (const auto& d : report.deaths) {
     if (report.fatal) break;
     if (stream() && d.stream_generation == ring_->generation() && d.stream_batches > 0) {

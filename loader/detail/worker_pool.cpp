@@ -152,7 +152,7 @@ bool WorkerPool::any_running() const {
   return std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.child != nullptr; });
 }
 
-WorkerPool::Report WorkerPool::service() {
+WorkerPool::Report WorkerPool::reap() {
   Report r;
   if (!running_) return r;
   const int64_t now = ipc::monotonic_ns();
@@ -329,7 +329,7 @@ void WorkerPool::drain_abandoned(std::chrono::milliseconds patience) noexcept {
         return;
       }
       (void)ring_.wait_for_fill([&] { return !claimed(); }, 20ms);
-      auto report = service();
+      auto report = reap();
       for (auto& d : report.deaths) {
         for (auto& tb : d.held) ring_.abandon(tb.slot);
       }
