@@ -95,7 +95,7 @@ uint32_t LoaderCore::queue_free_slots() {
   return newly;
 }
 
-void LoaderCore::fill_inline(uint32_t s) {
+void LoaderCore::fill_in_process(uint32_t s) {
   if (!ring_->claim_for_main(s)) return;
   const TaskRecord& t = ring_->task<TaskRecord>(s);
   FillContext ctx;
@@ -109,7 +109,7 @@ void LoaderCore::fill_inline(uint32_t s) {
     if (map_ds_) {
       fill_batch(*map_ds_, layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), t.count), ctx);
     } else {
-      fill_stream_batch(*stream_ds_, layout_, ring_->payload(s), t.count, ctx, inline_exhausted_, inline_pos_);
+      fill_stream_batch(*stream_ds_, layout_, ring_->payload(s), t.count, ctx, in_process_exhausted_, in_process_pos_);
     }
   } catch (...) {  // a PassThrough (Ctrl-C in the dataset): the batch is queued again, to be filled whole
     ring_->requeue(s);
