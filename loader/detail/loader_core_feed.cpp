@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "loader/detail/loader_core.hpp"
+#include "loader/detail/fill.hpp"
 #include "loader/detail/log.hpp"
 
 namespace ringloader::loader::detail {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "loader/detail/fill.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/records.hpp"
 

@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "ipc/fork_server.hpp"
+#include "loader/detail/fill.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"
 
