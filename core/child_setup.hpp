@@ -1,5 +1,5 @@
 #pragma once
-// What every process ringloader forks (workers, the fork server, its pools) does first, so the
+// What every process ringloader forks (workers, the fork server, its spawners) does first, so the
 // rules live in one place:
 //
 //   sigset_t old;

@@ -1,6 +1,6 @@
 #pragma once
 // ForkHooks: code that must run around every fork() the library makes (workers, the fork
-// server, its pools). An embedding runtime registers them once: the Python binding prepares
+// server, its spawners). An embedding runtime registers them once: the Python binding prepares
 // and repairs the interpreter (PyOS_BeforeFork / PyOS_AfterFork_Parent / PyOS_AfterFork_Child)
 // exactly as os.fork() does, so that Python code runs in the workers. C++ programs need none.
 //

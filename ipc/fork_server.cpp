@@ -20,7 +20,7 @@
 #include <system_error>
 
 #include "core/posix_error.hpp"
-#include "ipc/detail/pool_wire.hpp"
+#include "ipc/detail/spawner_wire.hpp"
 
 namespace ringloader::ipc {
 namespace {
@@ -48,22 +48,22 @@ std::optional<std::string> read_request(int fd) {
   return out;
 }
 
-[[noreturn]] void serve(int sock, PoolEntry entry) {
-  ::signal(SIGCHLD, SIG_IGN);  // pools are reaped by the kernel
+[[noreturn]] void serve(int sock, SpawnerEntry entry) {
+  ::signal(SIGCHLD, SIG_IGN);  // spawners are reaped by the kernel
   char tag[16];
   for (;;) {
-    UniqueFd fds[3];  // the ring, the pool's channel, the request (a memfd)
+    UniqueFd fds[3];  // the ring, the spawner's channel, the request (a memfd)
     const ssize_t n = recv_with_fds(sock, tag, sizeof tag, fds, 0, 3);
     if (n <= 0) ::_exit(0);  // the main process is gone
     if (!fds[0] || !fds[1] || !fds[2]) continue;
     const std::optional<std::string> read = read_request(fds[2].get());
     fds[2].reset();
-    if (!read) continue;  // the pool's channel closes: the main process sees the pool gone
+    if (!read) continue;  // the spawner's channel closes: the main process sees the spawner gone
     const std::string& request = *read;
     ForkOrigin origin;
     const pid_t pid = fork_with_hooks(origin);
     if (pid == 0) {
-      after_fork_in_child(origin);  // SIGCHLD back to default: the pool reaps its workers
+      after_fork_in_child(origin);  // SIGCHLD back to default: the spawner reaps its workers
       ::close(sock);
       int rc = 70;
       try {
@@ -89,7 +89,7 @@ bool pidfd_ended(int pidfd) {
   return r > 0 && (p.revents & (POLLIN | POLLHUP)) != 0;
 }
 
-void ForkServer::start(PoolEntry entry) {
+void ForkServer::start(SpawnerEntry entry) {
   std::lock_guard<std::mutex> lock(g_server_mutex);
   if (g_server_fd >= 0) throw std::logic_error("ForkServer::start called twice");
   int sv[2];
@@ -125,7 +125,7 @@ bool ForkServer::running() {
   return g_server_fd >= 0;
 }
 
-UniqueFd ForkServer::open_pool(const std::string& request, int region_fd) {
+UniqueFd ForkServer::open_spawner(const std::string& request, int region_fd) {
   std::lock_guard<std::mutex> lock(g_server_mutex);
   if (g_server_fd < 0) throw std::logic_error("the fork server is not running: call ringloader::init() first in main");
   int sv[2];
@@ -155,16 +155,16 @@ void ForkServer::reap_if_dead() {
   reap_dead_server();
 }
 
-PoolClient::PoolClient(UniqueFd channel) : channel_(std::move(channel)), owner_(::getpid()) {}
+SpawnerClient::SpawnerClient(UniqueFd channel) : channel_(std::move(channel)), owner_(::getpid()) {}
 
-PoolClient::~PoolClient() {
+SpawnerClient::~SpawnerClient() {
   if (!channel_ || owner_ != ::getpid()) return;
   if (alive_) {
     Msg quit;
     quit.type = kQuit;
     send_msg(channel_.get(), quit);
-    if (pool_pidfd_) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGCONT, nullptr, 0);  // a stopped pool must hear it
-    // Wait for the pool to close its end: its workers are stopped by then.
+    if (spawner_pidfd_) ::syscall(SYS_pidfd_send_signal, spawner_pidfd_.get(), SIGCONT, nullptr, 0);  // a stopped spawner must hear it
+    // Wait for the spawner to close its end: its workers are stopped by then.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     for (;;) {
       pollfd p{channel_.get(), POLLIN, 0};
@@ -178,12 +178,12 @@ PoolClient::~PoolClient() {
       if (recv_with_fds(channel_.get(), &m, sizeof m, fds) <= 0) break;  // closed: done
     }
   }
-  // Whatever it was doing, the pool goes now; its workers follow it (their death signal).
-  if (pool_pidfd_ && !pidfd_ended(pool_pidfd_.get())) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGKILL, nullptr, 0);
+  // Whatever it was doing, the spawner goes now; its workers follow it (their death signal).
+  if (spawner_pidfd_ && !pidfd_ended(spawner_pidfd_.get())) ::syscall(SYS_pidfd_send_signal, spawner_pidfd_.get(), SIGKILL, nullptr, 0);
   ForkServer::reap_if_dead();
 }
 
-void PoolClient::drain(int timeout_ms) {
+void SpawnerClient::drain(int timeout_ms) {
   while (alive_) {
     pollfd p{channel_.get(), POLLIN, 0};
     const int r = ::poll(&p, 1, timeout_ms);
@@ -193,7 +193,7 @@ void PoolClient::drain(int timeout_ms) {
     UniqueFd fds[2];
     const ssize_t n = recv_with_fds(channel_.get(), buf, sizeof buf, fds, MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      alive_ = false;  // the pool is gone; its workers follow it (their death signal)
+      alive_ = false;  // the spawner is gone; its workers follow it (their death signal)
       return;
     }
     if (n < 0) continue;
@@ -214,14 +214,14 @@ void PoolClient::drain(int timeout_ms) {
       served_ = true;
       spawned_.emplace_back(m.id, Spawned{-1, {}, m.value});
     } else if (m.type == kHello) {
-      pool_pid_ = m.pid;
-      pool_pidfd_ = std::move(fds[0]);
+      spawner_pid_ = m.pid;
+      spawner_pidfd_ = std::move(fds[0]);
     }
     timeout_ms = 0;  // only the first wait blocks
   }
 }
 
-void PoolClient::request_spawn(int id) {
+void SpawnerClient::request_spawn(int id) {
   Msg m;
   m.type = kSpawn;
   m.id = id;
@@ -231,7 +231,7 @@ void PoolClient::request_spawn(int id) {
   }
 }
 
-std::optional<PoolClient::Spawned> PoolClient::spawned(int id) {
+std::optional<SpawnerClient::Spawned> SpawnerClient::spawned(int id) {
   drain(0);
   for (auto it = spawned_.begin(); it != spawned_.end(); ++it) {
     if (it->first != id) continue;
@@ -242,7 +242,7 @@ std::optional<PoolClient::Spawned> PoolClient::spawned(int id) {
   return std::nullopt;
 }
 
-PoolClient::Spawned PoolClient::spawn(int id, std::chrono::milliseconds limit) {
+SpawnerClient::Spawned SpawnerClient::spawn(int id, std::chrono::milliseconds limit) {
   request_spawn(id);
   const auto deadline = std::chrono::steady_clock::now() + limit;
   for (;;) {
@@ -259,12 +259,12 @@ PoolClient::Spawned PoolClient::spawn(int id, std::chrono::milliseconds limit) {
   }
 }
 
-std::vector<PoolClient::Death> PoolClient::poll() {
+std::vector<SpawnerClient::Death> SpawnerClient::poll() {
   drain(0);
   return std::exchange(deaths_, {});
 }
 
-std::optional<ExitStatus> PoolClient::death_of(int id, pid_t pid) {
+std::optional<ExitStatus> SpawnerClient::death_of(int id, pid_t pid) {
   drain(0);
   for (auto it = deaths_.begin(); it != deaths_.end(); ++it) {
     if (it->id != id || it->pid != pid) continue;
@@ -275,8 +275,8 @@ std::optional<ExitStatus> PoolClient::death_of(int id, pid_t pid) {
   return std::nullopt;
 }
 
-void PoolClient::abandon() {
-  if (pool_pidfd_ && owner_ == ::getpid()) ::syscall(SYS_pidfd_send_signal, pool_pidfd_.get(), SIGKILL, nullptr, 0);
+void SpawnerClient::abandon() {
+  if (spawner_pidfd_ && owner_ == ::getpid()) ::syscall(SYS_pidfd_send_signal, spawner_pidfd_.get(), SIGKILL, nullptr, 0);
   alive_ = false;
 }
 

@@ -151,7 +151,7 @@ void SlotRing::queue(uint32_t i) const {
   if (!cas(i, w, {SlotState::kQueued, -1, w.ticket + 1})) throw std::logic_error("SlotRing::queue: slot changed under main");
 }
 
-bool SlotRing::take(uint32_t i) const {
+bool SlotRing::claim_for_main(uint32_t i) const {
   const SlotWord w = word(i);
   return w.state == SlotState::kQueued && cas(i, w, {SlotState::kHeld, -1, w.ticket});
 }
@@ -190,8 +190,8 @@ bool SlotRing::abandon(uint32_t i) const {
   }
 }
 
-std::vector<SlotRing::TakenBack> SlotRing::take_back(int worker) const {
-  std::vector<TakenBack> out;
+std::vector<SlotRing::Reclaimed> SlotRing::reclaim_from_dead(int worker) const {
+  std::vector<Reclaimed> out;
   for (uint32_t i = 0; i < num_slots(); ++i) {
     const SlotWord w = word(i);
     if (w.state != SlotState::kClaimed || w.worker != worker) continue;

@@ -12,18 +12,18 @@
 // A slot's life, each step one named operation (a compare-and-swap of the slot's state word):
 //
 //   FREE --queue--> QUEUED --try_claim--> CLAIMED(worker) --mark_filled--> FILLED
-//     ^               |  ^                    | take_back (worker dead)        | hand_out
-//     |          take |  | requeue            v                                v
+//     ^               |  ^                    | reclaim_from_dead              | hand_out
+//     |claim_for_main |  | requeue            v (worker dead)                  v
 //     |               +-> HELD (main) <-------+                           HANDED_OUT
 //     |                    | put_filled --> FILLED                             |
 //     +--- release / abandon / reclaim_all -----------------------------------+
 //
 // (docs/design.md's ASSIGNED(batch, worker) is QUEUED + CLAIMED.) Only the main process queues,
-// takes, requeues and frees; only a worker claims and marks filled. The task (record and
-// indices) is written by the main process while the slot is FREE or HELD, and is read-only
-// while QUEUED or CLAIMED. Every queue and requeue draws a new ticket, and mark_filled needs
-// the ticket of its claim: a worker whose claim was taken back can never fill the slot's next
-// task.
+// claims for itself, reclaims, requeues and frees; only a worker claims and marks filled. The
+// task (record and indices) is written by the main process while the slot is FREE or HELD, and
+// is read-only while QUEUED or CLAIMED. Every queue and requeue draws a new ticket, and
+// mark_filled needs the ticket of its claim: a worker whose claim was reclaimed can never fill
+// the slot's next task.
 //
 // Semaphores are wake-ups, posted only when someone sleeps: `tasks` when a worker is (about
 // to be) asleep in wait_for_task, `filled` when the main process is in wait_for_fill. Sleepers
@@ -81,7 +81,7 @@ struct alignas(64) SlotHeader {
   std::atomic<int64_t> progress;  ///< free for the layer above (the loader: the sample being filled)
   std::atomic<int64_t> claimed_at_ns;   ///< monotonic_ns() of the claim whose ticket is claim_ticket
   std::atomic<uint32_t> claim_ticket;   ///< stamped by the claimant after its claim (0: none yet)
-  uint32_t attempts;                    ///< claims taken back from dead workers since queue(); main only
+  uint32_t attempts;                    ///< claims reclaimed from dead workers since queue(); main only
   uint64_t order;                       ///< queue order: workers claim the oldest task first; main only
   uint64_t pad1[3];
 };
@@ -105,8 +105,8 @@ class SlotRing {
     uint32_t slot = 0;
     uint32_t ticket = 0;
   };
-  /// A claim taken back from a dead worker: now HELD by the main process.
-  struct TakenBack {
+  /// A claim reclaimed from a dead worker: now HELD by the main process.
+  struct Reclaimed {
     uint32_t slot = 0;
     int64_t progress = -1;  ///< what the worker had published in SlotHeader::progress
   };
@@ -114,7 +114,7 @@ class SlotRing {
   /// Main process, before fork. Throws RegionTooLarge / std::system_error / std::length_error.
   explicit SlotRing(const Config& c);
   /// Attaches to a ring another process created, received as a descriptor of `bytes` bytes
-  /// (a fork-server pool). Does not own the semaphores: never destroys them.
+  /// (a fork-server spawner). Does not own the semaphores: never destroys them.
   SlotRing(int fd, size_t bytes);
   SlotRing(const SlotRing&) = delete;
   SlotRing& operator=(const SlotRing&) = delete;
@@ -159,8 +159,9 @@ class SlotRing {
   void queue(uint32_t i) const;
   /// Posts `tasks` once per worker asleep in wait_for_task, at most `n` times; returns the posts.
   uint32_t wake_workers(uint32_t n) const;
-  /// QUEUED -> HELD: the main process fills it itself (no workers). False if not QUEUED.
-  bool take(uint32_t i) const;
+  /// QUEUED -> HELD: the main process claims the task as a worker would and fills it itself
+  /// (num_workers = 0). False if not QUEUED.
+  bool claim_for_main(uint32_t i) const;
   /// HELD -> QUEUED with a new ticket, keeping its place in the queue order (and its attempts,
   /// unless `fresh`: the task was changed); wakes sleeping workers as queue() does. False if
   /// not HELD.
@@ -172,11 +173,11 @@ class SlotRing {
   /// HANDED_OUT -> FREE (the Batch is done with it). False if the slot was in another state.
   bool release(uint32_t i) const;
   /// QUEUED, FILLED or HELD -> FREE: the task is no longer wanted. False if CLAIMED (a worker
-  /// is still writing it: it comes back through mark_filled or take_back), HANDED_OUT or FREE.
+  /// is still writing it: it comes back through mark_filled or reclaim_from_dead), HANDED_OUT or FREE.
   bool abandon(uint32_t i) const;
   /// Every slot CLAIMED by `worker` (which is dead: nobody writes those slots any more) ->
   /// HELD, attempts + 1. The main process then requeues, fills or abandons each.
-  std::vector<TakenBack> take_back(int worker) const;
+  std::vector<Reclaimed> reclaim_from_dead(int worker) const;
   /// After every worker is gone: every slot but HANDED_OUT -> FREE.
   void reclaim_all() const;
   /// Sleeps until `ready()` holds or a worker fills a slot, at most `timeout`. Returns kSignal
@@ -239,7 +240,7 @@ class SlotRing {
     return try_claim(worker, [](uint32_t) { return true; });
   }
   /// CLAIMED(worker, ticket) -> FILLED; wakes the main process if it sleeps. False if the claim
-  /// was taken back meanwhile.
+  /// was reclaimed meanwhile.
   bool mark_filled(const Claim& c, int worker) const;
   /// Sleeps until a task `accept` takes may be QUEUED, at most `timeout`.
   template <class Accept>

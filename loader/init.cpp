@@ -40,7 +40,7 @@ void register_dataset(const std::string& name, DatasetFactory factory) {
 void init() {
   if (ipc::ForkServer::running()) throw ConfigError("ringloader::init() called twice");
   try {
-    ipc::ForkServer::start(&loader::detail::pool_main);
+    ipc::ForkServer::start(&loader::detail::spawner_main);
   } catch (const std::system_error& e) {
     throw IpcError(std::string("starting the fork server: ") + e.what());
   }

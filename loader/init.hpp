@@ -15,7 +15,7 @@
 //   }
 //
 // A recipe (a registered factory's name and an argument string) is how the dataset reaches
-// a fork-server pool: the pool builds it once and forks every worker from it. The main
+// a fork-server spawner: the spawner builds it once and forks every worker from it. The main
 // process builds its own copy from the same recipe (for size, schema and file names).
 #include <functional>
 #include <memory>

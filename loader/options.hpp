@@ -85,7 +85,7 @@ struct LoaderOptions {
 };
 
 /// A dataset named by a factory registered with ringloader::register_dataset (loader/init.hpp)
-/// and its argument string: what the fork-server start method sends to its pool.
+/// and its argument string: what the fork-server start method sends to its spawner.
 struct DatasetRecipe {
   std::string factory;
   std::string args;

@@ -79,9 +79,9 @@ LoaderCore::LoaderCore(std::shared_ptr<datasets::Dataset> map_ds, std::shared_pt
   if (workers > 0) {
     std::unique_ptr<ipc::Launcher> launcher;
     if (o.start_method == StartMethod::kForkServer) {
-      launcher = std::make_unique<ipc::PoolLauncher>(
+      launcher = std::make_unique<ipc::SpawnerLauncher>(
           [this] {
-            return pool_request(recipe_->factory, recipe_->args, ring_->region_size(),
+            return spawner_request(recipe_->factory, recipe_->args, ring_->region_size(),
                                 static_cast<int>(opts_.user.num_workers), plan_.seed(), opts_.user.on_error,
                                 opts_.user.timeout);
           },
@@ -172,13 +172,13 @@ void LoaderCore::start_epoch() {
   round_robin_ = 0;
   if (!pool_) {
     datasets::WorkerInfo info{0, 1, plan_.seed(), static_cast<int>(::getpid()), static_cast<int64_t>(plan_.epoch())};
-    if (!inproc_started_) {
-      inproc_started_ = true;
+    if (!in_process_started_) {
+      in_process_started_ = true;
       run_start_hooks(map_ds_.get(), opts_.user.worker_init_fn, info);
     }
     if (stream_ds_) stream_ds_->start(info, plan_.epoch());
-    inline_exhausted_ = false;
-    inline_pos_ = 0;
+    in_process_exhausted_ = false;
+    in_process_pos_ = 0;
   } else if (!pool_->running()) {
     pool_->start();
   }
@@ -328,7 +328,7 @@ std::optional<Batch> LoaderCore::next() {
     if (pool_) {
       wait_for_workers(started, deadline);
     } else {
-      fill_inline(next_to_fill(s));
+      fill_in_process(next_to_fill(s));
     }
   }
 }

@@ -95,7 +95,7 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
   /// Ends the epoch at once and raises WorkerError(why): workers SIGKILLed, slots freed.
   [[noreturn]] void fail(const std::string& why);
   /// In-process (num_workers = 0): fills slot `s` now.
-  void fill_inline(uint32_t s);
+  void fill_in_process(uint32_t s);
   /// The slot to hand out next (in_order: the next batch in sequence, whatever its state).
   std::optional<uint32_t> pick_ready() const;
   bool ready_now() const;
@@ -131,15 +131,15 @@ class LoaderCore : public std::enable_shared_from_this<LoaderCore> {
 
   // Iteration state (main process).
   bool active_ = false;
-  bool inproc_started_ = false;
+  bool in_process_started_ = false;  ///< num_workers = 0: the start hooks ran in this process
   uint64_t queued_ = 0;     ///< batches queued so far this epoch (= index of the next in the plan)
   uint64_t delivered_ = 0;  ///< batches consumed (delivered, raised, or empty) this epoch
   std::vector<int64_t> slot_seq_;  ///< queue order of this epoch's task in slot i, -1 if none
   // Stream datasets.
   std::vector<uint8_t> exhausted_;  ///< per worker
   size_t round_robin_ = 0;
-  bool inline_exhausted_ = false;  ///< in-process stream state
-  int64_t inline_pos_ = 0;
+  bool in_process_exhausted_ = false;  ///< num_workers = 0: the stream ended this epoch
+  int64_t in_process_pos_ = 0;         ///< num_workers = 0: the stream's position this epoch
 
   std::vector<SkippedSample> skipped_;
   LoaderStats stats_;

@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "loader/detail/loader_core.hpp"
+#include "loader/detail/fill.hpp"
 #include "loader/detail/log.hpp"
 
 namespace ringloader::loader::detail {
@@ -95,8 +96,8 @@ uint32_t LoaderCore::queue_free_slots() {
   return newly;
 }
 
-void LoaderCore::fill_inline(uint32_t s) {
-  if (!ring_->take(s)) return;
+void LoaderCore::fill_in_process(uint32_t s) {
+  if (!ring_->claim_for_main(s)) return;
   const TaskRecord& t = ring_->task<TaskRecord>(s);
   FillContext ctx;
   ctx.epoch = t.epoch;
@@ -109,7 +110,7 @@ void LoaderCore::fill_inline(uint32_t s) {
     if (map_ds_) {
       fill_batch(*map_ds_, layout_, ring_->payload(s), std::span<const int64_t>(ring_->indices(s).data(), t.count), ctx);
     } else {
-      fill_stream_batch(*stream_ds_, layout_, ring_->payload(s), t.count, ctx, inline_exhausted_, inline_pos_);
+      fill_stream_batch(*stream_ds_, layout_, ring_->payload(s), t.count, ctx, in_process_exhausted_, in_process_pos_);
     }
   } catch (...) {  // a PassThrough (Ctrl-C in the dataset): the batch is queued again, to be filled whole
     ring_->requeue(s);
@@ -122,7 +123,7 @@ void LoaderCore::fill_inline(uint32_t s) {
 
 void LoaderCore::supervise() {
   last_check_ns_ = ipc::monotonic_ns();
-  auto report = pool_->service();
+  auto report = pool_->reap();
   for (const auto& d : report.deaths) {
     if (report.fatal) break;
     if (stream() && d.stream_generation == ring_->generation() && d.stream_batches > 0) {
@@ -134,7 +135,7 @@ void LoaderCore::supervise() {
     // the shard from the beginning, so its batch is simply retried.
     for (const auto& tb : d.held) {
       if (slot_seq_[tb.slot] < 0) ring_->abandon(tb.slot);  // an abandoned epoch's task
-      else recovery_->on_taken_back(d, tb);
+      else recovery_->on_reclaimed(d, tb);
     }
   }
   if (report.fatal) fail(*report.fatal);

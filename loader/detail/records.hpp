@@ -25,7 +25,7 @@ static_assert(std::is_trivially_copyable_v<TaskRecord> && std::is_standard_layou
               sizeof(TaskRecord) == 64);
 
 /// The exit code of a worker whose start hook (on_worker_start / worker_init_fn) threw. Dataset
-/// code can exit with it too, so the pool also needs the phase kStartHookFailed, which only the
+/// code can exit with it too, so the spawner also needs the phase kStartHookFailed, which only the
 /// worker's own C++ code sets.
 constexpr int kStartHookFailedExit = 3;
 

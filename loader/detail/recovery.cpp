@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "loader/detail/fill.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/records.hpp"
 
@@ -45,7 +46,7 @@ std::string Recovery::describe_culprits(const History& h) const {
   return d;
 }
 
-void Recovery::on_taken_back(const WorkerDeath& d, const ipc::SlotRing::TakenBack& tb) {
+void Recovery::on_reclaimed(const WorkerDeath& d, const ipc::SlotRing::Reclaimed& tb) {
   const uint32_t s = tb.slot;
   History& h = hist_[s];
   h.culprits.push_back(tb.progress);

@@ -14,7 +14,7 @@
 //
 //   Recovery rec(ring, layout, options, describe_task, source_of);
 //   rec.reset(slot);                            // a new task in the slot
-//   for (auto& tb : death.held) rec.on_taken_back(death, tb);   // requeued, or FILLED with the error
+//   for (auto& tb : death.held) rec.on_reclaimed(death, tb);   // requeued, or FILLED with the error
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -37,7 +37,7 @@ class Recovery {
   void reset(uint32_t s);
   /// `tb` (one of d.held) is HELD by the main process: requeue it, or give it up (its payload
   /// says why and it is FILLED, to be raised or reported at its place).
-  void on_taken_back(const WorkerDeath& d, const ipc::SlotRing::TakenBack& tb);
+  void on_reclaimed(const WorkerDeath& d, const ipc::SlotRing::Reclaimed& tb);
   /// Samples the main process dropped from slot s's batch (on_error=skip), to report with it.
   std::vector<SkippedSample> take_skips(uint32_t s);
   /// The samples being filled at each death on slot s's batch (repeats kept), for BatchError.

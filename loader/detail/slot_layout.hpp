@@ -1,7 +1,6 @@
 #pragma once
-// How the loader lays a batch out inside one slot's payload, and the one function that fills
-// it (run by a forked worker, or in-process when num_workers = 0). This is the only place a
-// dataset meets a slot.
+// How the loader lays a batch out inside one slot's payload: the header and records a filler
+// writes (loader/detail/fill.hpp) and the Batch reads, and where each field's data goes.
 //
 // Payload layout (offsets from SlotLayout; blocks 64-byte aligned):
 //   BatchMeta | SkipRecord[max_batch] | int64 delivered[max_batch]
@@ -9,12 +8,8 @@
 //   | per field: data[max_batch * field.max_bytes()]
 // Fixed fields are therefore N-first contiguous tensors; variable fields are packed, sample i
 // at element offsets[i] with shape shapes[i].
-#include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -85,50 +80,5 @@ class SlotLayout {
   std::vector<size_t> data_off_;
   std::vector<size_t> field_bytes_;
 };
-
-/// Everything fill_batch needs besides the dataset and the bytes.
-struct FillContext {
-  uint64_t epoch = 0;
-  uint64_t seed = 0;
-  int worker_id = -1;
-  uint64_t batch = 0;  ///< the batch's number within its epoch (TaskRecord::seq)
-  int pid = 0;
-  OnError on_error = OnError::kRaise;
-  /// Polled between samples: true when the batch is no longer wanted (iteration abandoned).
-  std::function<bool()> abandoned;
-  /// Where to publish the index of the sample being filled (read by the main process when
-  /// the worker dies, to name the sample that killed it); may be null.
-  std::atomic<int64_t>* progress = nullptr;
-  /// The most a sample may sleep between retries of a resource failure, all retries together
-  /// (0: no limit beyond the fixed pauses). The loader passes half its timeout, so that the
-  /// watchdog never mistakes the retries for a hang.
-  std::chrono::milliseconds retry_budget{0};
-};
-
-/// Fills one batch of a map-style dataset. Never throws for dataset errors: they become the
-/// meta's error record (raise) or skip records (skip). A sample that fails because the system
-/// ran short of a resource (ResourceError, std::bad_alloc, EMFILE/ENOMEM/EAGAIN) is retried a
-/// few times with a pause, then recorded as an error of kind kResource under either policy:
-/// it is never skipped as a bad sample.
-void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices,
-                const FillContext& ctx);
-
-/// Call in a catch block: the stream's start (set_epoch / __iter__) threw. The batch carries that
-/// error as a failed sample would (its type and traceback; raised, or skipped under kSkip) and
-/// ends this worker's stream.
-void fail_stream_start(const SlotLayout& layout, std::byte* payload, const FillContext& ctx);
-
-/// Fills up to `batch_size` samples from a stream dataset; sets end_of_stream when it ends.
-/// `exhausted` carries the stream's end across calls (the worker's own flag).
-void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, std::byte* payload, size_t batch_size,
-                       const FillContext& ctx, bool& exhausted, int64_t& stream_position);
-
-/// Marks a batch as given up by the main process: under kRaise an error record of `kind`
-/// with `message`; under kSkip every index becomes a skip record with `message` as the reason.
-void give_up_batch(const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices, ErrorKind kind,
-                   const std::string& message, OnError policy);
-
-/// Demangled name of the exception type currently being handled ("" if unknown).
-std::string current_exception_type();
 
 }  // namespace ringloader::loader::detail

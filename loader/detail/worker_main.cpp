@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "ipc/fork_server.hpp"
+#include "loader/detail/fill.hpp"
 #include "loader/detail/log.hpp"
 #include "loader/detail/registry.hpp"
 
@@ -133,7 +134,7 @@ int run_worker(const WorkerEnv& env, int id) {
   }
 }
 
-std::string pool_request(const std::string& factory, const std::string& args, size_t ring_bytes, int num_workers,
+std::string spawner_request(const std::string& factory, const std::string& args, size_t ring_bytes, int num_workers,
                          uint64_t seed, OnError on_error, std::chrono::milliseconds timeout) {
   // One "key=value" per line; args last, since it may hold anything but a NUL.
   std::ostringstream o;
@@ -147,7 +148,7 @@ std::string pool_request(const std::string& factory, const std::string& args, si
   return o.str();
 }
 
-int pool_main(const std::string& request, core::UniqueFd region_fd, core::UniqueFd channel) {
+int spawner_main(const std::string& request, core::UniqueFd region_fd, core::UniqueFd channel) {
   std::map<std::string, std::string> kv;
   size_t pos = 0;
   while (pos < request.size()) {
@@ -168,7 +169,7 @@ int pool_main(const std::string& request, core::UniqueFd region_fd, core::Unique
     ds = make_registered_dataset(kv["factory"], kv["args"]);
   } catch (const std::exception& e) {
     log().error("fork-server pool: cannot build dataset '{}': {}", kv["factory"], e.what());
-    ipc::report_pool_failure(channel.get(), "'" + kv["factory"] + "' factory: " + e.what());
+    ipc::report_spawner_failure(channel.get(), "'" + kv["factory"] + "' factory: " + e.what());
     return 4;
   }
   ipc::SlotRing ring(region_fd.get(), std::stoull(kv["ring_bytes"]));
@@ -184,7 +185,7 @@ int pool_main(const std::string& request, core::UniqueFd region_fd, core::Unique
   env.seed = std::stoull(kv["seed"]);
   env.timeout = std::chrono::milliseconds(std::stoll(kv["timeout_ms"]));
   env.parent_pid = static_cast<int>(::getpid());
-  return ipc::run_pool_host(channel.get(), [&env](int id) { return run_worker(env, id); });
+  return ipc::run_spawner(channel.get(), [&env](int id) { return run_worker(env, id); });
 }
 
 }  // namespace ringloader::loader::detail

@@ -1,6 +1,6 @@
 #pragma once
 // The worker loop, shared by workers forked from the main process and workers forked by a
-// fork-server pool. Runs in the worker process only.
+// fork-server spawner. Runs in the worker process only.
 #include <chrono>
 #include <functional>
 #include <string>
@@ -37,12 +37,12 @@ int run_worker(const WorkerEnv& env, int id);
 void run_start_hooks(datasets::Dataset* map_ds, const std::function<void(const datasets::WorkerInfo&)>& init_fn,
                      const datasets::WorkerInfo& info);
 
-/// The fork-server pool's entry point (ipc::PoolEntry): rebuilds the dataset from the
+/// The fork-server spawner's entry point (ipc::SpawnerEntry): rebuilds the dataset from the
 /// request's recipe, attaches the ring and serves worker spawns.
-int pool_main(const std::string& request, core::UniqueFd region_fd, core::UniqueFd channel);
+int spawner_main(const std::string& request, core::UniqueFd region_fd, core::UniqueFd channel);
 
-/// Request text for pool_main.
-std::string pool_request(const std::string& factory, const std::string& args, size_t ring_bytes, int num_workers,
+/// Request text for spawner_main.
+std::string spawner_request(const std::string& factory, const std::string& args, size_t ring_bytes, int num_workers,
                          uint64_t seed, OnError on_error, std::chrono::milliseconds timeout);
 
 }  // namespace ringloader::loader::detail

@@ -152,7 +152,7 @@ bool WorkerPool::any_running() const {
   return std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.child != nullptr; });
 }
 
-WorkerPool::Report WorkerPool::service() {
+WorkerPool::Report WorkerPool::reap() {
   Report r;
   if (!running_) return r;
   const int64_t now = ipc::monotonic_ns();
@@ -169,7 +169,7 @@ WorkerPool::Report WorkerPool::service() {
     d.phase = static_cast<WorkerPhase>(rec.phase.load(std::memory_order_relaxed));
     d.last_log = last_log_of(rec);
     d.killed_by_watchdog = w.watchdog_killed;
-    d.held = ring_.take_back(static_cast<int>(id));  // it is gone: nobody writes its slots now
+    d.held = ring_.reclaim_from_dead(static_cast<int>(id));  // it is gone: nobody writes its slots now
     d.stream_generation = rec.stream_generation.load(std::memory_order_acquire);
     d.stream_batches = rec.stream_batches.load(std::memory_order_relaxed);
     const bool filled_any = rec.batches.load(std::memory_order_relaxed) > 0;
@@ -329,7 +329,7 @@ void WorkerPool::drain_abandoned(std::chrono::milliseconds patience) noexcept {
         return;
       }
       (void)ring_.wait_for_fill([&] { return !claimed(); }, 20ms);
-      auto report = service();
+      auto report = reap();
       for (auto& d : report.deaths) {
         for (auto& tb : d.held) ring_.abandon(tb.slot);
       }

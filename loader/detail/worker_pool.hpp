@@ -2,12 +2,12 @@
 // WorkerPool: the one place that owns a loader's worker processes - spawn, reap, watchdog,
 // respawn budget, bounded stop - for both start methods (an ipc::Launcher hides which).
 // Main process, one thread (the loader's). What becomes of a dead worker's batches is the
-// loader's decision: service() hands them over, HELD.
+// loader's decision: reap() hands them over, HELD.
 //
 //   WorkerPool pool(ring, records, std::make_unique<ipc::ForkLauncher>(body), config);
 //   pool.start();
 //   for (;;) {
-//     auto report = pool.service();          // reaps only: deaths, with the batches they held
+//     auto report = pool.reap();             // deaths, with the batches they held; budget charged
 //     ... requeue or give up report.deaths[i].held ...
 //     if (report.fatal) throw WorkerError(*report.fatal);
 //     if (auto f = pool.respawn()) throw WorkerError(*f);  // forks the replacements now due
@@ -24,7 +24,7 @@
 // A worker whose start hook (on_worker_start / worker_init_fn) throws is fatal at once.
 // Deaths while holding a batch are the batch's business (the loader blames a sample only when
 // deaths recur on it). A fork that fails (EAGAIN under ulimit -u) is retried with backoff; it
-// is fatal after `max_spawn_failures` in a row while no worker runs. Fatal means service()
+// is fatal after `max_spawn_failures` in a row while no worker runs. Fatal means reap()
 // reports it: the loader raises a WorkerError naming the pid, signal or exit code and the
 // worker's last log line.
 #include <sys/types.h>
@@ -59,7 +59,7 @@ struct WorkerDeath {
   WorkerPhase phase = WorkerPhase::kStarting;  ///< what it was doing when it died
   std::string last_log;                        ///< its last warning or error, "" if none
   bool killed_by_watchdog = false;             ///< past `timeout`: a hang, not a crash
-  std::vector<ipc::SlotRing::TakenBack> held;  ///< its claims, now HELD by the main process
+  std::vector<ipc::SlotRing::Reclaimed> held;  ///< its claims, now HELD by the main process
   uint64_t stream_generation = 0;  ///< stream datasets: the iteration whose shard it was reading ...
   uint64_t stream_batches = 0;     ///< ... and the batches of it it had filled
   /// "worker 1 (pid 123) killed by signal 9 (Killed)" (+ " while idle" when it held no batch,
@@ -99,14 +99,14 @@ class WorkerPool {
     std::vector<WorkerDeath> deaths;
     std::optional<std::string> fatal;  ///< the budget is spent: what to raise
   };
-  /// Reaps dead workers (taking their claims back) and charges the budget. Never blocks and
-  /// never throws for a worker's sake. A fatal report stops respawns until the next start().
-  Report service();
+  /// Reaps dead workers (reclaiming their claims, HELD) and charges the restart budget. Never
+  /// blocks and never throws for a worker's sake. A fatal report stops respawns until the next start().
+  Report reap();
   /// Forks the replacements whose backoff has passed (none once a report was fatal). Returns
   /// what to raise when forks keep failing with no worker left.
   std::optional<std::string> respawn();
   /// Kills (SIGKILL) workers that have held a claim (kill_stuck_claims), or been starting up,
-  /// longer than the timeout. Their deaths come out of a later service() marked killed_by_watchdog.
+  /// longer than the timeout. Their deaths come out of a later reap() marked killed_by_watchdog.
   void watchdog();
   /// Stops every worker: asks (and SIGCONTs), waits up to 0.5 s (`graceful`; else not at all),
   /// SIGKILLs the rest, reaps with a bounded wait (1 s), frees every slot not handed out; the
@@ -115,7 +115,7 @@ class WorkerPool {
   void stop(bool graceful = true, std::chrono::milliseconds limit = std::chrono::milliseconds::max()) noexcept;
 
   /// After the ring's tasks were abandoned, with persistent workers: waits for their claims to
-  /// come back as abandoned batches, or for the workers to die and their claims to be taken back.
+  /// come back as abandoned batches, or for the workers to die and their claims to be reclaimed.
   /// Past `patience`, or on a fatal report, stops the workers instead (the next epoch starts
   /// afresh). Never throws.
   void drain_abandoned(std::chrono::milliseconds patience) noexcept;

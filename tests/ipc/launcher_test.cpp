@@ -1,5 +1,5 @@
-// Launchers: fork and fork-server workers behind one interface; a pool's worker is alive until
-// the kernel says it ended (its pidfd), not until its pool's channel closes.
+// Launchers: fork and fork-server workers behind one interface; a spawner's worker is alive until
+// the kernel says it ended (its pidfd), not until its spawner's channel closes.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -21,10 +21,10 @@ using namespace std::chrono_literals;
 namespace {
 
 
-/// A pool whose workers outlive it (they turn their parent-death signal off), so the test can
-/// close the pool's channel while a worker still runs.
-int stubborn_pool(const std::string&, core::UniqueFd, core::UniqueFd channel) {
-  return ipc::run_pool_host(channel.get(), [](int) {
+/// A spawner whose workers outlive it (they turn their parent-death signal off), so the test can
+/// close the spawner's channel while a worker still runs.
+int stubborn_spawner(const std::string&, core::UniqueFd, core::UniqueFd channel) {
+  return ipc::run_spawner(channel.get(), [](int) {
     ::prctl(PR_SET_PDEATHSIG, 0);
     for (;;) ::pause();
     return 0;
@@ -52,21 +52,21 @@ TEST_CASE("a fork launcher's child reports its exit status and is reaped", "[lau
   CHECK(test::own_children().empty());
 }
 
-TEST_CASE("a pool's worker counts as alive until it ends, even after its pool's channel closed", "[launcher][pool]") {
-  // EOF on the pool channel is no death: the workers may still run and write their slots.
+TEST_CASE("a spawner's worker counts as alive until it ends, even after its spawner's channel closed", "[launcher][spawner]") {
+  // EOF on the spawner channel is no death: the workers may still run and write their slots.
   const auto r = test::run_in_child(
       [](test::Report& out) {
-        ipc::ForkServer::start(&stubborn_pool);
+        ipc::ForkServer::start(&stubborn_spawner);
         ipc::RegionOptions ro;
         ro.keep_fd = true;
         auto region = ipc::SharedRegion::create(1 << 16, ro);
-        ipc::PoolLauncher launcher([] { return std::string("stub"); }, region.fd());
-        auto w = launcher.launch(0);  // the pool forks it soon: pid() answers once it has
+        ipc::SpawnerLauncher launcher([] { return std::string("stub"); }, region.fd());
+        auto w = launcher.launch(0);  // the spawner forks it soon: pid() answers once it has
         for (int i = 0; i < 500 && w->pid() <= 0; ++i) std::this_thread::sleep_for(10ms);
-        const int pool = test::parent_of(w->pid());
-        if (pool <= 1) return 2;
+        const int spawner = test::parent_of(w->pid());
+        if (spawner <= 1) return 2;
         std::this_thread::sleep_for(300ms);  // the worker has turned its parent-death signal off by now
-        ::kill(pool, SIGKILL);  // the channel closes; the worker lives on
+        ::kill(spawner, SIGKILL);  // the channel closes; the worker lives on
         if (poll_for(*w, 1500ms)) {
           out << "reported dead while it still ran";
           return 3;

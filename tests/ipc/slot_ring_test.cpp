@@ -69,20 +69,20 @@ TEST_CASE("a slot goes FREE -> QUEUED -> CLAIMED -> FILLED -> HANDED_OUT -> FREE
   CHECK_FALSE(ring.release(0));
 }
 
-TEST_CASE("a dead worker's claim is taken back HELD - then requeued with a new ticket", "[slot_ring]") {
+TEST_CASE("a dead worker's claim is reclaimed HELD - then requeued with a new ticket", "[slot_ring]") {
   ipc::SlotRing ring({.num_slots = 3, .max_batch = 4, .payload_bytes = 64});
   for (uint32_t i = 0; i < 3; ++i) ring.queue(i);
   const auto c1 = ring.try_claim(1);
   REQUIRE(c1);
   ring.progress(c1->slot).store(42);
   REQUIRE(ring.try_claim(2));
-  const auto back = ring.take_back(1);
+  const auto back = ring.reclaim_from_dead(1);
   REQUIRE(back.size() == 1);
   CHECK(back[0].slot == c1->slot);
   CHECK(back[0].progress == 42);
   CHECK(ring.word(c1->slot).state == SlotState::kHeld);
   CHECK(ring.slot(c1->slot).attempts == 1);
-  CHECK(ring.take_back(1).empty());
+  CHECK(ring.reclaim_from_dead(1).empty());
   CHECK(ring.requeue(c1->slot));
   CHECK(ring.word(c1->slot).state == SlotState::kQueued);
   CHECK(ring.word(c1->slot).ticket != c1->ticket);
@@ -97,7 +97,7 @@ TEST_CASE("a dead worker's claim is taken back HELD - then requeued with a new t
 TEST_CASE("the main process fills a held slot itself or gives it up", "[slot_ring]") {
   ipc::SlotRing ring({.num_slots = 1, .max_batch = 1, .payload_bytes = 64});
   ring.queue(0);
-  CHECK(ring.take(0));  // in-process filling
+  CHECK(ring.claim_for_main(0));  // in-process filling
   CHECK(ring.word(0).state == SlotState::kHeld);
   CHECK_FALSE(ring.try_claim(0));
   CHECK(ring.put_filled(0));
@@ -225,7 +225,7 @@ TEST_CASE("workers claim tasks in the order they were queued, whatever slot hold
   const auto c = ring.try_claim(0);
   CHECK(c->slot == 1);
   // A requeued task keeps its place: it is older than one queued after it.
-  ring.take_back(0);
+  ring.reclaim_from_dead(0);
   CHECK(ring.requeue(1));
   CHECK(ring.requeue(2));
   CHECK(ring.try_claim(0)->slot == 2);  // queued first of all

@@ -92,7 +92,7 @@ TEST_CASE("fork-server workers load every index while the trainer runs threads -
       CHECK(content_ok);
       CHECK(test::exactly_once(seen, 120));
     }
-    CHECK(loader.stats().threaded_forks == 0);  // every worker came from the single-threaded pool
+    CHECK(loader.stats().threaded_forks == 0);  // every worker came from the single-threaded spawner
     CHECK(loader.stats().epochs == 25);
     for (int pid : first_pids) CHECK(test::process_gone(pid));  // non-persistent: stopped per epoch
   }
@@ -118,7 +118,7 @@ TEST_CASE("a fork-server worker that dies is replaced and the epoch completes", 
   std::vector<int> killed;
   for (auto& b : loader) {
     if (++n == 4) {
-      // The pool forks workers without the loader waiting: both have pids once it answered.
+      // The spawner forks workers without the loader waiting: both have pids once it answered.
       for (int i = 0; i < 200 && loader.worker_pids().size() < 2; ++i) std::this_thread::sleep_for(10ms);
       REQUIRE(loader.worker_pids().size() == 2);
       killed.push_back(loader.worker_pids()[1]);
@@ -155,7 +155,7 @@ TEST_CASE("fork-server misuse is a ConfigError naming the fix", "[forkserver][er
   CHECK_THROWS_AS(ringloader::init(), ConfigError);
 }
 
-TEST_CASE("after fork-server loaders no worker or pool is left and nothing is in /dev/shm", "[forkserver]") {
+TEST_CASE("after fork-server loaders no worker or spawner is left and nothing is in /dev/shm", "[forkserver]") {
   ensure_server();
   {
     LoaderOptions o;

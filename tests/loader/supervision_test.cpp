@@ -261,7 +261,7 @@ TEST_CASE("shutdown is bounded when forks fail or the fork server dies mid-epoch
     CHECK(r.code == 0);
     CHECK_THAT(r.text, Contains("cannot start worker") && Contains("Resource temporarily unavailable"));
   }
-  SECTION("the fork server and its pool are SIGKILLed mid-epoch") {
+  SECTION("the fork server and its spawner are SIGKILLed mid-epoch") {
     const auto r = test::run_in_child(
         [](test::Report& out) {
           // 1 ms a sample: the epoch cannot end before the kills reach the workers (under ASan a
@@ -281,10 +281,10 @@ TEST_CASE("shutdown is bounded when forks fail or the fork server dies mid-epoch
           (void)loader->next();
           for (int i = 0; i < 200 && loader->worker_pids().size() < 2; ++i) std::this_thread::sleep_for(10ms);
           if (loader->worker_pids().size() < 2) return 7;
-          const int pool = test::parent_of(loader->worker_pids().at(0));
-          const int server = test::parent_of(pool);
-          if (pool <= 1 || server <= 1 || server != test::parent_of(test::parent_of(loader->worker_pids().at(1)))) return 3;
-          ::kill(pool, SIGKILL);
+          const int spawner = test::parent_of(loader->worker_pids().at(0));
+          const int server = test::parent_of(spawner);
+          if (spawner <= 1 || server <= 1 || server != test::parent_of(test::parent_of(loader->worker_pids().at(1)))) return 3;
+          ::kill(spawner, SIGKILL);
           ::kill(server, SIGKILL);
           int code = 1;
           const auto t0 = std::chrono::steady_clock::now();
@@ -316,9 +316,9 @@ TEST_CASE("shutdown is bounded when forks fail or the fork server dies mid-epoch
   }
 }
 
-TEST_CASE("a stopped fork-server pool: next() stays within its timeout - the destructor ends the pool", "[supervision][shutdown]") {
-  // A respawn must not wait for a stopped pool's answer (10 s whatever the timeout), and the
-  // destructor must end the pool, not leave it (and its zombies) behind.
+TEST_CASE("a stopped fork-server spawner: next() stays within its timeout - the destructor ends the spawner", "[supervision][shutdown]") {
+  // A respawn must not wait for a stopped spawner's answer (10 s whatever the timeout), and the
+  // destructor must end the spawner, not leave it (and its zombies) behind.
   const auto r = test::run_in_child(
       [](test::Report& out) {
         register_dataset("hook", [](const std::string& n) { return std::make_shared<test::HookDataset>(std::stoul(n)); });
@@ -331,17 +331,17 @@ TEST_CASE("a stopped fork-server pool: next() stays within its timeout - the des
         o.start_method = StartMethod::kForkServer;
         auto loader = std::make_unique<DataLoader>(DatasetRecipe{"hook", "5000"}, o);
         (void)next_patiently(*loader);
-        // The batch may come from one worker before the pool has answered for the other: a pid
-        // is known once the pool's answer is read (worker_pids() reads it).
+        // The batch may come from one worker before the spawner has answered for the other: a pid
+        // is known once the spawner's answer is read (worker_pids() reads it).
         std::vector<int> pids = loader->worker_pids();
         for (int i = 0; i < 1000 && pids.empty(); ++i) {
           std::this_thread::sleep_for(10ms);
           pids = loader->worker_pids();
         }
         const int worker = pids.at(0);
-        const int pool = test::parent_of(worker);
-        ::kill(pool, SIGSTOP);
-        ::kill(worker, SIGKILL);  // its replacement must come from the stopped pool
+        const int spawner = test::parent_of(worker);
+        ::kill(spawner, SIGSTOP);
+        ::kill(worker, SIGKILL);  // its replacement must come from the stopped spawner
         std::chrono::milliseconds longest{0};
         for (int k = 0; k < 40; ++k) {
           const auto t0 = std::chrono::steady_clock::now();
@@ -357,15 +357,15 @@ TEST_CASE("a stopped fork-server pool: next() stays within its timeout - the des
         const auto t1 = std::chrono::steady_clock::now();
         loader.reset();
         out << "\ndestroyed in " << since(t1).count() << " ms";
-        for (int i = 0; i < 300 && ::kill(pool, 0) == 0 && test::parent_of(pool) > 0; ++i) {
+        for (int i = 0; i < 300 && ::kill(spawner, 0) == 0 && test::parent_of(spawner) > 0; ++i) {
           std::this_thread::sleep_for(10ms);
         }
-        if (test::process_gone(pool) == false) {
-          out << "\nthe stopped pool is still there";
+        if (test::process_gone(spawner) == false) {
+          out << "\nthe stopped spawner is still there";
           return 4;
         }
         // Loose on purpose (5 x timeout): the failure is a respawn blocking on the stopped
-        // pool, 10 s each; anything under that is the scheduler, not the loader.
+        // spawner, 10 s each; anything under that is the scheduler, not the loader.
         if (longest > 5 * o.timeout) return 2;
         return since(t1) < 5s ? 0 : 3;
       },

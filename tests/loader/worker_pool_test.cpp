@@ -81,11 +81,11 @@ std::vector<WorkerDeath> supervise_for(WorkerPool& pool, std::chrono::millisecon
   const auto end = std::chrono::steady_clock::now() + span;
   while (std::chrono::steady_clock::now() < end) {
     pool.watchdog();
-    for (auto& d : pool.service().deaths) deaths.push_back(std::move(d));
+    for (auto& d : pool.reap().deaths) deaths.push_back(std::move(d));
     std::this_thread::sleep_for(5ms);
   }
   std::this_thread::sleep_for(50ms);
-  for (auto& d : pool.service().deaths) deaths.push_back(std::move(d));
+  for (auto& d : pool.reap().deaths) deaths.push_back(std::move(d));
   return deaths;
 }
 
@@ -94,7 +94,7 @@ std::optional<WorkerDeath> supervise_until_death(WorkerPool& pool, std::chrono::
   const auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {
     pool.watchdog();
-    auto r = pool.service();
+    auto r = pool.reap();
     if (!r.deaths.empty()) return std::move(r.deaths.front());
     std::this_thread::sleep_for(5ms);
   }
@@ -112,10 +112,10 @@ void start_idle(WorkerPool& pool, std::span<WorkerRecord> records) {
   REQUIRE(records[0].phase.load() == static_cast<uint32_t>(WorkerPhase::kFilling));
 }
 
-WorkerPool::Report service_until_fatal(WorkerPool& pool, std::chrono::milliseconds limit) {
+WorkerPool::Report reap_until_fatal(WorkerPool& pool, std::chrono::milliseconds limit) {
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
-    auto r = pool.service();
+    auto r = pool.reap();
     if (!r.fatal) r.fatal = pool.respawn();
     if (r.fatal || std::chrono::steady_clock::now() - t0 > limit) return r;
     std::this_thread::sleep_for(10ms);
@@ -154,7 +154,7 @@ TEST_CASE("stop() never respawns: a worker killed before or while stopping stays
     late.join();
     CHECK(std::chrono::steady_clock::now() - t0 < 30s);  // bounded: a stop that respawned would not end
     CHECK(pool.pids().empty());
-    CHECK(pool.service().deaths.empty());  // stopped: nothing is reaped or replaced any more
+    CHECK(pool.reap().deaths.empty());  // stopped: nothing is reaped or replaced any more
     CHECK_FALSE(pool.respawn());
   }
   CHECK(launches == 2);
@@ -188,15 +188,15 @@ TEST_CASE("a worker that keeps dying at start-up is fatal on its third death in 
   cfg.num_workers = 1;
   WorkerPool pool(f.ring, f.records, std::make_unique<CountingLauncher>([](int) { return 1; }, &launches), cfg);
   pool.start();
-  const auto r = service_until_fatal(pool, 10s);
+  const auto r = reap_until_fatal(pool, 10s);
   REQUIRE(r.fatal);
   CHECK_THAT(*r.fatal, Catch::Contains("worker 0 died 3 times in a row while starting, before filling any batch") &&
                            Catch::Contains("exited with code 1"));
   CHECK(launches == 3);
   CHECK(pool.restarts() == 2);
-  // Fatal: no more forks, however long the pool is serviced.
+  // Fatal: no more forks, however long the pool is reaped.
   for (int i = 0; i < 20; ++i) {
-    (void)pool.service();
+    (void)pool.reap();
     CHECK_FALSE(pool.respawn());
     std::this_thread::sleep_for(10ms);
   }
@@ -214,7 +214,7 @@ TEST_CASE("forks that keep failing with no worker left are fatal - with backoff,
   WorkerPool pool(f.ring, f.records, std::make_unique<CountingLauncher>([](int) { return 0; }, &launches, 1), cfg);
   pool.start();
   const auto t0 = std::chrono::steady_clock::now();
-  const auto r = service_until_fatal(pool, 10s);
+  const auto r = reap_until_fatal(pool, 10s);
   REQUIRE(r.fatal);
   CHECK_THAT(*r.fatal, Catch::Contains("cannot start worker 0") && Catch::Contains("Resource temporarily unavailable") &&
                            Catch::Contains("4 attempts in a row"));

@@ -40,7 +40,7 @@ def test_forkserver_from_a_threaded_interpreter(tmp_path, image_folder):
             n = sum(len(y) for _, y in imgs)
             assert n == 40, n
             # A relative path given after a chdir reaches the server (whose directory is the
-            # one rl.init() ran in) as the folder the program meant, or the pool is rebuilt forever.
+            # one rl.init() ran in) as the folder the program meant, or the spawner is rebuilt forever.
             os.chdir(os.path.dirname({image_folder!r}))
             rel = rl.DataLoader(rl.ImageFolder(os.path.basename({image_folder!r}), size=32), batch_size=8,
                                 num_workers=1, start_method="forkserver", timeout=60)
@@ -75,7 +75,7 @@ def run_script(tmp_path, body, timeout=90):
 
 def test_a_class_the_server_cannot_unpickle_fails_once_naming_it(tmp_path):
     """A dataset class defined in __main__ after rl.init(): the server (forked before it existed)
-    cannot unpickle it: one error naming it, not pools rebuilt forever under a waiting loop."""
+    cannot unpickle it: one error naming it, not spawners rebuilt forever under a waiting loop."""
     out = run_script(tmp_path, """
         import time
         import ringloader as rl
@@ -121,9 +121,9 @@ def test_a_dataset_whose_recipe_is_megabytes_reaches_the_server(tmp_path):
     assert "SUM True" in out.stdout, out.stdout + out.stderr
 
 
-def test_a_pool_that_dies_building_the_dataset_fails_once(tmp_path):
-    """The server's pool dies (os._exit, a crash) while it unpickles the dataset: the loader raises
-    WorkerError after a few pools instead of forking new ones forever."""
+def test_a_spawner_that_dies_building_the_dataset_fails_once(tmp_path):
+    """The server's spawner dies (os._exit, a crash) while it unpickles the dataset: the loader raises
+    WorkerError after a few spawners instead of forking new ones forever."""
     out = run_script(tmp_path, """
         import os, time
         import ringloader as rl
@@ -134,7 +134,7 @@ def test_a_pool_that_dies_building_the_dataset_fails_once(tmp_path):
             def __setstate__(self, d):
                 self.__dict__.update(d)
                 if os.getpid() != self.main:
-                    os._exit(7)  # in the server's pool, rebuilding it
+                    os._exit(7)  # in the server's spawner, rebuilding it
             def __len__(self): return 8
             def get(self, index, out): out["v"][...] = index
 

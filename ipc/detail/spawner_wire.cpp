@@ -1,4 +1,4 @@
-#include "ipc/detail/pool_wire.hpp"
+#include "ipc/detail/spawner_wire.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>

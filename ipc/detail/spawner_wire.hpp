@@ -1,8 +1,8 @@
 #pragma once
-// The wire between a fork-server pool and the main process: one fixed-size Msg per packet on a
-// SOCK_SEQPACKET socket (boundaries kept), descriptors (a worker's pidfd, the pool's own)
-// attached with SCM_RIGHTS. Used by both ends: PoolClient (fork_server.cpp) and the pool's
-// loop (pool_host.cpp). Internal to ipc/.
+// The wire between a fork-server spawner and the main process: one fixed-size Msg per packet on a
+// SOCK_SEQPACKET socket (boundaries kept), descriptors (a worker's pidfd, the spawner's own)
+// attached with SCM_RIGHTS. Used by both ends: SpawnerClient (fork_server.cpp) and the spawner's
+// loop (spawner.cpp). Internal to ipc/.
 #include <sys/types.h>
 
 #include <cstddef>
@@ -15,7 +15,7 @@ namespace ringloader::ipc::detail {
 enum MsgType : int32_t { kSpawn = 1, kSpawned = 2, kDied = 3, kQuit = 4, kSpawnFailed = 5, kHello = 6, kFailed = 7 };
 constexpr size_t kMaxFailureText = 4000;  ///< a kFailed message: the Msg, then at most this much text
 
-/// One message between a pool and the main process (SOCK_SEQPACKET keeps boundaries).
+/// One message between a spawner and the main process (SOCK_SEQPACKET keeps boundaries).
 struct Msg {
   int32_t type = 0;
   int32_t id = -1;

@@ -1,6 +1,6 @@
-// The pool process's side of the fork-server start method: its loop (forking workers on
+// The spawner process's side of the fork-server start method: its loop (forking workers on
 // request, reporting deaths) and its last word when it cannot serve. The main process's side
-// (ForkServer, PoolClient) is in fork_server.cpp; both speak detail/pool_wire.hpp.
+// (ForkServer, SpawnerClient) is in fork_server.cpp; both speak detail/spawner_wire.hpp.
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,7 +14,7 @@
 #include <system_error>
 
 #include "core/posix_error.hpp"
-#include "ipc/detail/pool_wire.hpp"
+#include "ipc/detail/spawner_wire.hpp"
 #include "ipc/fork_server.hpp"
 
 namespace ringloader::ipc {
@@ -23,7 +23,7 @@ using core::posix_error;
 using core::UniqueFd;
 using namespace detail;
 
-void report_pool_failure(int channel, const std::string& why) {
+void report_spawner_failure(int channel, const std::string& why) {
   Msg m;
   m.type = kFailed;
   std::string packet(reinterpret_cast<const char*>(&m), sizeof m);
@@ -47,13 +47,13 @@ void report_pool_failure(int channel, const std::string& why) {
   }
 }
 
-int run_pool_host(int channel, const std::function<int(int)>& body) {
+int run_spawner(int channel, const std::function<int(int)>& body) {
   {
     Msg hello;
     hello.type = kHello;
     hello.pid = ::getpid();
     UniqueFd self(pidfd_open(::getpid()));
-    send_msg(channel, hello, self.get());  // lets the main process SIGKILL a pool that is stopped or stuck
+    send_msg(channel, hello, self.get());  // lets the main process SIGKILL a spawner that is stopped or stuck
   }
   std::map<int, WorkerProcess> workers;  // by worker id
   bool quitting = false;
