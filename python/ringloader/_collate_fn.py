@@ -16,6 +16,7 @@ that pads to the longest sequence, say) raises, naming the sizes and collate_byt
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import pickle
 import struct
@@ -25,6 +26,20 @@ from ._errors import ConfigError
 from .datasets import _Wraps, _WrapsStream
 
 FIELD = "collated"
+_STASH = {}  # without workers: collate_fn's output by key, handed over as it is (no pickling)
+_STASH_TAG = "ringloader-in-process"
+_stash_keys = itertools.count()
+
+
+def _stash(obj):
+    """Without workers the output never leaves this process: the slot carries a key to it, so
+    what torch's single-process loader hands over as it is (a generator, a class made inside a
+    function, a deep structure) comes back the same object."""
+    key = next(_stash_keys)
+    _STASH[key] = obj
+    while len(_STASH) > 64:  # an abandoned epoch's batches: never asked for
+        _STASH.pop(next(iter(_STASH)))
+    return (_STASH_TAG, key)
 ALIGN = 64
 _HEAD = struct.Struct("<QQ")  # pickle bytes, buffer count; then (offset, length) per buffer
 
@@ -101,9 +116,12 @@ def decode(flat):
     global _BASES
     _BASES = {}
     try:
-        return pickle.loads(flat[start:start + size].data, buffers=buffers)
+        obj = pickle.loads(flat[start:start + size].data, buffers=buffers)
     finally:
         _BASES = None
+    if type(obj) is tuple and len(obj) == 2 and obj[0] == _STASH_TAG:
+        return _STASH.pop(obj[1])
+    return obj
 
 
 def _align(n):
@@ -131,8 +149,9 @@ class CollatedMap(_Wraps):
     """A map-style dataset whose batches are collate_fn(samples): a Dataset for the native loader
     (rl.Dataset's get(index, out) protocol)."""
 
-    def __init__(self, ds, collate_fn, share, auto_batch):
+    def __init__(self, ds, collate_fn, share, auto_batch, in_process=False):
         self.ds, self.collate_fn, self.share, self.auto_batch = ds, collate_fn, share, auto_batch
+        self.in_process = in_process
         self.schema = {FIELD: ("uint8", (share,))}
         self._serial = None
         self._encoded = None  # (pieces, total) or the exception the batch raised
@@ -147,7 +166,7 @@ class CollatedMap(_Wraps):
             indices = out.batch
             try:
                 result = self.collate_fn([self.ds[i] for i in indices] if self.auto_batch else self.ds[indices[0]])
-                self._encoded = encode(result)
+                self._encoded = encode(_stash(result) if self.in_process else result)
             except Exception as e:  # noqa: BLE001 - the batch raises it, at each of its samples
                 self._encoded = e
                 raise
@@ -169,15 +188,17 @@ class CollatedStream(_WrapsStream):
     """A stream whose samples are whole batches: collate_fn over `batch_size` samples of the
     worker's part of the user's stream, as torch batches a stream in each worker."""
 
-    def __init__(self, ds, collate_fn, share, batch_size, drop_last):
+    def __init__(self, ds, collate_fn, share, batch_size, drop_last, in_process=False):
         self.ds, self.collate_fn, self.batch_size, self.drop_last = ds, collate_fn, batch_size, drop_last
+        self.in_process = in_process
         self.share = share
         self.schema = {FIELD: ("uint8", (share,))}
 
     def __iter__(self):
         import numpy as np
         for group in _groups(iter(self.ds), self.batch_size, self.drop_last):
-            pieces, total = encode(self.collate_fn(group))
+            result = self.collate_fn(group)
+            pieces, total = encode(_stash(result) if self.in_process else result)
             if total > self.share:
                 raise ConfigError(f"collate_fn's output for a batch is {total} bytes, and the slot holds {self.share}, "
                                   f"learned from the first batch: give the loader collate_bytes= of at least "

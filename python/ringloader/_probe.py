@@ -46,7 +46,20 @@ def map_plan(ds, num_workers, timeout=0.0):
     child goes on from the next."""
     n = len(ds)
     candidates = sorted(set(range(min(n, 8))) | {k * n // (PROBES - 8) for k in range(PROBES - 8)})
+    if num_workers == 0:  # no workers: torch runs the dataset in this process, and so does this
+        return _in_process(lambda: _map_child(ds, 0, candidates), ds)
     return _tries(lambda rest: _map_child(ds, num_workers, rest), candidates, ds, timeout)
+
+
+def _in_process(work, ds):
+    """What a child would answer, worked out here. Without workers nothing forks: a fork of a
+    process whose torch thread pool has run can deadlock in that pool (torch never forks then)."""
+    global _progress_fd
+    _progress_fd = -1
+    result = work()
+    if result[0] == "plan":
+        return Probe(result[1], result[2], result[3])
+    return _result(pickle.dumps(result), ds, os.getpid())
 
 
 def stream_plan(ds, num_workers, timeout=0.0):
@@ -87,6 +100,8 @@ def collate_share(ds, collate_fn, num_workers, batch_size, stream, drop_last, ti
             return ("value", _collate_fn.share_for(total, n))
         except Exception:  # noqa: BLE001 - the epoch raises it at the batch's place
             return ("value", None)
+    if num_workers == 0:
+        return work()[1]
     got = _run(work, ds, timeout)
     return None if isinstance(got, _Died) else got
 
@@ -128,7 +143,8 @@ def _stream_child(ds, num_workers, worker_ids):
 
 def _found(sample, index, failures, ds):
     plan = Plan(sample)  # a sample no batch can hold is a ConfigError: sent back, raised there
-    return ("plan", _dumps(plan), index, failures)
+    in_child = _progress_fd >= 0
+    return ("plan", _dumps(plan) if in_child else plan, index, failures)
 
 
 class _ClassPickler(pickle.Pickler):
@@ -189,7 +205,8 @@ _progress_fd = -1  # in the child: where _trying() reports
 
 def _trying(what):
     """In the child: about to load `what` (a sample index, or a stream worker's id)."""
-    os.write(_progress_fd, b"T" + struct.pack("<q", what))
+    if _progress_fd >= 0:
+        os.write(_progress_fd, b"T" + struct.pack("<q", what))
 
 
 def _run(child_work, ds, timeout):

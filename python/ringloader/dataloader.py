@@ -159,6 +159,29 @@ def _mix(a, b):
     return (a * 0x9E3779B97F4A7C15 + b) & ((1 << 63) - 1)
 
 
+def _torch_samplers(dataset, sampler, shuffle, generator, batch_size, drop_last, batch_sampler):
+    """The sampler and batch_sampler attributes torch's DataLoader has (integrations read them:
+    Lightning and accelerate rebuild a loader from them): torch's RandomSampler /
+    SequentialSampler (an iterable dataset: torch's infinite constant one) and BatchSampler
+    where the user gave none. They describe the loading; ringloader's own order runs natively.
+    Without torch: what the user gave."""
+    try:
+        from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+        from torch.utils.data.dataloader import _InfiniteConstantSampler
+    except ImportError:
+        return sampler, batch_sampler
+    if sampler is None:
+        if _is_iterable(dataset):
+            sampler = _InfiniteConstantSampler()
+        elif shuffle:
+            sampler = RandomSampler(dataset, generator=generator)
+        else:
+            sampler = SequentialSampler(dataset)
+    if batch_sampler is None and batch_size is not None:
+        batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+    return sampler, batch_sampler
+
+
 def _is_torch_dataset(ds):
     """A dataset of the user's own (torch's or any __getitem__/__iter__), not one of ringloader's."""
     if isinstance(ds, (Dataset, IterableDataset, _ImageDataset)):
@@ -344,7 +367,9 @@ class DataLoader:
                        worker_init_fn=functools.partial(_worker.call_init_fn, worker_init_fn, dataset)
                        if worker_init_fn is not None and num_workers > 0 else None)
         self.worker_init_fn = worker_init_fn
-        self.sampler = sampler
+        self._user_sampler = sampler  # what the loader runs; self.sampler is torch's attribute
+        self.sampler, batching = _torch_samplers(dataset, sampler, shuffle, generator, batch_size, drop_last,
+                                                 batch_sampler)
         self._iter_gen = 0
         self._loader = _core.Loader(core_ds, options)
         self._layout = None  # (names, ragged, to_tensor), from the first batch: one assignment, so a Ctrl-C never half-sets it
@@ -353,7 +378,7 @@ class DataLoader:
         self.prefetch_factor, self.persistent_workers = prefetch_factor, persistent_workers
         self.timeout, self.drop_last, self.in_order = timeout, drop_last, in_order
         self.pin_memory, self.pin_memory_device = pin_memory, pin_memory_device
-        self.multiprocessing_context, self.collate_fn, self.batch_sampler = multiprocessing_context, collate_fn, batch_sampler
+        self.multiprocessing_context, self.collate_fn, self.batch_sampler = multiprocessing_context, collate_fn, batching
         if pin_memory:
             self._pin()
         self._initialized = True
@@ -380,8 +405,9 @@ class DataLoader:
     def __iter__(self):
         """Starts an epoch (abandoning an unfinished one) and iterates it."""
         loader = self._loader
-        if isinstance(self.sampler, _NativeSampler) and self.sampler.epoch is not None:
-            loader.set_epoch(self.sampler.epoch)
+        user = self._user_sampler
+        if isinstance(user, _NativeSampler) and user.epoch is not None:
+            loader.set_epoch(user.epoch)
         for primed in self._primed:
             primed.prime()
         try:
@@ -415,7 +441,10 @@ class DataLoader:
                           stacklevel=4)
         stream = _is_iterable(dataset)
         batch = batch_size if self._auto_batch else None
-        if collate_bytes is not None:
+        in_process = num_workers == 0  # the output stays in this process: no layout to learn
+        if in_process:
+            share = 4096
+        elif collate_bytes is not None:
             share = collate_bytes * (batch or 1) if stream else collate_bytes
         elif not stream and len(dataset) == 0:
             share = 4096
@@ -425,8 +454,8 @@ class DataLoader:
                 share = 1 << 16
         share = _collate_fn.share_for(0, 1) if share < 4096 else (share + 63) // 64 * 64
         if stream:
-            return _collate_fn.CollatedStream(dataset, collate_fn, share, batch, drop_last)
-        return _collate_fn.CollatedMap(dataset, collate_fn, share, self._auto_batch)
+            return _collate_fn.CollatedStream(dataset, collate_fn, share, batch, drop_last, in_process)
+        return _collate_fn.CollatedMap(dataset, collate_fn, share, self._auto_batch, in_process)
 
     def _draw_epoch_seed(self):
         """The seed of the epoch iter() starts, without seed=: drawn from `generator` (or torch's
@@ -438,7 +467,7 @@ class DataLoader:
         if not (self.persistent_workers and self._base_drawn):
             seed = _draw_seed(self.generator)
             self._base_drawn = seed is not None
-        if self._shuffle and self.sampler is None:
+        if self._shuffle and self._user_sampler is None:
             if self.generator is None:
                 order = _draw_seed(None)
                 if order is not None:
@@ -500,8 +529,9 @@ class DataLoader:
         of the user's own with set_epoch (torch's DistributedSampler) is told too; without this
         call the loader never sets a sampler's epoch, as torch's DataLoader never does."""
         self._loader.set_epoch(epoch)
-        if self.sampler is not None and not isinstance(self.sampler, _NativeSampler) and hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
+        user = self._user_sampler
+        if user is not None and not isinstance(user, _NativeSampler) and hasattr(user, "set_epoch"):
+            user.set_epoch(epoch)
 
     def state_dict(self) -> dict:
         """The loader's position at this batch boundary; load_state_dict() on a loader built the
@@ -533,7 +563,7 @@ class DataLoader:
 
     def _batching(self):
         return {"batch_size": self.batch_size, "drop_last": self.drop_last, "shuffle": self._shuffle,
-                "sampler": None if self.sampler is None else type(self.sampler).__name__}
+                "sampler": None if self._user_sampler is None else type(self._user_sampler).__name__}
 
     # -- inspection and control
     @property

@@ -125,7 +125,12 @@ class Growing(TorchDataset):
         return torch.zeros(1 + 4000 * (i // 4))  # batch 0 is tiny, batch 2 is 8000 floats a sample
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+def test_without_workers_any_batch_size_is_handed_over():
+    """The output never enters the slot without workers: no room to outgrow."""
+    assert [b.shape[0] for b in rl.DataLoader(Growing(), batch_size=4, collate_fn=pad_sequence)] == [1, 4001, 8001]
+
+
+@pytest.mark.parametrize("workers", [2])
 def test_a_batch_larger_than_the_slot_raises_naming_collate_bytes(workers):
     it = iter(rl.DataLoader(Growing(), batch_size=4, num_workers=workers, collate_fn=pad_sequence))
     assert next(it).shape == (1, 4)  # pad_sequence: time first

@@ -138,6 +138,50 @@ def test_a_batch_sampler_without_batch_size_gives_torchs_batches():
     assert got[rl.DataLoader] == got[TorchLoader]
 
 
+@pytest.mark.parametrize("kwargs", [dict(batch_size=2, shuffle=True), dict(batch_size=2), dict(batch_size=None),
+                                    dict(batch_size=3, drop_last=True, sampler=[5, 4, 3, 2, 1, 0])])
+def test_sampler_and_batch_sampler_attributes_are_torchs(kwargs):
+    """Integrations (Lightning, accelerate) read them to rebuild a loader."""
+    ours, theirs = rl.DataLoader(list(range(6)), **kwargs), TorchLoader(list(range(6)), **kwargs)
+    assert type(ours.sampler) is type(theirs.sampler) and type(ours.batch_sampler) is type(theirs.batch_sampler)
+    if theirs.batch_sampler is not None:
+        assert (ours.batch_sampler.batch_size, ours.batch_sampler.drop_last) == \
+            (theirs.batch_sampler.batch_size, theirs.batch_sampler.drop_last)
+    if not kwargs.get("shuffle"):
+        assert list(ours.sampler) == list(theirs.sampler)
+
+
+class Threaded(TorchDataset):
+    """Runs a multi-threaded torch op: a process forked after torch's thread pool ran can
+    deadlock in that pool, so nothing may fork to learn the layout without workers."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        x = torch.nn.functional.interpolate(torch.rand(1, 3, 256, 256), size=(300, 300), mode="bilinear")
+        return x[0, :, :4, :4]
+
+
+def test_without_workers_nothing_forks_to_learn_the_layout():
+    torch.nn.functional.interpolate(torch.rand(1, 3, 512, 512), size=(600, 600))  # the pool runs
+    for collate_fn in (None, lambda b: torch.stack(b)):
+        loader = rl.DataLoader(Threaded(), batch_size=2, collate_fn=collate_fn)
+        assert [b.shape for b in loader] == [(2, 3, 4, 4)] * 2
+
+
+def test_without_workers_collate_fn_hands_its_output_over_as_it_is():
+    """torch's single-process loader never pickles: a generator or a class made inside a function."""
+    import collections
+    Local = collections.namedtuple("Local", "x")
+
+    def collate(batch):
+        return Local(x for x in batch)
+    for make in (rl.DataLoader, TorchLoader):
+        got = [list(b.x) for b in make(list(range(5)), batch_size=2, collate_fn=collate)]
+        assert got == [[0, 1], [2, 3], [4]], make.__module__
+
+
 def test_shuffling_an_empty_dataset_is_torchs_error():
     for make in (rl.DataLoader, TorchLoader):
         with pytest.raises(ValueError, match="num_samples should be a positive integer value"):
