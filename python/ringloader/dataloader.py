@@ -258,7 +258,8 @@ class DataLoader:
       collate_bytes    with collate_fn: the slot's bytes per sample for its output (default:
                        1.5 x the first batch's, learned in a child process).
       schema           a torch dataset's fields as {name: (dtype, shape)}, instead of learning
-                       them from its first sample (loaded in a child process, as worker 0).
+                       them from its first sample (loaded as worker 0 would, in a child
+                       process; without workers, here).
 
     Batches are views of the slot: it goes back to the ring when the last tensor of the batch is
     freed; a loop that holds more batches than the ring spares gets copies (stats()). rl.Dataset

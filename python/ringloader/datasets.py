@@ -69,7 +69,7 @@ def _no_layout_error(probe, what):
 class _TorchMapDataset(_Wraps, Dataset):
     """An existing map-style dataset (torch.utils.data.Dataset, or anything with __getitem__ and
     __len__) run unchanged: each sample is copied once into the slot. Its layout is learned from
-    a sample loaded in a child process (_probe.py), never here."""
+    a sample loaded in a child process (_probe.py), never here, when there are workers."""
 
     def __init__(self, ds, schema=None, num_workers=0, timeout=0.0):
         self.ds = ds
