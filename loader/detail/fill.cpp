@@ -179,11 +179,17 @@ std::string current_exception_type() {
   return {};
 }
 
-void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices,
-                const FillContext& ctx) {
+/// A slot about to be filled: its meta reset and its variable fields' offsets at 0.
+static BatchMeta* begin_batch(const SlotLayout& layout, std::byte* payload) {
   BatchMeta* meta = layout.meta(payload);
   reset_meta(meta);
   init_offsets(layout, payload);
+  return meta;
+}
+
+void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payload, std::span<const int64_t> indices,
+                const FillContext& ctx) {
+  BatchMeta* meta = begin_batch(layout, payload);
   int64_t* delivered = layout.delivered(payload);
   SampleTargets t;
   size_t pos = 0;
@@ -248,9 +254,7 @@ void fill_batch(datasets::Dataset& ds, const SlotLayout& layout, std::byte* payl
 
 void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, std::byte* payload, size_t batch_size,
                        const FillContext& ctx, bool& exhausted, int64_t& stream_position) {
-  BatchMeta* meta = layout.meta(payload);
-  reset_meta(meta);
-  init_offsets(layout, payload);
+  BatchMeta* meta = begin_batch(layout, payload);
   int64_t* delivered = layout.delivered(payload);
   SampleTargets t;
   size_t pos = 0;
@@ -288,9 +292,7 @@ void fill_stream_batch(datasets::IterableDataset& ds, const SlotLayout& layout, 
 }
 
 void fail_stream_start(const SlotLayout& layout, std::byte* payload, const FillContext& ctx) {
-  BatchMeta* meta = layout.meta(payload);
-  reset_meta(meta);
-  init_offsets(layout, payload);
+  BatchMeta* meta = begin_batch(layout, payload);
   const int err = resource_errno();
   std::string type, traceback;
   const std::string what = "starting the stream (set_epoch / __iter__) raised " + describe_current("unknown", type, &traceback);

@@ -165,7 +165,7 @@ class CollatedMap(_Wraps):
             self._serial, self._cursor = out.batch_serial, 0
             indices = out.batch
             try:
-                result = self.collate_fn([self.ds[i] for i in indices] if self.auto_batch else self.ds[indices[0]])
+                result = collate(self.ds, self.collate_fn, indices, self.auto_batch)
                 self._encoded = encode(_stash(result) if self.in_process else result)
             except Exception as e:  # noqa: BLE001 - the batch raises it, at each of its samples
                 self._encoded = e
@@ -223,10 +223,14 @@ def _groups(it, size, drop_last):
         yield group
 
 
+def collate(ds, collate_fn, indices, auto_batch):
+    """collate_fn's output for the batch of `indices` (with batch_size=None, for its one sample)."""
+    return collate_fn([ds[i] for i in indices] if auto_batch else ds[indices[0]])
+
+
 def first_total(ds, collate_fn, indices, auto_batch):
     """In the layout child: the encoded size of the first batch."""
-    result = collate_fn([ds[i] for i in indices] if auto_batch else ds[indices[0]])
-    return encode(result)[1]
+    return encode(collate(ds, collate_fn, indices, auto_batch))[1]
 
 
 def first_stream_total(ds, collate_fn, batch_size, drop_last):

@@ -59,7 +59,7 @@ def _in_process(work, ds):
     result = work()
     if result[0] == "plan":
         return Probe(result[1], result[2], result[3])
-    return _result(pickle.dumps(result), ds, os.getpid())
+    return _result(result, ds)
 
 
 def stream_plan(ds, num_workers, timeout=0.0):
@@ -251,7 +251,7 @@ def _run(child_work, ds, timeout):
         why = (f"was killed by signal {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
                else f"exited with status {os.waitstatus_to_exitcode(status)}")
         return _Died(trying, f"{why} (pid {pid})")
-    return _result(data[9:], ds, pid)
+    return _result(pickle.loads(data[9:]), ds)
 
 
 def _die_with_parent():
@@ -280,8 +280,7 @@ def _read_all(fd, timeout, pid):
         chunks.append(chunk)
 
 
-def _result(data, ds, pid):
-    result = pickle.loads(data)
+def _result(result, ds):
     kind = result[0]
     if kind == "plan":
         return Probe(_loads(result[1]), result[2], result[3])

@@ -302,7 +302,6 @@ class DataLoader:
                                                timeout)
             if isinstance(core_ds, _collate_fn.CollatedStream):
                 stream_batch, drop_last = batch_size, False
-            self._make_batch = self._collated(lambda fields: _collate_fn.decode(_flat(fields[0])))
         elif isinstance(dataset, _ImageDataset) and dataset.native:
             core_ds = dataset._native
         elif isinstance(dataset, _ImageDataset):  # a transform the native pipeline does not have: torchvision's way
@@ -322,8 +321,8 @@ class DataLoader:
             raise ConfigError(f"a {type(dataset).__name__} is not a dataset: give an rl.Dataset, rl.IterableDataset, "
                               "rl.ImageFolder or a torch Dataset")
         plan = getattr(core_ds, "plan", None) if isinstance(core_ds, (_TorchMapDataset, _TorchIterableDataset)) else None
-        if collate_fn is not None:
-            pass  # its batch maker is set above
+        if collate_fn is not None:  # its output, unpickled from the slot
+            self._make_batch = self._collated(lambda fields: _collate_fn.decode(_flat(fields[0])))
         elif plan is not None:  # a torch dataset: batches shaped as default_collate shapes them
             self._single = False
             self._make_batch = self._collated(plan.build if self._auto_batch else plan.build_one)
